@@ -1,0 +1,33 @@
+"""Extract: validate the run's input, then stream the ratings from PostgreSQL into S3."""
+
+from contextlib import closing
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from recommender.aws import s3_client
+from recommender.config import ConfigError, Settings
+from recommender.database import connect
+from recommender.steps import extract
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = Settings.from_env()
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL is not set: the database the ratings are read from")
+    extract.validate_input(event.get("input"))  # fail on a bad input before connecting
+    with closing(connect(settings.database_url, "recommender-extract")) as conn:
+        result = extract.run(conn, s3_client(), settings, event["run_id"], event.get("input"))
+    metrics.add_metric("RowsExtracted", MetricUnit.Count, result["extract"]["rows"])
+    metrics.add_metric("ExtractSeconds", MetricUnit.Seconds, result["extract"]["seconds"])
+    logger.info("extracted", extra=result["extract"])
+    return result

@@ -1,0 +1,33 @@
+"""Merge: verify every shard, write the fallback and the manifest, then move `latest.json`."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from recommender.aws import s3_client
+from recommender.config import Settings
+from recommender.steps import merge
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = merge.run(
+        s3_client(),
+        Settings.from_env(),
+        event["run_id"],
+        event["config"],
+        event["extract"],
+        event["train"],
+    )
+    metrics.add_metric("UsersPublished", MetricUnit.Count, result["users"])
+    metrics.add_metric("ShardsPublished", MetricUnit.Count, result["shards"])
+    logger.info("published", extra=result)
+    return result

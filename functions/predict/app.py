@@ -1,0 +1,28 @@
+"""Predict: the top-N unseen items for every user of one shard (one DISTRIBUTED Map item)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from recommender.aws import s3_client
+from recommender.config import Settings
+from recommender.steps import predict
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    shard = event["shard"]
+    logger.append_keys(shard=shard["index"])
+    result = predict.run(s3_client(), Settings.from_env(), event["run_id"], shard, event["top_n"])
+    metrics.add_metric("UsersScored", MetricUnit.Count, result["users"])
+    metrics.add_metric("SecondsPerShard", MetricUnit.Seconds, result["seconds"])
+    logger.info("shard written", extra=result)
+    return result

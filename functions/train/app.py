@@ -1,0 +1,28 @@
+"""Train: fit the Surprise algorithm, write the model's arrays and the shard plan."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from recommender.aws import s3_client
+from recommender.config import Settings
+from recommender.steps import train
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = train.run(s3_client(), Settings.from_env(), event["run_id"], event["config"])
+    metrics.add_metric("UsersTrained", MetricUnit.Count, result["users"])
+    metrics.add_metric("ItemsTrained", MetricUnit.Count, result["items"])
+    metrics.add_metric("Shards", MetricUnit.Count, result["shards"])
+    metrics.add_metric("TrainSeconds", MetricUnit.Seconds, result["seconds"])
+    logger.info("trained", extra=result)
+    return result

@@ -1,0 +1,263 @@
+"""`recommender`: run the workflow locally (demo, run) and read its output (recommend)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack, closing
+from pathlib import Path
+from typing import Any
+
+from .client import Recommendations, RecommendationsError
+from .config import ConfigError, RunConfig
+
+DEFAULT_OUT = Path("recommender-output")
+DEMO_SOURCE = {"table": "ratings", "timestamp_column": "rated_at"}
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("state machine input (all optional; see README)")
+    group.add_argument("--input", type=Path, help="a JSON file with the state machine input")
+    group.add_argument("--algorithm", help="Surprise algorithm name (default SVD)")
+    group.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="algorithm parameter; VALUE is JSON (e.g. n_factors=50, sim_options='{\"user_based\":false}')",
+    )
+    group.add_argument("--top-n", type=int)
+    group.add_argument("--users-per-shard", type=int)
+    group.add_argument("--max-concurrency", type=int)
+    group.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"))
+    group.add_argument("--table")
+    group.add_argument("--schema")
+    group.add_argument("--user-column")
+    group.add_argument("--item-column")
+    group.add_argument("--rating-column")
+    group.add_argument("--timestamp-column")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder the run's objects are exported to (default {DEFAULT_OUT})")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def run_input_from_args(args: argparse.Namespace, source_defaults: dict[str, Any]) -> dict[str, Any]:
+    """The state machine input: --input file first, then the individual options over it."""
+    run_input: dict[str, Any] = json.loads(args.input.read_text()) if args.input else {}
+    for name in ("algorithm", "top_n", "users_per_shard", "max_concurrency"):
+        if getattr(args, name) is not None:
+            run_input[name] = getattr(args, name)
+    if args.rating_scale:
+        run_input["rating_scale"] = list(args.rating_scale)
+    if args.param:
+        params = dict(run_input.get("params") or {})
+        for item in args.param:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--param {item!r} is not KEY=VALUE")
+            try:
+                params[key] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key] = value
+        run_input["params"] = params
+    source = {**source_defaults, **(run_input.get("source") or {})}
+    for name in ("table", "schema", "user_column", "item_column", "rating_column", "timestamp_column"):
+        if getattr(args, name) is not None:
+            source[name] = getattr(args, name)
+    if source:
+        run_input["source"] = source
+    RunConfig.from_input(run_input)  # a bad option fails here, before any server starts
+    return run_input
+
+
+class Progress:
+    """Prints the states as the execution enters and leaves them, and the Map's item counts."""
+
+    def __init__(self, engine: Any, quiet: bool) -> None:
+        self.engine, self.quiet = engine, quiet
+        self.started = time.monotonic()
+        self.entered: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self.last_counts: tuple[int, ...] | None = None
+        self.in_map = False
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"  [{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            name = event["stateEnteredEventDetails"]["name"]
+            self.entered[name] = time.monotonic()
+            self.in_map = kind == "MapStateEntered"
+            self.say(f"{name} ...")
+        elif kind.endswith("StateExited"):
+            name = event["stateExitedEventDetails"]["name"]
+            self.seconds[name] = time.monotonic() - self.entered.get(name, self.started)
+            self.in_map = False if kind == "MapStateExited" else self.in_map
+            self.say(f"{name}: done in {self.seconds[name]:.1f}s")
+        elif kind.endswith("Failed") and "executionFailedEventDetails" in event:
+            details = event["executionFailedEventDetails"]
+            self.say(f"FAILED: {details.get('error')}: {details.get('cause', '')[:300]}")
+
+    def on_tick(self, execution_arn: str) -> None:
+        if not self.in_map:
+            return
+        counts = self.engine.map_progress(execution_arn)
+        if counts:
+            key = (counts["succeeded"], counts["failed"], counts["total"])
+            if key != self.last_counts:
+                self.last_counts = key
+                self.say(f"  shards: {counts['succeeded']}/{counts['total']} done,"
+                         f" {counts['running']} running, {counts['failed']} failed")
+
+
+def execute(database_url: str, run_input: dict[str, Any], out: Path, quiet: bool) -> int:
+    """Run the state machine locally; export the bucket; print a summary. Returns an exit code."""
+    from .local import LocalEngine
+
+    with LocalEngine(database_url) as engine:
+        progress = Progress(engine, quiet)
+        print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
+        result = engine.run(run_input, on_event=progress.on_event, on_tick=progress.on_tick)
+        out.mkdir(parents=True, exist_ok=True)
+        exported = engine.export(out)
+    if result.status != "SUCCEEDED":
+        print(f"\nThe run {result.name} {result.status}: {result.error}\n  {result.cause}", file=sys.stderr)
+        print(f"Nothing was published; {exported} object(s) of earlier steps are in {out.resolve()}")
+        return 1
+    print_summary(out, progress.seconds, result.seconds)
+    return 0
+
+
+def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> None:
+    recs = Recommendations.open(out)
+    manifest = recs.manifest
+    model = manifest["model"]
+    print(f"\nRun {manifest['run_id']} published in {wall:.1f}s")
+    print(f"  ratings: {manifest['dataset']['rows']:,}   users: {model['users']:,}"
+          f"   items: {model['items']:,}   shards: {len(manifest['shards'])}"
+          f"   algorithm: {model['algorithm']} ({model['kind']})")
+    print("  seconds per step (state, as the engine saw it; inside the Lambda):")
+    timings = manifest["timings"]
+    inner = {
+        "Extract": timings["extract_seconds"],
+        "Train": timings["train_seconds"],
+        "Recommend": timings["predict_seconds_max_shard"],
+        "Verify": timings["merge_seconds"],
+    }
+    for name, seconds in state_seconds.items():
+        own = next((v for k, v in inner.items() if name.startswith(k)), None)
+        extra = f"  ({own:.2f}s" + (" slowest shard)" if name.startswith("Recommend") else ")") if own is not None else ""
+        print(f"    {name:<42} {seconds:6.2f}{extra}")
+    shown = [s["first_user"] for s in manifest["shards"][:3]]
+    print("\nA few users' recommendations:")
+    for user in shown:
+        answer = recs.for_user(user, n=5)
+        print(f"  user {user}: " + ", ".join(f"{i} ({s:.2f})" for i, s in zip(answer.items, answer.scores)))
+    unknown = recs.for_user("someone-new", n=5)
+    print("  a new user (fallback): " + ", ".join(unknown.items))
+    print(f"\nOutput folder: {out.resolve()}")
+    print(f"Try: recommender recommend {shown[0]} --from {out}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .sample_data import SyntheticSpec, load_ratings, synthetic_ratings
+
+    run_input = run_input_from_args(args, DEMO_SOURCE)
+    if "users_per_shard" not in run_input:
+        run_input["users_per_shard"] = max(1, -(-args.users // 4))  # four shards by default
+    config = RunConfig.from_input(run_input)
+    with ExitStack() as stack:
+        url = args.database_url or _embedded(stack)
+        spec = SyntheticSpec(users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed)
+        print(f"Generating synthetic ratings: {spec.users:,} users x {spec.items:,} items,"
+              f" ~{spec.ratings_per_user} ratings per user (seed {spec.seed})")
+        started = time.monotonic()
+        with closing(_writable(url)) as conn:
+            rows = load_ratings(conn, synthetic_ratings(spec), config.source)
+        print(f"  loaded {rows:,} ratings into table {config.source.table!r} in {time.monotonic() - started:.1f}s")
+        return execute(url, run_input, args.out, args.quiet)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .sample_data import load_ratings, read_movielens
+
+    source_defaults: dict[str, Any] = {"timestamp_column": "rated_at"} if args.movielens else {}
+    run_input = run_input_from_args(args, source_defaults)
+    config = RunConfig.from_input(run_input)
+    with ExitStack() as stack:
+        url = args.database_url or _embedded(stack)
+        if args.movielens:
+            print(f"Loading {args.movielens} into table {config.source.table!r} (replacing it)")
+            with closing(_writable(url)) as conn:
+                rows = load_ratings(conn, read_movielens(args.movielens), config.source)
+            print(f"  loaded {rows:,} ratings")
+        return execute(url, run_input, args.out, args.quiet)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    recs = Recommendations.open(args.source)
+    answer = recs.for_user(args.user_id, n=args.n)
+    kind = "personal recommendations" if answer.personal else "unknown user: fallback list"
+    print(f"user {answer.user} ({kind}, run {answer.run_id}):")
+    for rank, (item, score) in enumerate(zip(answer.items, answer.scores), start=1):
+        print(f"  {rank:3d}. {item}  {score:.3f}")
+    return 0
+
+
+def _embedded(stack: ExitStack) -> str:
+    from .local import embedded_postgres
+
+    print("No database URL given: starting an embedded PostgreSQL (pgserver)")
+    url: str = stack.enter_context(embedded_postgres())
+    return url
+
+
+def _writable(url: str) -> Any:
+    import psycopg2
+
+    return psycopg2.connect(url)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recommender", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="synthetic ratings in an embedded PostgreSQL, run end to end")
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--items", type=int, default=1000)
+    demo.add_argument("--ratings-per-user", type=int, default=40)
+    demo.add_argument("--seed", type=int, default=0)
+    _add_run_options(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    run = commands.add_parser("run", help="run end to end on your own PostgreSQL table")
+    run.add_argument("--movielens", type=Path, help="load a MovieLens folder into the table first")
+    _add_run_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    rec = commands.add_parser("recommend", help="a user's recommendations from published output")
+    rec.add_argument("user_id")
+    rec.add_argument("--from", dest="source", default=str(DEFAULT_OUT),
+                     help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})")
+    rec.add_argument("-n", type=int, default=None, help="how many items (default: all published)")
+    rec.set_defaults(handler=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (ConfigError, RecommendationsError, FileNotFoundError) as error:
+        print(f"recommender: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Configuration: the execution input of one run, and the settings of the deployment.
+
+Both are read once into frozen dataclasses. The execution input is validated in the first step
+(Extract) so that a typo in an algorithm name or a column fails in seconds, not after training.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_ALGORITHM = "SVD"
+DEFAULT_TOP_N = 10
+DEFAULT_USERS_PER_SHARD = 1000
+DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_SEED = 0
+
+# Upper bounds that catch a mistyped number before it turns into a huge bill or a huge object.
+MAX_TOP_N = 1000
+MAX_USERS_PER_SHARD = 1_000_000
+MAX_CONCURRENCY = 1000
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+class ConfigError(ValueError):
+    """The execution input or the deployment settings are wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """Where the ratings live in the user's database. Names are quoted with sql.Identifier."""
+
+    table: str = "ratings"
+    schema: str | None = None
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    rating_column: str = "rating"
+    timestamp_column: str | None = None
+
+    @classmethod
+    def from_input(cls, raw: Any) -> SourceTable:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ConfigError("source must be an object with table and column names")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"source has unknown field(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name in known:
+            if name not in raw or raw[name] is None:
+                continue
+            value = raw[name]
+            if not isinstance(value, str) or not value or len(value) > 63:
+                raise ConfigError(f"source.{name} must be a non-empty name of at most 63 characters")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The state machine input, with every default filled in. Stored in each step's output."""
+
+    algorithm: str = DEFAULT_ALGORITHM
+    params: dict[str, Any] = field(default_factory=dict)
+    top_n: int = DEFAULT_TOP_N
+    users_per_shard: int = DEFAULT_USERS_PER_SHARD
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    rating_scale: tuple[float, float] | None = None
+    source: SourceTable = field(default_factory=SourceTable)
+
+    @classmethod
+    def from_input(cls, raw: Any) -> RunConfig:
+        """Validate the execution input; every field is optional."""
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ConfigError("the execution input must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown input field(s): {', '.join(unknown)}")
+
+        algorithm = raw.get("algorithm", DEFAULT_ALGORITHM)
+        if not isinstance(algorithm, str):
+            raise ConfigError("algorithm must be the name of a Surprise algorithm, e.g. 'SVD'")
+        params = raw.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError("params must be an object of the algorithm's keyword arguments")
+
+        return cls(
+            algorithm=algorithm,
+            params=dict(params),
+            top_n=_bounded_int(raw, "top_n", DEFAULT_TOP_N, MAX_TOP_N),
+            users_per_shard=_bounded_int(
+                raw, "users_per_shard", DEFAULT_USERS_PER_SHARD, MAX_USERS_PER_SHARD
+            ),
+            max_concurrency=_bounded_int(
+                raw, "max_concurrency", DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
+            ),
+            rating_scale=_rating_scale(raw.get("rating_scale")),
+            source=SourceTable.from_input(raw.get("source")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rating_scale"] = list(self.rating_scale) if self.rating_scale else None
+        return data
+
+
+def _bounded_int(raw: dict[str, Any], name: str, default: int, upper: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not 1 <= value <= upper:
+        raise ConfigError(f"{name} must be between 1 and {upper}, got {value}")
+    return value
+
+
+def _rating_scale(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or not value[0] < value[1]
+    ):
+        raise ConfigError(f"rating_scale must be [low, high] with low < high, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def check_run_id(run_id: Any) -> str:
+    """Run ids become S3 key segments; the execution name rules keep them safe there."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ConfigError(
+            f"run_id must be 1-80 letters, digits, '-' or '_' (an execution name), got {run_id!r}"
+        )
+    return run_id
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment settings, from the Lambda environment (the template) or the local runner."""
+
+    bucket: str
+    prefix: str = "recommender"
+    database_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ) if env is None else env
+        bucket = env.get("RECOMMENDER_BUCKET", "")
+        if not bucket:
+            raise ConfigError("RECOMMENDER_BUCKET is not set: the bucket the runs are written to")
+        prefix = env.get("RECOMMENDER_PREFIX", "recommender").strip("/")
+        return cls(bucket=bucket, prefix=prefix, database_url=env.get("DATABASE_URL") or None)

@@ -1,0 +1,341 @@
+"""Run the real state machine without AWS: moto's Step Functions engine, S3 served by moto, and
+every Lambda task dispatched to the handler in `functions/<step>/app.py`, in this process.
+
+THE SEAM (the one place that depends on moto's internals; moto is pinned in pyproject.toml):
+with `mock_aws(config={"lambda": {"use_docker": False}})`, moto's Lambda backend is
+`moto.awslambda_simple.models.LambdaSimpleBackend`, whose `invoke(self, function_name, qualifier,
+body, headers, response_headers)` only echoes its input. `_invoke` below replaces it: it maps the
+function name to our handler, calls it with the decoded event and a Lambda-like context, and
+reports an exception the way Lambda does (`x-amz-function-error: Unhandled` and an
+`{errorType, errorMessage, stackTrace}` body), so Retry and Catch see the exception's class name
+as the error. Both Step Functions tasks and our own `lambda.invoke` calls go through it. See
+`../shared/notes/local-engine.md` for what moto's engine does and does not do.
+
+The ASL file is used as it is, with `${...}` DefinitionSubstitutions filled in the way
+CloudFormation does it. The handlers share this process: the environment the template gives each
+function is set here, once, for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+PINNED_MOTO = "5.2.5"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+DEFINITION = Path("statemachine") / "recommender.asl.json"
+
+# Logical function name in template.yaml -> (handler file, ASL substitution naming its ARN)
+FUNCTIONS = {
+    "ExtractFunction": ("functions/extract/app.py", "ExtractFunctionArn"),
+    "TrainFunction": ("functions/train/app.py", "TrainFunctionArn"),
+    "PredictFunction": ("functions/predict/app.py", "PredictFunctionArn"),
+    "MergeFunction": ("functions/merge/app.py", "MergeFunctionArn"),
+    "RecordFailureFunction": ("functions/record_failure/app.py", "RecordFailureFunctionArn"),
+}
+BUCKET_SUBSTITUTION = "RecommendationsBucket"
+FUNCTION_TIMEOUT_SECONDS = 900
+
+Handler = Callable[[dict[str, Any], Any], Any]
+_handlers: dict[str, Handler] = {}
+_active = threading.Lock()
+
+
+class LocalRunError(RuntimeError):
+    """The local engine could not run the state machine at all (not: the run failed)."""
+
+
+def project_root() -> Path:
+    """The source checkout holding statemachine/ and functions/ (RECOMMENDER_HOME overrides)."""
+    root = Path(os.environ.get("RECOMMENDER_HOME") or Path(__file__).resolve().parents[3])
+    if not (root / DEFINITION).is_file():
+        raise LocalRunError(
+            f"{root / DEFINITION} not found: run from a source checkout installed with"
+            " `pip install -e .`, or set RECOMMENDER_HOME to it"
+        )
+    return root
+
+
+def render_definition(text: str, substitutions: dict[str, str]) -> str:
+    """Fill `${Name}` placeholders as CloudFormation's DefinitionSubstitutions does."""
+    missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(substitutions))
+    if missing:
+        raise LocalRunError(f"the definition uses undefined substitution(s): {', '.join(missing)}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], text)
+
+
+def load_handler(path: Path) -> Handler:
+    spec = importlib.util.spec_from_file_location(f"local_{path.parent.name}_app", path)
+    if spec is None or spec.loader is None:
+        raise LocalRunError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = module.lambda_handler
+    return handler
+
+
+@dataclass
+class LocalContext:
+    """What the handlers (and Powertools) read from Lambda's context object."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+    deadline: float = field(default_factory=lambda: time.monotonic() + FUNCTION_TIMEOUT_SECONDS)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def _invoke(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: dict[str, str],
+) -> bytes:
+    """Replaces LambdaSimpleBackend.invoke: run our handler instead of echoing the input."""
+    name = function_name.split(":function:")[-1].split(":")[0]
+    handler = _handlers.get(name)
+    if handler is None:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps(
+            {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name}"}
+        ).encode()
+    event = json.loads(body) if body else {}
+    try:
+        result = handler(event, LocalContext(name))
+    except Exception as error:  # reported to Step Functions exactly like Lambda does
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps(
+            {
+                "errorType": type(error).__name__,
+                "errorMessage": str(error),
+                "stackTrace": traceback.format_tb(error.__traceback__),
+            }
+        ).encode()
+    return json.dumps(result).encode()
+
+
+@dataclass
+class RunResult:
+    execution_arn: str
+    name: str
+    status: str
+    seconds: float
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+
+
+class LocalEngine:
+    """A context manager: AWS mocked, bucket created, functions and state machine deployed."""
+
+    def __init__(
+        self,
+        database_url: str | None,
+        bucket: str = "recommender-local",
+        prefix: str = "recommender",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.root = project_root()
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.environment = {
+            "AWS_DEFAULT_REGION": REGION,
+            "RECOMMENDER_BUCKET": bucket,
+            "RECOMMENDER_PREFIX": self.prefix,
+            "POWERTOOLS_SERVICE_NAME": "recommender",
+            "POWERTOOLS_METRICS_NAMESPACE": "Recommender",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            **({"DATABASE_URL": database_url} if database_url else {}),
+            **(env or {}),
+        }
+        self._patches: list[Any] = []
+        self.state_machine_arn = ""
+
+    def __enter__(self) -> LocalEngine:
+        if not _active.acquire(blocking=False):
+            raise LocalRunError("another LocalEngine is running in this process")
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._patches = [
+            mock.patch.dict(os.environ, self.environment),
+            mock_aws(
+                config={
+                    "stepfunctions": {"execute_state_machine": True},
+                    "lambda": {"use_docker": False},
+                }
+            ),
+            mock.patch.object(LambdaSimpleBackend, "invoke", _invoke),
+        ]
+        for patch in self._patches:
+            patch.start()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.s3.create_bucket(Bucket=self.bucket)
+        role = boto3.client("iam", region_name=REGION).create_role(
+            RoleName="recommender-local",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        substitutions = {BUCKET_SUBSTITUTION: self.bucket}
+        for logical, (path, substitution) in FUNCTIONS.items():
+            name = f"recommender-{logical.removesuffix('Function').lower()}"
+            _handlers[name] = load_handler(self.root / path)
+            arn = lam.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=role,
+                Handler="app.lambda_handler",
+                Code={"ZipFile": _placeholder_zip()},
+                Timeout=FUNCTION_TIMEOUT_SECONDS,
+            )["FunctionArn"]
+            substitutions[substitution] = arn
+        definition = render_definition((self.root / DEFINITION).read_text(), substitutions)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="recommender", definition=definition, roleArn=role
+        )["stateMachineArn"]
+
+    def __exit__(self, *exc: Any) -> None:
+        for patch in reversed(self._patches):
+            patch.stop()
+        self._patches = []
+        _handlers.clear()
+        _active.release()
+
+    def start(self, run_input: dict[str, Any], name: str | None = None) -> str:
+        name = name or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        arn: str = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(run_input)
+        )["executionArn"]
+        return arn
+
+    def wait(
+        self,
+        execution_arn: str,
+        timeout: float = 3600,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_tick: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        """Poll until the execution ends, passing each new history event to `on_event` and the
+        execution ARN to `on_tick` at every poll (for progress displays)."""
+        started = time.monotonic()
+        seen = 0
+        while True:
+            description = self.sfn.describe_execution(executionArn=execution_arn)
+            if on_event is not None:
+                events = self.sfn.get_execution_history(executionArn=execution_arn)["events"]
+                for event in events[seen:]:
+                    on_event(event)
+                seen = len(events)
+            if on_tick is not None:
+                on_tick(execution_arn)
+            if description["status"] != "RUNNING":
+                break
+            if time.monotonic() - started > timeout:
+                raise LocalRunError(f"execution still running after {timeout:.0f} s")
+            time.sleep(0.2)
+        output = description.get("output")
+        return RunResult(
+            execution_arn=execution_arn,
+            name=description["name"],
+            status=description["status"],
+            seconds=time.monotonic() - started,
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+        )
+
+    def run(
+        self,
+        run_input: dict[str, Any],
+        name: str | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_tick: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        return self.wait(self.start(run_input, name), on_event=on_event, on_tick=on_tick)
+
+    def map_progress(self, execution_arn: str) -> dict[str, int] | None:
+        """Item counts of the execution's DISTRIBUTED Map run, once it has started."""
+        runs = self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+        if not runs:
+            return None
+        counts: dict[str, int] = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])[
+            "itemCounts"
+        ]
+        return counts
+
+    def export(self, destination: Path) -> int:
+        """Copy every object under the prefix to `destination`, keeping the layout; returns count."""
+        count = 0
+        paginator = self.s3.get_paginator("list_objects_v2")
+        head = f"{self.prefix}/" if self.prefix else ""
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=head):
+            for entry in page.get("Contents", []):
+                target = destination / entry["Key"][len(head) :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=entry["Key"])["Body"].read())
+                count += 1
+        return count
+
+
+def _placeholder_zip() -> bytes:
+    """moto's create_function wants a code package; the real code is the handler file itself."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
+    """A real PostgreSQL server from the `pgserver` wheel, started on demand; yields its URL.
+
+    With no `data_dir` the cluster lives in a temporary folder removed afterwards.
+    """
+    import pgserver
+
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recommender-pg-")))
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        stack.callback(server.cleanup)
+        yield str(server.get_uri())

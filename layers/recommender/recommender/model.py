@@ -1,0 +1,194 @@
+"""The published model as plain arrays: what a predictor needs, and nothing that must be unpickled.
+
+`model.npz` is loaded with `allow_pickle=False`. Ids are stored as one UTF-8 byte array plus
+offsets, so any string (commas, quotes, newlines, NUL, any script) survives exactly.
+
+Two kinds of model exist today:
+- `factors` (SVD): the estimate is `mu + bu[u] + bi[i] + pu[u] . qi[i]` (or `pu . qi` unbiased),
+  scored for whole blocks of users at once.
+- `refit` (every other algorithm): the predictor refits the algorithm from the dataset snapshot
+  with the same parameters and seed, then calls Surprise's `estimate` for every (user, item) pair.
+  Correct, but slow; the model metadata says so.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from surprise import PredictionImpossible
+
+from .training import FittedModel
+
+FORMAT_VERSION = 1
+KIND_FACTORS = "factors"
+KIND_REFIT = "refit"
+UNKNOWN_USER = "UKN__"  # the inner id Surprise's predict() gives a user it has never seen
+
+
+def encode_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def decode_strings(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+    raw = data.tobytes()
+    bounds = offsets.tolist()
+    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def utf8_order(ids: list[str]) -> np.ndarray:
+    """Indices of `ids` sorted by their UTF-8 bytes: an order every language can reproduce."""
+    return np.asarray(
+        sorted(range(len(ids)), key=lambda k: ids[k].encode("utf-8", "surrogatepass")),
+        dtype=np.int64,
+    )
+
+
+@dataclass
+class ModelArrays:
+    kind: str
+    user_ids: list[str]
+    item_ids: list[str]
+    seen_indptr: np.ndarray  # CSR over inner user ids: items each user rated
+    seen_indices: np.ndarray
+    item_counts: np.ndarray  # ratings per item, for the tie rule and the fallback
+    global_mean: float
+    rating_scale: tuple[float, float]
+    unknown_user_scores: np.ndarray  # Surprise's estimate of every item for a never-seen user
+    user_order: np.ndarray  # inner user ids in UTF-8 byte order of their raw ids: the shard order
+    factors: dict[str, np.ndarray] = field(default_factory=dict)
+    biased: bool = True
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def seen(self, user: int) -> np.ndarray:
+        return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
+
+    def tie_rank(self) -> np.ndarray:
+        """Rank of every item under the tie rule: more ratings first, then lower inner id."""
+        order = np.lexsort((np.arange(self.n_items), -self.item_counts))
+        rank = np.empty(self.n_items, dtype=np.int64)
+        rank[order] = np.arange(self.n_items)
+        return rank
+
+    def to_bytes(self) -> bytes:
+        users, user_offsets = encode_strings(self.user_ids)
+        items, item_offsets = encode_strings(self.item_ids)
+        arrays: dict[str, Any] = {
+            "format_version": np.int64(FORMAT_VERSION),
+            "kind": np.str_(self.kind),
+            "user_ids": users,
+            "user_offsets": user_offsets,
+            "item_ids": items,
+            "item_offsets": item_offsets,
+            "seen_indptr": self.seen_indptr,
+            "seen_indices": self.seen_indices,
+            "item_counts": self.item_counts,
+            "global_mean": np.float64(self.global_mean),
+            "rating_scale": np.asarray(self.rating_scale, dtype=np.float64),
+            "unknown_user_scores": self.unknown_user_scores,
+            "user_order": self.user_order,
+            "biased": np.bool_(self.biased),
+        }
+        arrays.update({f"factor_{name}": value for name, value in self.factors.items()})
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelArrays:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            version = int(npz["format_version"])
+            if version != FORMAT_VERSION:
+                raise ValueError(f"model format {version} is not {FORMAT_VERSION}")
+            scale = npz["rating_scale"]
+            return cls(
+                kind=str(npz["kind"]),
+                user_ids=decode_strings(npz["user_ids"], npz["user_offsets"]),
+                item_ids=decode_strings(npz["item_ids"], npz["item_offsets"]),
+                seen_indptr=npz["seen_indptr"],
+                seen_indices=npz["seen_indices"],
+                item_counts=npz["item_counts"],
+                global_mean=float(npz["global_mean"]),
+                rating_scale=(float(scale[0]), float(scale[1])),
+                unknown_user_scores=npz["unknown_user_scores"],
+                user_order=npz["user_order"],
+                factors={
+                    name.removeprefix("factor_"): npz[name]
+                    for name in npz.files
+                    if name.startswith("factor_")
+                },
+                biased=bool(npz["biased"]),
+            )
+
+
+def estimate_or_default(algo: Any, user: Any, item: Any) -> float:
+    """Surprise's estimate, unclipped, with its own fallback when the prediction is impossible."""
+    try:
+        est = algo.estimate(user, item)
+    except PredictionImpossible:
+        return float(algo.default_prediction())
+    return float(est[0] if isinstance(est, tuple) else est)
+
+
+def model_from_fit(fitted: FittedModel) -> ModelArrays:
+    algo, trainset = fitted.algorithm, fitted.trainset
+    n_users, n_items = trainset.n_users, trainset.n_items
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
+    indices = np.fromiter(
+        (i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int32, count=int(indptr[-1])
+    )
+    counts = np.asarray([len(trainset.ir[i]) for i in range(n_items)], dtype=np.int64)
+    unknown = np.asarray(
+        [estimate_or_default(algo, UNKNOWN_USER, i) for i in range(n_items)], dtype=np.float64
+    )
+    name = type(algo).__name__
+    factors: dict[str, np.ndarray] = {}
+    biased = True
+    kind = KIND_REFIT
+    if name == "SVD":
+        kind = KIND_FACTORS
+        biased = bool(algo.biased)
+        factors = {"pu": np.asarray(algo.pu), "qi": np.asarray(algo.qi)}
+        if biased:
+            factors.update(bu=np.asarray(algo.bu), bi=np.asarray(algo.bi))
+    user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
+    return ModelArrays(
+        kind=kind,
+        user_ids=user_ids,
+        item_ids=[trainset.to_raw_iid(i) for i in range(n_items)],
+        seen_indptr=indptr,
+        seen_indices=indices,
+        item_counts=counts,
+        global_mean=float(trainset.global_mean),
+        rating_scale=(float(fitted.rating_scale[0]), float(fitted.rating_scale[1])),
+        unknown_user_scores=unknown,
+        user_order=utf8_order(user_ids),
+        factors=factors,
+        biased=biased,
+    )
+
+
+def library_versions() -> dict[str, str]:
+    import surprise
+
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-surprise": surprise.__version__,
+        "platform": sys.platform,
+    }

@@ -1,0 +1,72 @@
+"""The shard plan, and the shard objects the predictors write.
+
+Users are ordered by the UTF-8 bytes of their raw ids and cut into contiguous, balanced ranges
+(sizes differ by at most one). Each shard therefore covers an id range, and the manifest's
+`first_user`/`last_user` let any reader find a user's shard by binary search without opening the
+others.
+
+A shard object is gzip-compressed JSON Lines, one user per line:
+`{"user": "<id>", "items": ["<id>", ...], "scores": [4.87, ...]}`, best item first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # the client reads shards without importing Surprise
+    from .model import ModelArrays
+    from .scoring import UserTopN
+
+
+def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]]:
+    """One item per shard, for the DISTRIBUTED Map's ItemReader."""
+    n_users = model.n_users
+    n_shards = max(1, math.ceil(n_users / users_per_shard))
+    bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
+    plan = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end <= start:
+            continue
+        plan.append(
+            {
+                "index": len(plan),
+                "start": start,
+                "end": end,
+                "users": end - start,
+                "first_user": model.user_ids[int(model.user_order[start])],
+                "last_user": model.user_ids[int(model.user_order[end - 1])],
+            }
+        )
+    return plan
+
+
+def shard_users(model: ModelArrays, shard: dict[str, Any]) -> np.ndarray:
+    """Inner ids of the shard's users, in shard order."""
+    return np.asarray(model.user_order[int(shard["start"]) : int(shard["end"])], dtype=np.int64)
+
+
+def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, int]:
+    """Serialise a shard's lists; returns (gzip bytes, number of users)."""
+    lines = []
+    for top in lists:
+        record = {
+            "user": model.user_ids[top.user],
+            "items": [model.item_ids[i] for i in top.items.tolist()],
+            "scores": [round(s, 6) for s in top.scores.tolist()],
+        }
+        lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+    payload = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass") if lines else b""
+    return gzip.compress(payload, compresslevel=6, mtime=0), len(lines)
+
+
+def decode_shard(data: bytes) -> Iterator[dict[str, Any]]:
+    # split on "\n" only: ids may hold U+2028 and other characters str.splitlines() breaks on
+    for line in gzip.decompress(data).decode("utf-8", "surrogatepass").split("\n"):
+        if line:
+            yield json.loads(line)

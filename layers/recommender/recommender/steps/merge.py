@@ -1,0 +1,157 @@
+"""Step 4: verify every shard, write the fallback and the manifest, and only then move `latest`.
+
+Step Functions may report a Map as successful with shards missing (moto drops failed iterations
+silently, and on AWS a tolerated failure does the same), so the plan, not the Map's output, is the
+truth: every planned shard must exist, match the checksum its predictor recorded, and hold the
+planned number of users. Otherwise nothing is published and `latest.json` stays where it was.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..config import Settings
+from ..manifest import build_latest, build_manifest
+from ..model import ModelArrays, library_versions
+from ..scoring import fallback
+from ..sharding import decode_shard
+from ..storage import (
+    RunPaths,
+    get_bytes,
+    get_json,
+    latest_key,
+    put_json,
+    relative_key,
+    sha256_hex,
+)
+
+VERIFY_THREADS = 8
+
+
+class IncompleteRunError(RuntimeError):
+    """Some planned shard is missing or damaged: the run is not published."""
+
+
+def verify_shard(s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one shard, or a ValueError saying what is wrong with it."""
+    key = paths.shard(int(planned["index"]))
+    try:
+        response = s3.get_object(Bucket=settings.bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        raise ValueError(f"shard {planned['index']}: {key} is missing") from None
+    data = response["Body"].read()
+    recorded = response.get("Metadata", {})
+    digest = sha256_hex(data)
+    if recorded.get("sha256") != digest:
+        raise ValueError(f"shard {planned['index']}: {key} does not match its recorded checksum")
+    try:
+        users = sum(1 for _ in decode_shard(data))
+    except (OSError, EOFError, ValueError) as error:
+        raise ValueError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
+    if users != planned["users"]:
+        raise ValueError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
+    return {
+        "index": planned["index"],
+        "key": relative_key(settings.prefix, key),
+        "users": users,
+        "first_user": planned["first_user"],
+        "last_user": planned["last_user"],
+        "bytes": len(data),
+        "sha256": digest,
+        "seconds": float(recorded.get("seconds", "nan")),
+    }
+
+
+def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str, Any]]:
+    plan = get_json(s3, settings.bucket, paths.shard_plan)
+
+    def check(planned: dict[str, Any]) -> dict[str, Any] | str:
+        try:
+            return verify_shard(s3, settings, paths, planned)
+        except ValueError as problem:
+            return str(problem)
+
+    with ThreadPoolExecutor(VERIFY_THREADS) as pool:
+        results = list(pool.map(check, plan))
+    problems = [r for r in results if isinstance(r, str)]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise IncompleteRunError(
+            f"run {paths.run_id} not published: {len(problems)} of {len(plan)} shard(s) failed"
+            f" verification: {shown}"
+        )
+    return [r for r in results if isinstance(r, dict)]
+
+
+def run(
+    s3: Any,
+    settings: Settings,
+    run_id: str,
+    config: dict[str, Any],
+    extract: dict[str, Any],
+    train: dict[str, Any],
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    paths = RunPaths(settings.prefix, run_id)
+    shards = verify_shards(s3, settings, paths)
+
+    model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
+    top = fallback(model, config["top_n"])
+    fallback_doc = {
+        "items": [model.item_ids[i] for i in top.items.tolist()],
+        "scores": [round(s, 6) for s in top.scores.tolist()],
+    }
+    put_json(s3, settings.bucket, paths.fallback, fallback_doc)
+
+    shard_seconds = [s["seconds"] for s in shards]
+    manifest = build_manifest(
+        run_id=run_id,
+        config=config,
+        dataset={
+            "key": relative_key(settings.prefix, paths.dataset),
+            "metadata_key": relative_key(settings.prefix, paths.dataset_meta),
+            "rows": extract["rows"],
+            "bytes": extract["bytes"],
+            "sha256": extract["sha256"],
+        },
+        model={
+            "key": relative_key(settings.prefix, paths.model),
+            "metadata_key": relative_key(settings.prefix, paths.model_meta),
+            "algorithm": config["algorithm"],
+            "params": config["params"],
+            "kind": model.kind,
+            "users": model.n_users,
+            "items": model.n_items,
+            "ratings": train["ratings"],
+            "rating_scale": list(model.rating_scale),
+        },
+        shards=shards,
+        fallback={"key": relative_key(settings.prefix, paths.fallback), **fallback_doc},
+        timings={
+            "extract_seconds": extract["seconds"],
+            "train_seconds": train["seconds"],
+            "predict_seconds_total": sum(shard_seconds),
+            "predict_seconds_max_shard": max(shard_seconds),
+            "merge_seconds": time.perf_counter() - started,
+        },
+        versions=library_versions(),
+    )
+    put_json(s3, settings.bucket, paths.manifest, manifest)
+    latest = build_latest(run_id, relative_key(settings.prefix, paths.manifest), manifest["created_at"])
+    put_json(s3, settings.bucket, latest_key(settings.prefix), latest)
+    return {
+        "manifest_key": paths.manifest,
+        "latest_key": latest_key(settings.prefix),
+        "users": manifest["users"],
+        "shards": len(shards),
+    }
+
+
+def record_failure(s3: Any, settings: Settings, run_id: str, error: dict[str, Any]) -> dict[str, Any]:
+    """Leave the reason a run failed next to its objects; `latest.json` is not touched."""
+    paths = RunPaths(settings.prefix, run_id)
+    document = {"run_id": run_id, "error": error.get("Error"), "cause": error.get("Cause")}
+    put_json(s3, settings.bucket, paths.failure, document)
+    return {"failure_key": paths.failure}

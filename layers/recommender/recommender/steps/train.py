@@ -1,0 +1,53 @@
+"""Step 2: fit the algorithm on the snapshot, publish the model's arrays and the shard plan."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..config import RunConfig, Settings
+from ..dataset import read_snapshot
+from ..model import library_versions, model_from_fit
+from ..sharding import plan_shards
+from ..storage import RunPaths, put_bytes, put_json
+from ..training import fit
+
+
+def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    config = RunConfig.from_input(raw_config)
+    paths = RunPaths(settings.prefix, run_id)
+    body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
+    ratings = read_snapshot(body)
+    fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
+    model = model_from_fit(fitted)
+    put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
+    put_json(
+        s3,
+        settings.bucket,
+        paths.model_meta,
+        {
+            "algorithm": config.algorithm,
+            "params": fitted.params,
+            "kind": model.kind,
+            "rating_scale": list(model.rating_scale),
+            "users": model.n_users,
+            "items": model.n_items,
+            "ratings": ratings.n_ratings,
+            "global_mean": model.global_mean,
+            "fit_seconds": round(fitted.seconds, 3),
+            "versions": library_versions(),
+        },
+    )
+    plan = plan_shards(model, config.users_per_shard)
+    put_json(s3, settings.bucket, paths.shard_plan, plan)
+    return {
+        "model_key": paths.model,
+        "shard_plan_key": paths.shard_plan,
+        "shards": len(plan),
+        "users": model.n_users,
+        "items": model.n_items,
+        "ratings": ratings.n_ratings,
+        "fit_seconds": round(fitted.seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,205 @@
+"""The storage layout of a run in S3, and the few S3 operations the steps need.
+
+Every key is built here, so the layout in the README and in the design has one source. Objects are
+always written whole (PutObject, or a multipart upload that is completed only at the end), so no
+reader ever sees half an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .config import check_run_id
+
+JSON_CONTENT = "application/json"
+MULTIPART_PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The keys of one run: `<prefix>/runs/<run_id>/...`."""
+
+    prefix: str
+    run_id: str
+
+    def __post_init__(self) -> None:
+        check_run_id(self.run_id)
+
+    @property
+    def root(self) -> str:
+        return _join(self.prefix, "runs", self.run_id)
+
+    @property
+    def dataset(self) -> str:
+        return _join(self.root, "dataset", "ratings.csv.gz")
+
+    @property
+    def dataset_meta(self) -> str:
+        return _join(self.root, "dataset", "metadata.json")
+
+    @property
+    def model(self) -> str:
+        return _join(self.root, "model", "model.npz")
+
+    @property
+    def model_meta(self) -> str:
+        return _join(self.root, "model", "metadata.json")
+
+    @property
+    def shard_plan(self) -> str:
+        return _join(self.root, "shards.json")
+
+    def shard(self, index: int) -> str:
+        return _join(self.root, "recommendations", f"shard-{index:05d}.jsonl.gz")
+
+    @property
+    def fallback(self) -> str:
+        return _join(self.root, "fallback.json")
+
+    @property
+    def manifest(self) -> str:
+        return _join(self.root, "manifest.json")
+
+    @property
+    def failure(self) -> str:
+        return _join(self.root, "failure.json")
+
+
+def latest_key(prefix: str) -> str:
+    return _join(prefix, "latest.json")
+
+
+def relative_key(prefix: str, key: str) -> str:
+    """Keys in the manifest are relative to the prefix, so a copied folder still resolves them."""
+    head = _join(prefix) + "/" if _join(prefix) else ""
+    return key[len(head) :] if head and key.startswith(head) else key
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put_bytes(
+    s3: Any,
+    bucket: str,
+    key: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+) -> None:
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
+    )
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
+def put_json(s3: Any, bucket: str, key: str, obj: Any) -> None:
+    data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    put_bytes(s3, bucket, key, data, content_type=JSON_CONTENT)
+
+
+def get_json(s3: Any, bucket: str, key: str) -> Any:
+    return json.loads(get_bytes(s3, bucket, key))
+
+
+def object_exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+class S3Writer(io.RawIOBase):
+    """A write-only file that streams into one S3 object and hashes what it writes.
+
+    Parts of MULTIPART_PART_SIZE are uploaded as they fill, so memory stays bounded whatever the
+    size of the object and nothing touches /tmp. The object appears only when `close()` completes
+    the upload; `abort()` (or an exception inside a `with` block) leaves nothing behind.
+    """
+
+    def __init__(self, s3: Any, bucket: str, key: str, content_type: str) -> None:
+        super().__init__()
+        self._s3, self._bucket, self._key, self._content_type = s3, bucket, key, content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._hash = hashlib.sha256()
+        self.bytes_written = 0
+        self.sha256 = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._buffer += chunk
+        self._hash.update(chunk)
+        self.bytes_written += len(chunk)
+        if len(self._buffer) >= MULTIPART_PART_SIZE:
+            self._upload_part()
+        return len(chunk)
+
+    def _upload_part(self) -> None:
+        if self._upload_id is None:
+            created = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+            )
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        response = self._s3.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._upload_id is None:
+            put_bytes(self._s3, self._bucket, self._key, bytes(self._buffer), self._content_type)
+        else:
+            if self._buffer:
+                self._upload_part()
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self.sha256 = self._hash.hexdigest()
+        self._buffer.clear()
+        super().close()
+
+    def abort(self) -> None:
+        if self._upload_id is not None:
+            self._s3.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+            )
+            self._upload_id = None
+        self._buffer.clear()
+        super().close()
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()

@@ -1,0 +1,135 @@
+"""Fitting a Surprise algorithm on a dataset snapshot.
+
+The trainset is built from compact arrays, without pandas, yet identical to what
+`Dataset.load_from_df(df, reader).build_full_trainset()` builds from the snapshot's rows in their
+stored order: same inner ids, same rating order in `ur` and `ir`. Anyone can therefore reproduce a
+published model with Surprise alone from the snapshot, the seed and the parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import surprise
+from surprise import AlgoBase, Trainset
+
+from .config import DEFAULT_SEED, ConfigError
+from .dataset import DatasetError, Ratings
+
+ALGORITHM_NAMES = (
+    "SVD",
+    "SVDpp",
+    "NMF",
+    "BaselineOnly",
+    "KNNBasic",
+    "KNNWithMeans",
+    "KNNWithZScore",
+    "KNNBaseline",
+    "SlopeOne",
+    "CoClustering",
+    "NormalPredictor",
+)
+
+
+def algorithm_class(name: str) -> type[AlgoBase]:
+    if name not in ALGORITHM_NAMES:
+        raise ConfigError(f"algorithm {name!r} is not one of: {', '.join(ALGORITHM_NAMES)}")
+    cls: type[AlgoBase] = getattr(surprise, name)
+    return cls
+
+
+def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments the algorithm is built with: the user's, checked, plus the defaults
+    that make a run reproducible and quiet (a fixed `random_state`, `verbose=False`)."""
+    cls = algorithm_class(name)
+    accepted = {
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"params: {name} has no parameter(s) {', '.join(unknown)}"
+            f" (it takes: {', '.join(sorted(accepted)) or 'none'})"
+        )
+    result = dict(params)
+    if "random_state" in accepted:
+        result.setdefault("random_state", DEFAULT_SEED)
+    if "verbose" in accepted:
+        result.setdefault("verbose", False)
+    return result
+
+
+def make_algorithm(name: str, params: dict[str, Any]) -> AlgoBase:
+    try:
+        return algorithm_class(name)(**effective_params(name, params))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"params: {name} rejected its parameters: {error}") from error
+
+
+def rating_scale_of(ratings: Ratings, configured: tuple[float, float] | None) -> tuple[float, float]:
+    """The configured scale, or the data's own range when none is given."""
+    if ratings.n_ratings == 0:
+        raise DatasetError("the ratings table has no usable rows")
+    low, high = float(ratings.ratings.min()), float(ratings.ratings.max())
+    if configured is None:
+        return (low, high) if low < high else (low, low + 1.0)
+    if low < configured[0] or high > configured[1]:
+        raise DatasetError(
+            f"rating_scale {list(configured)} does not hold the data's ratings ({low} to {high})"
+        )
+    return configured
+
+
+def build_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Trainset:
+    """Surprise's Trainset from arrays; see the module docstring for why it must be identical."""
+    ur: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
+    ir: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
+    for u, i, r in zip(ratings.users.tolist(), ratings.items.tolist(), ratings.ratings.tolist()):
+        ur[u].append((i, r))
+        ir[i].append((u, r))
+    return Trainset(
+        ur,
+        ir,
+        len(ur),
+        len(ir),
+        ratings.n_ratings,
+        rating_scale,
+        {raw: inner for inner, raw in enumerate(ratings.user_ids)},
+        {raw: inner for inner, raw in enumerate(ratings.item_ids)},
+    )
+
+
+@dataclass
+class FittedModel:
+    algorithm: AlgoBase
+    trainset: Trainset
+    params: dict[str, Any]
+    rating_scale: tuple[float, float]
+    seconds: float
+
+
+def fit(
+    ratings: Ratings,
+    name: str,
+    params: dict[str, Any],
+    rating_scale: tuple[float, float] | None,
+) -> FittedModel:
+    """Fit the named algorithm on every rating (the published model sees all the data)."""
+    scale = rating_scale_of(ratings, rating_scale)
+    full_params = effective_params(name, params)
+    algo = make_algorithm(name, params)
+    trainset = build_trainset(ratings, scale)
+    started = time.perf_counter()
+    if name == "NormalPredictor":
+        np.random.seed(DEFAULT_SEED)  # its only randomness is numpy's global generator
+    algo.fit(trainset)
+    return FittedModel(algo, trainset, full_params, scale, time.perf_counter() - started)
