@@ -23,7 +23,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--input", type=Path, help="a JSON file with the state machine input")
     group.add_argument("--algorithm", help="Surprise algorithm name (default SVD)")
     group.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="algorithm parameter; VALUE is JSON (e.g. n_factors=50, sim_options='{\"user_based\":false}')",
     )
     group.add_argument("--top-n", type=int)
@@ -36,10 +39,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--item-column")
     group.add_argument("--rating-column")
     group.add_argument("--timestamp-column")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"folder the run's objects are exported to (default {DEFAULT_OUT})")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder the run's objects are exported to (default {DEFAULT_OUT})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -111,8 +121,10 @@ class Progress:
             key = (counts["succeeded"], counts["failed"], counts["total"])
             if key != self.last_counts:
                 self.last_counts = key
-                self.say(f"  shards: {counts['succeeded']}/{counts['total']} done,"
-                         f" {counts['running']} running, {counts['failed']} failed")
+                self.say(
+                    f"  shards: {counts['succeeded']}/{counts['total']} done,"
+                    f" {counts['running']} running, {counts['failed']} failed"
+                )
 
 
 def execute(database_url: str, run_input: dict[str, Any], out: Path, quiet: bool) -> int:
@@ -138,9 +150,11 @@ def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> No
     manifest = recs.manifest
     model = manifest["model"]
     print(f"\nRun {manifest['run_id']} published in {wall:.1f}s")
-    print(f"  ratings: {manifest['dataset']['rows']:,}   users: {model['users']:,}"
-          f"   items: {model['items']:,}   shards: {len(manifest['shards'])}"
-          f"   algorithm: {model['algorithm']} ({model['kind']})")
+    print(
+        f"  ratings: {manifest['dataset']['rows']:,}   users: {model['users']:,}"
+        f"   items: {model['items']:,}   shards: {len(manifest['shards'])}"
+        f"   algorithm: {model['algorithm']} ({model['kind']})"
+    )
     print("  seconds per step (state, as the engine saw it; inside the Lambda):")
     timings = manifest["timings"]
     inner = {
@@ -151,7 +165,11 @@ def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> No
     }
     for name, seconds in state_seconds.items():
         own = next((v for k, v in inner.items() if name.startswith(k)), None)
-        extra = f"  ({own:.2f}s" + (" slowest shard)" if name.startswith("Recommend") else ")") if own is not None else ""
+        extra = (
+            f"  ({own:.2f}s" + (" slowest shard)" if name.startswith("Recommend") else ")")
+            if own is not None
+            else ""
+        )
         print(f"    {name:<42} {seconds:6.2f}{extra}")
     shown = [s["first_user"] for s in manifest["shards"][:3]]
     print("\nA few users' recommendations:")
@@ -173,13 +191,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = RunConfig.from_input(run_input)
     with ExitStack() as stack:
         url = args.database_url or _embedded(stack)
-        spec = SyntheticSpec(users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed)
-        print(f"Generating synthetic ratings: {spec.users:,} users x {spec.items:,} items,"
-              f" ~{spec.ratings_per_user} ratings per user (seed {spec.seed})")
+        spec = SyntheticSpec(
+            users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed
+        )
+        print(
+            f"Generating synthetic ratings: {spec.users:,} users x {spec.items:,} items,"
+            f" ~{spec.ratings_per_user} ratings per user (seed {spec.seed})"
+        )
         started = time.monotonic()
         with closing(_writable(url)) as conn:
             rows = load_ratings(conn, synthetic_ratings(spec), config.source)
-        print(f"  loaded {rows:,} ratings into table {config.source.table!r} in {time.monotonic() - started:.1f}s")
+        seconds = time.monotonic() - started
+        print(f"  loaded {rows:,} ratings into table {config.source.table!r} in {seconds:.1f}s")
         return execute(url, run_input, args.out, args.quiet)
 
 
@@ -242,8 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = commands.add_parser("recommend", help="a user's recommendations from published output")
     rec.add_argument("user_id")
-    rec.add_argument("--from", dest="source", default=str(DEFAULT_OUT),
-                     help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})")
+    rec.add_argument(
+        "--from",
+        dest="source",
+        default=str(DEFAULT_OUT),
+        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
+    )
     rec.add_argument("-n", type=int, default=None, help="how many items (default: all published)")
     rec.set_defaults(handler=cmd_recommend)
     return parser

@@ -98,9 +98,7 @@ class RunConfig:
             users_per_shard=_bounded_int(
                 raw, "users_per_shard", DEFAULT_USERS_PER_SHARD, MAX_USERS_PER_SHARD
             ),
-            max_concurrency=_bounded_int(
-                raw, "max_concurrency", DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
-            ),
+            max_concurrency=_bounded_int(raw, "max_concurrency", DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY),
             rating_scale=_rating_scale(raw.get("rating_scale")),
             source=SourceTable.from_input(raw.get("source")),
         )

@@ -11,9 +11,7 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 def connect(url: str, application_name: str = "recommender") -> Any:
     """A read-only connection in UTF-8, so ids arrive exactly as stored whatever the server locale."""
-    conn = psycopg2.connect(
-        url, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name=application_name
-    )
+    conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name=application_name)
     conn.set_client_encoding("UTF8")
     conn.set_session(readonly=True)
     return conn

@@ -98,13 +98,9 @@ def export_query(cursor: Any, source: SourceTable) -> sql.Composed:
         sql.SQL("{}::text AS {}").format(item, sql.Identifier("item")),
         sql.SQL("{} AS {}").format(rating, sql.Identifier("rating")),
     ]
-    not_null = sql.SQL("{} IS NOT NULL AND {} IS NOT NULL AND {} IS NOT NULL").format(
-        user, item, rating
-    )
+    not_null = sql.SQL("{} IS NOT NULL AND {} IS NOT NULL AND {} IS NOT NULL").format(user, item, rating)
     if source.timestamp_column is None:
-        return sql.SQL("SELECT {} FROM {} WHERE {}").format(
-            sql.SQL(", ").join(columns), table, not_null
-        )
+        return sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(columns), table, not_null)
 
     ts = sql.Identifier(source.timestamp_column)
     category = types[source.timestamp_column]
@@ -114,20 +110,16 @@ def export_query(cursor: Any, source: SourceTable) -> sql.Composed:
         epoch = sql.SQL("{}::float8").format(ts)
     else:
         raise ConfigError(
-            f"source.timestamp_column: column {source.timestamp_column!r} is neither a date/time"
-            " nor a number"
+            f"source.timestamp_column: column {source.timestamp_column!r} is neither a date/time nor a number"
         )
     columns.append(sql.SQL("{} AS {}").format(epoch, sql.Identifier(TIMESTAMP_COLUMN)))
     # The latest rating of a (user, item) pair wins; NULL timestamps count as oldest.
     return sql.SQL(
-        "SELECT DISTINCT ON ({u}, {i}) {cols} FROM {table} WHERE {nn}"
-        " ORDER BY {u}, {i}, {ts} DESC NULLS LAST"
+        "SELECT DISTINCT ON ({u}, {i}) {cols} FROM {table} WHERE {nn} ORDER BY {u}, {i}, {ts} DESC NULLS LAST"
     ).format(u=user, i=item, cols=sql.SQL(", ").join(columns), table=table, nn=not_null, ts=ts)
 
 
-def extract_to_s3(
-    conn: Any, s3: Any, bucket: str, key: str, source: SourceTable
-) -> ExtractSummary:
+def extract_to_s3(conn: Any, s3: Any, bucket: str, key: str, source: SourceTable) -> ExtractSummary:
     """Stream the ratings table into a compressed snapshot object.
 
     PostgreSQL writes CSV straight into a gzip stream that uploads itself in parts: memory stays

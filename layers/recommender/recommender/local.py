@@ -28,9 +28,10 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -239,7 +240,7 @@ class LocalEngine:
         _active.release()
 
     def start(self, run_input: dict[str, Any], name: str | None = None) -> str:
-        name = name or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        name = name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
         arn: str = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(run_input)
         )["executionArn"]
@@ -295,9 +296,7 @@ class LocalEngine:
         runs = self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
         if not runs:
             return None
-        counts: dict[str, int] = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])[
-            "itemCounts"
-        ]
+        counts: dict[str, int] = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]
         return counts
 
     def export(self, destination: Path) -> int:
@@ -336,6 +335,7 @@ def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recommender-pg-")))
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         stack.callback(server.cleanup)
         yield str(server.get_uri())

@@ -8,7 +8,7 @@ to the bucket prefix, so a copied folder with the same layout resolves them too.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -21,7 +21,7 @@ SHARD_ORDER = "users sorted by the UTF-8 bytes of their ids; shard i holds first
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def load_schema(name: str) -> dict[str, Any]:

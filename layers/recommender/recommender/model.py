@@ -14,6 +14,7 @@ Two kinds of model exist today:
 from __future__ import annotations
 
 import io
+import itertools
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ def encode_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def decode_strings(data: np.ndarray, offsets: np.ndarray) -> list[str]:
     raw = data.tobytes()
     bounds = offsets.tolist()
-    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(bounds[:-1], bounds[1:])]
+    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(bounds)]
 
 
 def utf8_order(ids: list[str]) -> np.ndarray:

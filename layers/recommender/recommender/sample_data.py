@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def load_ratings(conn: Any, rows: Iterable[Row], source: SourceTable) -> int:
         for user, item, rating, stamp in rows:
             record: list[Any] = [user, item, rating]
             if source.timestamp_column:
-                record.append(datetime.fromtimestamp(stamp, timezone.utc).isoformat())
+                record.append(datetime.fromtimestamp(stamp, UTC).isoformat())
             writer.writerow(record)
             total += 1
             if total % COPY_BATCH_ROWS == 0:

@@ -34,9 +34,7 @@ class UserTopN:
     scores: np.ndarray  # clipped estimates
 
 
-def select_top_n(
-    scores: np.ndarray, n: int, tie_rank: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-n of a score block under the ranking rule; -inf marks excluded items.
 
     A partial selection (argpartition) finds n candidates per row in linear time; only rows where
@@ -77,10 +75,10 @@ def mask_seen(scores: np.ndarray, model: ModelArrays, users: np.ndarray) -> None
 def factor_scores(model: ModelArrays, users: np.ndarray) -> np.ndarray:
     """SVD's estimate for a block of users and every item, in the order Surprise adds the terms."""
     f = model.factors
-    dots = f["pu"][users] @ f["qi"].T
+    dots: np.ndarray = f["pu"][users] @ f["qi"].T
     if not model.biased:
         return dots
-    scores = (model.global_mean + f["bu"][users])[:, None] + f["bi"][None, :]
+    scores: np.ndarray = (model.global_mean + f["bu"][users])[:, None] + f["bi"][None, :]
     scores += dots
     return scores
 

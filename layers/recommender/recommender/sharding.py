@@ -12,6 +12,7 @@ A shard object is gzip-compressed JSON Lines, one user per line:
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -29,8 +30,8 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
     n_users = model.n_users
     n_shards = max(1, math.ceil(n_users / users_per_shard))
     bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
-    plan = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    plan: list[dict[str, Any]] = []
+    for start, end in itertools.pairwise(bounds):
         if end <= start:
             continue
         plan.append(

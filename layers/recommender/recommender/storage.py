@@ -95,9 +95,7 @@ def put_bytes(
     content_type: str = "application/octet-stream",
     metadata: dict[str, str] | None = None,
 ) -> None:
-    s3.put_object(
-        Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}
-    )
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {})
 
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
@@ -191,9 +189,7 @@ class S3Writer(io.RawIOBase):
 
     def abort(self) -> None:
         if self._upload_id is not None:
-            self._s3.abort_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
-            )
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
             self._upload_id = None
         self._buffer.clear()
         super().close()

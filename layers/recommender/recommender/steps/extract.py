@@ -24,9 +24,7 @@ def run(conn: Any, s3: Any, settings: Settings, run_id: str, raw_input: Any) -> 
     paths = RunPaths(settings.prefix, run_id)
     summary = extract_to_s3(conn, s3, settings.bucket, paths.dataset, config.source)
     if summary.rows == 0:
-        raise DatasetError(
-            f"table {config.source.table!r} has no rating with a user, an item and a rating"
-        )
+        raise DatasetError(f"table {config.source.table!r} has no rating with a user, an item and a rating")
     put_json(
         s3,
         settings.bucket,

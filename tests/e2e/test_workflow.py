@@ -1,0 +1,220 @@
+"""The real ASL file, executed on moto's Step Functions engine, from a PostgreSQL table to
+`latest.json`, checked against Surprise itself."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import psycopg2
+import pytest
+from psycopg2 import sql
+from recommender import training
+from recommender.client import Recommendations
+from recommender.config import SourceTable
+from recommender.local import LocalEngine
+from recommender.manifest import load_schema
+from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
+from recommender.sharding import decode_shard
+from recommender.steps import predict
+from surprise import Dataset, Reader
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+PREFIX = "recommender"
+ODD_USER = 'o\'dd, "user"\nwith ünïcode'
+SPEC = SyntheticSpec(users=240, items=120, ratings_per_user=20, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ratings_db(postgres_server: str) -> Iterator[str]:
+    """A database holding synthetic ratings plus a user whose id needs quoting everywhere."""
+    from tests.conftest import _with_database
+
+    name = "e2e_workflow"
+    admin = psycopg2.connect(postgres_server)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _with_database(postgres_server, name)
+    rows = list(synthetic_ratings(SPEC))
+    rows += [(ODD_USER, f"item-{k:05d}", float(1 + k % 5), 1.7e9 + k) for k in range(1, 12)]
+    with closing(psycopg2.connect(url)) as conn:
+        load_ratings(conn, rows, SourceTable(timestamp_column="rated_at"))
+    yield url
+    with admin.cursor() as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def engine(ratings_db: str) -> Iterator[LocalEngine]:
+    with LocalEngine(ratings_db, prefix=PREFIX) as running:
+        yield running
+
+
+def run_input(**overrides: Any) -> dict[str, Any]:
+    base = json.loads((EVENTS / "state_machine_input.json").read_text())
+    base.update(users_per_shard=70, max_concurrency=3)
+    base.update(overrides)
+    return base
+
+
+def read_json(engine: LocalEngine, key: str) -> Any:
+    return json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/{key}")["Body"].read())
+
+
+def published_lists(engine: LocalEngine, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    lists: dict[str, dict[str, Any]] = {}
+    for shard in manifest["shards"]:
+        data = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/{shard['key']}")["Body"].read()
+        records = list(decode_shard(data))
+        assert len(records) == shard["users"]
+        for record in records:
+            assert record["user"] not in lists, "a user appears in two shards"
+            lists[record["user"]] = record
+    return lists
+
+
+def surprise_reference(engine: LocalEngine, manifest: dict[str, Any]) -> Any:
+    """Surprise alone, from the published snapshot, seed and parameters: no code of ours."""
+    body = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/{manifest['dataset']['key']}")[
+        "Body"
+    ].read()
+    frame = pd.read_csv(
+        io.BytesIO(gzip.decompress(body)), dtype={"user": str, "item": str}, keep_default_na=False
+    )
+    data = Dataset.load_from_df(
+        frame[["user", "item", "rating"]], Reader(rating_scale=tuple(manifest["model"]["rating_scale"]))
+    )
+    trainset = data.build_full_trainset()
+    algo = training.algorithm_class(manifest["model"]["algorithm"])(**manifest["model"]["params"])
+    algo.fit(trainset)
+    return algo, trainset
+
+
+def expected_top_n(
+    algo: Any, trainset: Any, user: str, n: int
+) -> tuple[list[str], dict[str, float], dict[str, float]]:
+    """Brute force: predict every unseen item; rank by unclipped estimate, then the tie rule."""
+    known = user in trainset._raw2inner_id_users
+    seen = {trainset.to_raw_iid(i) for i, _ in trainset.ur[trainset.to_inner_uid(user)]} if known else set()
+    clipped, unclipped, key = {}, {}, {}
+    for inner in trainset.all_items():
+        item = trainset.to_raw_iid(inner)
+        if item in seen:
+            continue
+        clipped[item] = algo.predict(user, item).est
+        unclipped[item] = algo.predict(user, item, clip=False).est
+        key[item] = (-unclipped[item], -len(trainset.ir[inner]), inner)
+    return sorted(key, key=key.__getitem__)[:n], clipped, unclipped
+
+
+def assert_same_ranking(got: list[str], expected: list[str], unclipped: dict[str, float]) -> None:
+    """Equal lists, except that items whose estimates differ by float noise may swap."""
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a == b or abs(unclipped[a] - unclipped[b]) < 1e-9, (got, expected)
+
+
+def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path: Path) -> None:
+    result = engine.run(run_input(), name="e2e-svd")
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+
+    latest = read_json(engine, "latest.json")
+    jsonschema.validate(latest, load_schema("latest"))
+    assert latest["run_id"] == "e2e-svd"
+    manifest = read_json(engine, latest["manifest"])
+    jsonschema.validate(manifest, load_schema("manifest"))
+    assert len(manifest["shards"]) == 4  # 241 users, 70 per shard
+
+    lists = published_lists(engine, manifest)
+    algo, trainset = surprise_reference(engine, manifest)
+    assert set(lists) == set(trainset._raw2inner_id_users)
+    top_n = manifest["top_n"]
+    sample = [ODD_USER, *list(lists)[::25]]
+    for user in sample:
+        expected, clipped, unclipped = expected_top_n(algo, trainset, user, top_n)
+        got = lists[user]["items"]
+        assert_same_ranking(got, expected, unclipped)
+        # The published scores are Surprise's predict(): clipped estimates, best first.
+        assert lists[user]["scores"] == pytest.approx([clipped[i] for i in got], abs=1e-6)
+        # And no unseen item left out predicts higher than one published.
+        left_out = max((clipped[i] for i in clipped if i not in got), default=-np.inf)
+        assert min(clipped[i] for i in got) >= left_out - 1e-9
+
+    unknown, clipped, unclipped = expected_top_n(algo, trainset, "someone-new", top_n)
+    assert_same_ranking(manifest["fallback"]["items"], unknown, unclipped)
+
+    engine.export(tmp_path)
+    recs = Recommendations.open(tmp_path)
+    answer = recs.for_user(ODD_USER)
+    assert answer.personal and answer.items == lists[ODD_USER]["items"]
+    stranger = recs.for_user("someone-new", n=3)
+    assert not stranger.personal and stranger.items == manifest["fallback"]["items"][:3]
+
+
+def test_a_non_factor_algorithm_runs_through_the_per_pair_path(engine: LocalEngine) -> None:
+    result = engine.run(run_input(algorithm="KNNWithMeans", params={"k": 10}, top_n=5), name="e2e-knn")
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    manifest = read_json(engine, read_json(engine, "latest.json")["manifest"])
+    assert manifest["model"]["kind"] == "refit"
+    lists = published_lists(engine, manifest)
+    algo, trainset = surprise_reference(engine, manifest)
+    for user in list(lists)[::60]:
+        expected, _, unclipped = expected_top_n(algo, trainset, user, 5)
+        assert_same_ranking(lists[user]["items"], expected, unclipped)
+
+
+def test_a_failing_shard_fails_the_run_and_keeps_latest(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = engine.run(run_input(), name="e2e-before-failure")
+    assert first.status == "SUCCEEDED"
+    latest_before = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
+
+    real_run = predict.run
+
+    def failing_run(s3: Any, settings: Any, run_id: str, shard: dict[str, Any], top_n: int) -> Any:
+        if shard["index"] == 1:
+            raise RuntimeError("injected predictor failure")
+        return real_run(s3, settings, run_id, shard, top_n)
+
+    monkeypatch.setattr(predict, "run", failing_run)
+    failed = engine.run(run_input(), name="e2e-broken-shard")
+
+    assert failed.status == "FAILED"
+    # moto drops a failed Map iteration silently; Merge's verification is what stops the run.
+    assert failed.error in ("IncompleteRunError", "States.ExceedToleratedFailureThreshold")
+    assert "shard 1" in (failed.cause or "")
+    latest_after = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
+    assert latest_after == latest_before
+    keys = {
+        o["Key"]
+        for o in engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"{PREFIX}/runs/e2e-broken-shard/")[
+            "Contents"
+        ]
+    }
+    assert f"{PREFIX}/runs/e2e-broken-shard/failure.json" in keys
+    assert f"{PREFIX}/runs/e2e-broken-shard/manifest.json" not in keys
+
+
+def test_bad_input_fails_in_the_first_step(engine: LocalEngine) -> None:
+    result = engine.run({"algorithm": "SVD", "top_n": 0}, name="e2e-bad-input")
+    assert result.status == "FAILED"
+    assert result.error == "ConfigError"
+    assert "top_n" in (result.cause or "")
+    failure = read_json(engine, "runs/e2e-bad-input/failure.json")
+    assert failure["error"] == "ConfigError"
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"{PREFIX}/runs/e2e-bad-input/dataset/")
+    assert listed.get("KeyCount", 0) == 0
