@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack, closing
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ class Progress:
     def __init__(self, engine: Any, quiet: bool) -> None:
         self.engine, self.quiet = engine, quiet
         self.started = time.monotonic()
-        self.entered: dict[str, float] = {}
+        self.entered: dict[str, datetime] = {}
         self.seconds: dict[str, float] = {}
         self.last_counts: tuple[int, ...] | None = None
         self.in_map = False
@@ -98,15 +99,15 @@ class Progress:
             print(f"  [{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def on_event(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
+        kind, at = event["type"], event["timestamp"]  # the engine's own clock, not our polling
         if kind.endswith("StateEntered"):
             name = event["stateEnteredEventDetails"]["name"]
-            self.entered[name] = time.monotonic()
+            self.entered[name] = at
             self.in_map = kind == "MapStateEntered"
             self.say(f"{name} ...")
         elif kind.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
-            self.seconds[name] = time.monotonic() - self.entered.get(name, self.started)
+            self.seconds[name] = (at - self.entered.get(name, at)).total_seconds()
             self.in_map = False if kind == "MapStateExited" else self.in_map
             self.say(f"{name}: done in {self.seconds[name]:.1f}s")
         elif kind.endswith("Failed") and "executionFailedEventDetails" in event:

@@ -330,12 +330,12 @@ def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
 
     With no `data_dir` the cluster lives in a temporary folder removed afterwards.
     """
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs, as root
     import pgserver
 
     with contextlib.ExitStack() as stack:
         if data_dir is None:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recommender-pg-")))
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs
         server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         stack.callback(server.cleanup)
         yield str(server.get_uri())
