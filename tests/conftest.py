@@ -10,15 +10,11 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 from psycopg2 import sql
-
-ROOT = Path(__file__).resolve().parents[1]
-EVENTS = ROOT / "events"
-MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small"
 
 
 @pytest.fixture(scope="session")
@@ -36,26 +32,39 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
+class Databases:
+    """Creates databases on the session's server and drops them when the session ends."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = psycopg2.connect(server_url)
+        self.admin.autocommit = True
+        self.names: list[str] = []
+
+    def create(self) -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with self.admin.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.names.append(name)
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
+
+    def drop_all(self) -> None:
+        with self.admin.cursor() as cursor:
+            for name in self.names:
+                cursor.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+        self.admin.close()
+
+
+@pytest.fixture(scope="session")
+def databases(postgres_server: str) -> Iterator[Databases]:
+    factory = Databases(postgres_server)
+    yield factory
+    factory.drop_all()
+
+
 @pytest.fixture
-def database_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database on the session's server; dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(postgres_server)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _with_database(postgres_server, name)
-    try:
-        yield url
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    """The same server URL with another database name (pgserver's URLs use a socket host query)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+def database_url(databases: Databases) -> str:
+    """A fresh, empty database on the session's server."""
+    return databases.create()

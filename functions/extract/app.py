@@ -24,9 +24,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = Settings.from_env()
     if not settings.database_url:
         raise ConfigError("DATABASE_URL is not set: the database the ratings are read from")
-    extract.validate_input(event.get("input"))  # fail on a bad input before connecting
+    config = extract.validate_input(event.get("input"))  # a bad input fails before connecting
     with closing(connect(settings.database_url, "recommender-extract")) as conn:
-        result = extract.run(conn, s3_client(), settings, event["run_id"], event.get("input"))
+        result = extract.run(conn, s3_client(), settings, event["run_id"], config)
     metrics.add_metric("RowsExtracted", MetricUnit.Count, result["extract"]["rows"])
     metrics.add_metric("ExtractSeconds", MetricUnit.Seconds, result["extract"]["seconds"])
     logger.info("extracted", extra=result["extract"])

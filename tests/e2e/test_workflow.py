@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
-from psycopg2 import sql
+from surprise import Dataset, Reader
+
 from recommender import training
 from recommender.client import Recommendations
 from recommender.config import SourceTable
@@ -25,7 +26,7 @@ from recommender.manifest import load_schema
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.sharding import decode_shard
 from recommender.steps import predict
-from surprise import Dataset, Reader
+from tests.conftest import Databases
 
 pytestmark = pytest.mark.e2e
 
@@ -36,25 +37,14 @@ SPEC = SyntheticSpec(users=240, items=120, ratings_per_user=20, seed=3)
 
 
 @pytest.fixture(scope="module")
-def ratings_db(postgres_server: str) -> Iterator[str]:
+def ratings_db(databases: Databases) -> str:
     """A database holding synthetic ratings plus a user whose id needs quoting everywhere."""
-    from tests.conftest import _with_database
-
-    name = "e2e_workflow"
-    admin = psycopg2.connect(postgres_server)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _with_database(postgres_server, name)
+    url = databases.create()
     rows = list(synthetic_ratings(SPEC))
     rows += [(ODD_USER, f"item-{k:05d}", float(1 + k % 5), 1.7e9 + k) for k in range(1, 12)]
     with closing(psycopg2.connect(url)) as conn:
         load_ratings(conn, rows, SourceTable(timestamp_column="rated_at"))
-    yield url
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
+    return url
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import boto3
 import psycopg2
 import pytest
 from moto import mock_aws
+
 from recommender.config import ConfigError, Settings, SourceTable
 from recommender.dataset import export_query, extract_to_s3, read_snapshot
 from recommender.steps import extract
@@ -178,7 +179,7 @@ def test_extract_step_writes_snapshot_and_metadata(database_url: str, s3: Any) -
         },
     }
     with closing(psycopg2.connect(database_url)) as conn:
-        result = extract.run(conn, s3, settings, "run-1", run_input)
+        result = extract.run(conn, s3, settings, "run-1", extract.validate_input(run_input))
     assert result["extract"]["dataset_key"] == "pre/fix/runs/run-1/dataset/ratings.csv.gz"
     assert result["extract"]["rows"] == 3
     assert result["config"]["params"] == {"k": 5, "verbose": False}
@@ -191,11 +192,8 @@ def test_extract_step_writes_snapshot_and_metadata(database_url: str, s3: Any) -
     assert ratings.ratings.tolist() == [4.5, 1.5, 3.0]
 
 
-def test_bad_algorithm_fails_before_reading(database_url: str, s3: Any) -> None:
-    settings = Settings(bucket=BUCKET, prefix="p", database_url=database_url)
-    with (
-        closing(psycopg2.connect(database_url)) as conn,
-        pytest.raises(ConfigError, match="algorithm 'SVD\\+\\+'"),
-    ):
-        extract.run(conn, s3, settings, "run-1", {"algorithm": "SVD++"})
-    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+def test_bad_algorithm_fails_validation() -> None:
+    with pytest.raises(ConfigError, match="algorithm 'SVD\\+\\+'"):
+        extract.validate_input({"algorithm": "SVD++"})
+    with pytest.raises(ConfigError, match="params: SVD has no parameter"):
+        extract.validate_input({"params": {"n_factor": 5}})

@@ -19,8 +19,8 @@ def validate_input(raw_input: Any) -> RunConfig:
     return config
 
 
-def run(conn: Any, s3: Any, settings: Settings, run_id: str, raw_input: Any) -> dict[str, Any]:
-    config = validate_input(raw_input)
+def run(conn: Any, s3: Any, settings: Settings, run_id: str, config: RunConfig) -> dict[str, Any]:
+    """Stream the table into the snapshot; `config` comes from `validate_input`."""
     paths = RunPaths(settings.prefix, run_id)
     summary = extract_to_s3(conn, s3, settings.bucket, paths.dataset, config.source)
     if summary.rows == 0:
