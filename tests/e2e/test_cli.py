@@ -1,0 +1,66 @@
+"""The `recommender` command as a user runs it: demo, run on a MovieLens folder, recommend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recommender.cli import main
+
+pytestmark = pytest.mark.e2e
+
+MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest-small"
+
+
+def test_demo_then_recommend_for_known_and_unknown_users(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(
+        ["demo", "--users", "150", "--items", "80", "--database-url", database_url, "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "published" in printed and "a new user (fallback)" in printed
+    latest = json.loads((out / "latest.json").read_text())
+    manifest = json.loads((out / latest["manifest"]).read_text())
+    assert manifest["model"]["users"] == 150
+
+    assert main(["recommend", "1", "--from", str(out), "-n", "3"]) == 0
+    known = capsys.readouterr().out
+    assert "personal recommendations" in known
+    assert len([line for line in known.splitlines() if line.strip()[:2].rstrip(".").isdigit()]) == 3
+
+    assert main(["recommend", "nobody-at-all", "--from", str(out)]) == 0
+    unknown = capsys.readouterr().out
+    assert "unknown user: fallback list" in unknown
+    assert manifest["fallback"]["items"][0] in unknown
+
+
+def test_bad_options_fail_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--top-n", "0", "--out", str(tmp_path)]) == 2
+    assert "top_n must be between 1 and" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    assert main(["recommend", "1", "--from", str(tmp_path)]) == 2
+    assert "no latest.json" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not (MOVIELENS / "ratings.csv").is_file(), reason="MovieLens ml-latest-small is not present"
+)
+def test_run_on_a_movielens_folder(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["run", "--movielens", str(MOVIELENS), "--database-url", database_url, "--out", str(tmp_path)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    manifest = json.loads(
+        (tmp_path / json.loads((tmp_path / "latest.json").read_text())["manifest"]).read_text()
+    )
+    assert manifest["dataset"]["rows"] == 100_836
+    assert manifest["model"]["users"] == 610
+    assert manifest["model"]["rating_scale"] == [0.5, 5.0]
