@@ -87,7 +87,8 @@ class RunConfig:
         algorithm = raw.get("algorithm", DEFAULT_ALGORITHM)
         if not isinstance(algorithm, str):
             raise ConfigError("algorithm must be the name of a Surprise algorithm, e.g. 'SVD'")
-        params = raw.get("params") or {}
+        params = raw.get("params")
+        params = {} if params is None else params
         if not isinstance(params, dict):
             raise ConfigError("params must be an object of the algorithm's keyword arguments")
 
@@ -133,7 +134,7 @@ def _rating_scale(value: Any) -> tuple[float, float] | None:
 
 def check_run_id(run_id: Any) -> str:
     """Run ids become S3 key segments; the execution name rules keep them safe there."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
         raise ConfigError(
             f"run_id must be 1-80 letters, digits, '-' or '_' (an execution name), got {run_id!r}"
         )

@@ -47,11 +47,16 @@ def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments the algorithm is built with: the user's, checked, plus the defaults
     that make a run reproducible and quiet (a fixed `random_state`, `verbose=False`)."""
     cls = algorithm_class(name)
+    parameters = inspect.signature(cls.__init__).parameters.values()
     accepted = {
         p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
+        for p in parameters
         if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        # The k-NN algorithms pass **kwargs to AlgoBase, which reads these two (bsl_options
+        # configures the baselines of the pearson_baseline similarity).
+        accepted |= {"bsl_options", "sim_options"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(
