@@ -18,6 +18,7 @@ from unittest import mock
 
 import pytest
 import yaml
+
 from recommender import local
 from recommender.config import RunConfig, check_run_id
 from recommender.steps import extract as extract_step

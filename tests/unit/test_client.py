@@ -1,0 +1,252 @@
+"""Reading a published run the way an app server does: from a folder with the bucket's layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from jsonschema import Draft202012Validator
+
+from recommender.client import Recommendations, RecommendationsError
+from recommender.dataset import ratings_from_rows
+from recommender.manifest import build_latest, build_manifest, load_schema
+from recommender.model import ModelArrays, library_versions, model_from_fit
+from recommender.scoring import fallback, recommend
+from recommender.sharding import encode_shard, plan_shards, shard_users
+from recommender.storage import RunPaths, latest_key, relative_key, sha256_hex
+from recommender.training import fit
+
+RUN_ID = "run-1"
+PREFIX = "recs"  # keys in the manifest are relative to it; the folder is the prefix's content
+TOP_N = 6
+
+
+@dataclass
+class Published:
+    root: Path
+    manifest: dict[str, Any]
+    model: ModelArrays
+    expected: dict[str, tuple[list[str], list[float]]]  # raw user -> (items, scores) as published
+
+
+def _rows() -> list[tuple[str, str, str]]:
+    rng = np.random.default_rng(21)
+    users = [f"user{k:02d}" for k in range(20)] + ["line\nbreak", "sep\u2028arator", 'q"uote', "😀"]
+    rows = []
+    for u in users:
+        for i in rng.choice(12, size=5, replace=False).tolist():
+            rows.append((u, f"item {i}", str(int(rng.integers(1, 6)))))
+    return [rows[k] for k in rng.permutation(len(rows)).tolist()]
+
+
+def _publish(root: Path) -> Published:
+    fitted = fit(ratings_from_rows(_rows()), "SVD", {"n_factors": 4, "n_epochs": 10}, (1.0, 5.0))
+    model = model_from_fit(fitted)
+    paths = RunPaths(PREFIX, RUN_ID)
+    shards = []
+    expected: dict[str, tuple[list[str], list[float]]] = {}
+    for planned in plan_shards(model, 5):
+        lists = list(recommend(model, shard_users(model, planned), TOP_N))
+        data, count = encode_shard(model, lists)
+        key = relative_key(PREFIX, paths.shard(planned["index"]))
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).write_bytes(data)
+        for top in lists:
+            expected[model.user_ids[top.user]] = (
+                [model.item_ids[i] for i in top.items.tolist()],
+                [round(s, 6) for s in top.scores.tolist()],
+            )
+        shards.append(
+            {
+                "index": planned["index"],
+                "key": key,
+                "users": count,
+                "first_user": planned["first_user"],
+                "last_user": planned["last_user"],
+                "bytes": len(data),
+                "sha256": sha256_hex(data),
+                "seconds": 0.01,
+            }
+        )
+    top = fallback(model, TOP_N)
+    fallback_doc = {
+        "key": relative_key(PREFIX, paths.fallback),
+        "items": [model.item_ids[i] for i in top.items.tolist()],
+        "scores": [round(s, 6) for s in top.scores.tolist()],
+    }
+    manifest = build_manifest(
+        run_id=RUN_ID,
+        config={"top_n": TOP_N, "algorithm": "SVD", "params": {}},
+        dataset={
+            "key": relative_key(PREFIX, paths.dataset),
+            "metadata_key": relative_key(PREFIX, paths.dataset_meta),
+            "rows": fitted.trainset.n_ratings,
+            "bytes": 1,
+            "sha256": "0" * 64,
+        },
+        model={
+            "key": relative_key(PREFIX, paths.model),
+            "metadata_key": relative_key(PREFIX, paths.model_meta),
+            "algorithm": "SVD",
+            "params": fitted.params,
+            "kind": model.kind,
+            "users": model.n_users,
+            "items": model.n_items,
+            "ratings": fitted.trainset.n_ratings,
+            "rating_scale": list(model.rating_scale),
+        },
+        shards=shards,
+        fallback=fallback_doc,
+        timings={
+            "extract_seconds": 0.1,
+            "train_seconds": 0.1,
+            "predict_seconds_total": 0.1,
+            "predict_seconds_max_shard": 0.01,
+            "merge_seconds": 0.1,
+        },
+        versions=library_versions(),
+    )
+    assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
+    manifest_key = relative_key(PREFIX, paths.manifest)
+    (root / manifest_key).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    latest = build_latest(RUN_ID, manifest_key, manifest["created_at"])
+    (root / latest_key("")).write_text(json.dumps(latest), encoding="utf-8")
+    return Published(root, manifest, model, expected)
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> Published:
+    return _publish(tmp_path)
+
+
+def test_layout(published: Published) -> None:
+    assert (published.root / "latest.json").is_file()
+    assert len(published.manifest["shards"]) == 5  # 24 users, 5 a shard
+    assert len(published.expected) == published.model.n_users
+
+
+def test_every_user_gets_their_list(published: Published) -> None:
+    recs = Recommendations.open(published.root)
+    assert recs.run_id == RUN_ID
+    for user, (items, scores) in published.expected.items():
+        answer = recs.for_user(user)
+        assert answer.personal is True
+        assert answer.user == user and answer.run_id == RUN_ID
+        assert answer.items == items and answer.scores == scores
+        assert len(answer.items) == TOP_N
+
+
+def test_first_middle_and_last_shard(published: Published) -> None:
+    recs = Recommendations.open(str(published.root))
+    shards = published.manifest["shards"]
+    for shard in (shards[0], shards[len(shards) // 2], shards[-1]):
+        for user in (shard["first_user"], shard["last_user"]):
+            assert recs.shard_for(user) == shard
+            answer = recs.for_user(user)
+            assert answer.personal
+            assert (answer.items, answer.scores) == published.expected[user]
+
+
+def test_tricky_ids(published: Published) -> None:
+    recs = Recommendations.open(published.root)
+    for user in ("line\nbreak", "sep\u2028arator", 'q"uote', "😀"):
+        answer = recs.for_user(user)
+        assert answer.personal
+        assert (answer.items, answer.scores) == published.expected[user]
+
+
+def _fallback(manifest: dict[str, Any]) -> tuple[list[str], list[float]]:
+    return manifest["fallback"]["items"], manifest["fallback"]["scores"]
+
+
+def test_unknown_user_between_shards_gets_the_fallback(published: Published) -> None:
+    recs = Recommendations.open(published.root)
+    shards = published.manifest["shards"]
+    between = shards[1]["last_user"] + "\x00"
+    assert shards[1]["last_user"].encode() < between.encode() < shards[2]["first_user"].encode()
+    assert between not in published.expected
+    assert recs.shard_for(between) is None
+    answer = recs.for_user(between)
+    assert answer.personal is False
+    assert (answer.items, answer.scores) == _fallback(published.manifest)
+    assert answer.items  # not empty: the fallback is a real list
+    assert answer.items != published.expected[shards[1]["last_user"]][0]
+
+
+@pytest.mark.parametrize("user", ["", "\x00", "a", "user00x", "user99", "\U0010ffff", "USER01"])
+def test_unknown_users_get_the_fallback(published: Published, user: str) -> None:
+    assert user not in published.expected
+    answer = Recommendations.open(published.root).for_user(user)
+    assert answer.personal is False
+    assert (answer.items, answer.scores) == _fallback(published.manifest)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, TOP_N, 100])
+def test_n_truncates(published: Published, n: int) -> None:
+    recs = Recommendations.open(published.root)
+    user = published.manifest["shards"][2]["first_user"]
+    items, scores = published.expected[user]
+    answer = recs.for_user(user, n=n)
+    assert answer.items == items[:n] and answer.scores == scores[:n]
+    assert len(answer.items) == min(n, TOP_N)
+    unknown = recs.for_user("nobody", n=n)
+    assert unknown.items == _fallback(published.manifest)[0][:n]
+    assert len(unknown.scores) == min(n, TOP_N)
+
+
+def test_altered_shard_is_refused(published: Published) -> None:
+    shard = published.manifest["shards"][3]
+    path = published.root / shard["key"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    recs = Recommendations.open(published.root)
+    with pytest.raises(RecommendationsError, match="checksum"):
+        recs.for_user(shard["first_user"])
+    # the other shards are still served
+    other = published.manifest["shards"][0]["first_user"]
+    assert recs.for_user(other).items == published.expected[other][0]
+
+
+def test_missing_shard_is_an_error(published: Published) -> None:
+    shard = published.manifest["shards"][1]
+    (published.root / shard["key"]).unlink()
+    with pytest.raises(RecommendationsError, match="does not exist"):
+        Recommendations.open(published.root).for_user(shard["last_user"])
+
+
+def test_not_a_published_folder(tmp_path: Path) -> None:
+    with pytest.raises(RecommendationsError, match=r"latest\.json"):
+        Recommendations.open(tmp_path)
+
+
+def test_latest_decides_which_run_is_read(published: Published) -> None:
+    recs = Recommendations.open(published.root)
+    assert recs.manifest == published.manifest
+    # a second run published later: a new open() follows latest.json, the old object stays put
+    fallback_doc = {**published.manifest["fallback"], "items": []}
+    manifest = dict(published.manifest, run_id="run-2", fallback=fallback_doc)
+    key = "runs/run-2/manifest.json"
+    (published.root / key).parent.mkdir(parents=True)
+    (published.root / key).write_text(json.dumps(manifest), encoding="utf-8")
+    latest = build_latest("run-2", key, manifest["created_at"])
+    (published.root / "latest.json").write_text(json.dumps(latest), encoding="utf-8")
+    assert Recommendations.open(published.root).for_user("nobody").run_id == "run-2"
+    assert Recommendations.open(published.root).for_user("nobody").items == []
+    assert recs.for_user("nobody").run_id == RUN_ID
+
+
+def test_importing_the_client_does_not_import_surprise() -> None:
+    code = "import sys, recommender.client; assert 'surprise' not in sys.modules, 'surprise imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # and the check itself can fail: importing the training module does import Surprise
+    code = "import sys, recommender.training; assert 'surprise' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
