@@ -49,9 +49,7 @@ def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     cls = algorithm_class(name)
     parameters = inspect.signature(cls.__init__).parameters.values()
     accepted = {
-        p.name
-        for p in parameters
-        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
     if any(p.kind == p.VAR_KEYWORD for p in parameters):
         # The k-NN algorithms pass **kwargs to AlgoBase, which reads these two (bsl_options
