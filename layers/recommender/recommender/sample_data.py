@@ -53,7 +53,7 @@ def synthetic_ratings(spec: SyntheticSpec) -> Iterator[Row]:
         affinity = item_f @ user_f[u]
         weights = popularity * np.exp(1.5 * affinity)  # users rate what they expect to like
         chosen = rng.choice(spec.items, size=counts[u], replace=False, p=weights / weights.sum())
-        raw = 3.6 + user_bias[u] + item_bias[chosen] + 1.2 * affinity[chosen]
+        raw = 3.0 + user_bias[u] + item_bias[chosen] + 1.2 * affinity[chosen]
         stars = np.clip(np.rint(raw + rng.normal(0, 0.6, len(chosen))), 1, 5)
         times = START_EPOCH + np.sort(rng.uniform(0, 365 * 86400, len(chosen)))
         user = str(u + 1)
