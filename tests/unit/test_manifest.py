@@ -38,7 +38,7 @@ def _manifest() -> dict[str, Any]:
             "metadata_key": "runs/run-2024-05-01_a/model/metadata.json",
             "algorithm": "SVD",
             "params": {"n_factors": 8, "random_state": 0, "verbose": False},
-            "kind": "factors",
+            "kind": "SVD",
             "users": 3,
             "items": 5,
             "ratings": 12,
@@ -187,7 +187,7 @@ def test_bad_sha256_fails(bad: str) -> None:
     [
         (("run_id",), "a/b"),
         (("schema_version",), 2),
-        (("model", "kind"), "pickle"),
+        (("model", "kind"), ""),
         (("model", "rating_scale"), [1.0]),
         (("shards",), []),
         (("shards", 0, "users"), 0),

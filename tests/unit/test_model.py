@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from surprise import SVD, BaselineOnly, KNNBasic
+from surprise import SVD, AlgoBase, BaselineOnly
 
 from recommender.dataset import ratings_from_rows
 from recommender.model import (
-    KIND_FACTORS,
     KIND_REFIT,
     ModelArrays,
     decode_strings,
@@ -97,7 +96,7 @@ def _arrays(user_ids: list[str], item_ids: list[str]) -> ModelArrays:
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(s) for s in seen])
     return ModelArrays(
-        kind=KIND_FACTORS,
+        kind="SVD",
         user_ids=user_ids,
         item_ids=item_ids,
         seen_indptr=indptr,
@@ -107,13 +106,13 @@ def _arrays(user_ids: list[str], item_ids: list[str]) -> ModelArrays:
         rating_scale=(0.5, 5.0),
         unknown_user_scores=rng.normal(size=n_items),
         user_order=utf8_order(user_ids),
-        factors={
+        arrays={
             "pu": rng.normal(size=(n_users, 4)),
             "qi": rng.normal(size=(n_items, 4)),
             "bu": rng.normal(size=n_users),
             "bi": rng.normal(size=n_items),
+            "k": np.int64(40),
         },
-        biased=False,
     )
 
 
@@ -127,11 +126,10 @@ def _assert_same(a: ModelArrays, b: ModelArrays) -> None:
         assert np.array_equal(left, right), name
     assert a.global_mean == b.global_mean
     assert a.rating_scale == b.rating_scale
-    assert a.biased == b.biased
-    assert set(a.factors) == set(b.factors)
-    for name, value in a.factors.items():
-        assert value.dtype == b.factors[name].dtype
-        assert np.array_equal(value, b.factors[name]), name
+    assert set(a.arrays) == set(b.arrays)
+    for name, value in a.arrays.items():
+        assert value.dtype == b.arrays[name].dtype
+        assert np.array_equal(value, b.arrays[name]), name
 
 
 def test_round_trip_with_tricky_ids() -> None:
@@ -142,7 +140,7 @@ def test_round_trip_with_tricky_ids() -> None:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         for name in npz.files:
             assert npz[name].dtype != object, name
-        assert {"user_ids", "item_ids", "factor_pu", "factor_qi", "kind"} <= set(npz.files)
+        assert {"user_ids", "item_ids", "kernel_pu", "kernel_qi", "kind"} <= set(npz.files)
     back = ModelArrays.from_bytes(data)
     _assert_same(model, back)
     assert back.to_bytes() == data
@@ -183,28 +181,33 @@ def test_model_from_svd(biased: bool) -> None:
     algo = fitted.algorithm
     assert isinstance(algo, SVD)
     model = model_from_fit(fitted)
-    assert model.kind == KIND_FACTORS
-    assert model.biased is biased
-    assert np.array_equal(model.factors["pu"], algo.pu)
-    assert np.array_equal(model.factors["qi"], algo.qi)
+    assert model.kind == "SVD"
+    assert np.array_equal(model.arrays["pu"], algo.pu)
+    assert np.array_equal(model.arrays["qi"], algo.qi)
     if biased:
-        assert set(model.factors) == {"pu", "qi", "bu", "bi"}
-        assert np.array_equal(model.factors["bu"], algo.bu)
-        assert np.array_equal(model.factors["bi"], algo.bi)
+        assert set(model.arrays) == {"pu", "qi", "bu", "bi"}
+        assert np.array_equal(model.arrays["bu"], algo.bu)
+        assert np.array_equal(model.arrays["bi"], algo.bi)
     else:
-        assert set(model.factors) == {"pu", "qi"}
+        assert set(model.arrays) == {"pu", "qi"}
     assert model.rating_scale == (1.0, 5.0)
     _check_structure(model, fitted.trainset)
     _check_unknown_user_scores(model, algo)
 
 
-@pytest.mark.parametrize(("name", "cls"), [("BaselineOnly", BaselineOnly), ("KNNBasic", KNNBasic)])
-def test_model_from_other_algorithms_is_refit(name: str, cls: type) -> None:
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("tests.unit.custom_algorithms:ShiftedBaseline", BaselineOnly),
+        ("tests.unit.custom_algorithms:ItemMean", AlgoBase),
+    ],
+)
+def test_algorithms_without_a_kernel_are_refit(name: str, cls: type) -> None:
     fitted = fit(ratings_from_rows(_rows()), name, {}, (1.0, 5.0))
     model = model_from_fit(fitted)
     assert isinstance(fitted.algorithm, cls)
     assert model.kind == KIND_REFIT
-    assert model.factors == {}
+    assert model.arrays == {}
     _check_structure(model, fitted.trainset)
     _check_unknown_user_scores(model, fitted.algorithm)
 

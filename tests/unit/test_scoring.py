@@ -10,10 +10,10 @@ from surprise import PredictionImpossible
 
 from recommender import scoring
 from recommender.dataset import ratings_from_rows
-from recommender.model import KIND_FACTORS, KIND_REFIT, ModelArrays, model_from_fit
+from recommender.kernels import load_kernel
+from recommender.model import KIND_REFIT, ModelArrays, model_from_fit
 from recommender.scoring import (
     PairwiseScorer,
-    factor_scores,
     fallback,
     mask_seen,
     recommend,
@@ -93,11 +93,11 @@ SVD_CASES = [
 def test_svd_kernel_against_brute_force(params: dict[str, Any]) -> None:
     fitted, model = _fitted("SVD", params)
     algo, trainset = fitted.algorithm, fitted.trainset
-    assert model.kind == KIND_FACTORS
-    assert model.biased is params.get("biased", True)
+    assert model.kind == "SVD"
+    assert ("bu" in model.arrays) is params.get("biased", True)
     users = np.arange(model.n_users)
 
-    scores = factor_scores(model, users)
+    scores = load_kernel(model).scores(users)
     expected = np.asarray([[algo.estimate(u, i) for i in range(model.n_items)] for u in range(model.n_users)])
     assert np.abs(scores - expected).max() < TOL
 
@@ -163,14 +163,14 @@ def test_mask_seen() -> None:
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("BaselineOnly", {}), ("KNNBasic", {"k": 40, "min_k": 22})],  # KNN: many impossible -> ties
+    [("tests.unit.custom_algorithms:ShiftedBaseline", {}), ("tests.unit.custom_algorithms:ItemMean", {})],
 )
 def test_pairwise_path_against_brute_force(name: str, params: dict[str, Any]) -> None:
     fitted, model = _fitted(name, params)
     assert model.kind == KIND_REFIT
-    with pytest.raises(ValueError, match="scorer"):
+    with pytest.raises(ValueError, match="refitted algorithm"):
         next(recommend(model, np.arange(3), 10))
-    scorer = PairwiseScorer(fitted.algorithm)
+    scorer = PairwiseScorer(model, fitted.algorithm)
     trainset = fitted.trainset
     full_user = trainset.to_inner_uid(FULL_USER)
     for top in recommend(model, np.arange(model.n_users), 10, scorer):
@@ -189,7 +189,7 @@ def test_pairwise_path_against_brute_force(name: str, params: dict[str, Any]) ->
 def test_pairwise_ties_are_ranked_by_item_count() -> None:
     """KNNBasic with a high min_k falls back to the global mean often: the tie rule decides."""
     fitted, model = _fitted("KNNBasic", {"k": 40, "min_k": 22})
-    top = next(recommend(model, np.asarray([0]), model.n_items, PairwiseScorer(fitted.algorithm)))
+    top = next(recommend(model, np.asarray([0]), model.n_items, PairwiseScorer(model, fitted.algorithm)))
     values = top.scores.tolist()
     assert len(values) != len(set(values)), "the case is meant to have ties"
     counts = model.item_counts

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from recommender.model import KIND_FACTORS, ModelArrays, utf8_order
+from recommender.model import ModelArrays, utf8_order
 from recommender.scoring import UserTopN
 from recommender.sharding import decode_shard, encode_shard, plan_shards, shard_users
 
@@ -36,7 +36,7 @@ def _model(user_ids: list[str], item_ids: list[str] | None = None) -> ModelArray
     item_ids = item_ids or ["i0", "i1", "i2"]
     n_users, n_items = len(user_ids), len(item_ids)
     return ModelArrays(
-        kind=KIND_FACTORS,
+        kind="SVD",
         user_ids=user_ids,
         item_ids=item_ids,
         seen_indptr=np.zeros(n_users + 1, dtype=np.int64),

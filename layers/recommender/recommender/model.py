@@ -3,12 +3,12 @@
 `model.npz` is loaded with `allow_pickle=False`. Ids are stored as one UTF-8 byte array plus
 offsets, so any string (commas, quotes, newlines, NUL, any script) survives exactly.
 
-Two kinds of model exist today:
-- `factors` (SVD): the estimate is `mu + bu[u] + bi[i] + pu[u] . qi[i]` (or `pu . qi` unbiased),
-  scored for whole blocks of users at once.
-- `refit` (every other algorithm): the predictor refits the algorithm from the dataset snapshot
-  with the same parameters and seed, then calls Surprise's `estimate` for every (user, item) pair.
-  Correct, but slow; the model metadata says so.
+The model's `kind` says how a predictor scores it:
+- the name of a Surprise algorithm with a kernel (`kernels/`): `arrays` holds what that kernel
+  needs, and whole blocks of users are scored at once;
+- `refit` (an algorithm without a kernel, such as a user's own `AlgoBase` subclass): the predictor
+  refits the algorithm from the dataset snapshot with the same parameters and seed, then calls its
+  `estimate` for every (user, item) pair. Correct, but slow; the model metadata says so.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from surprise import PredictionImpossible
 
+from . import kernels
 from .training import FittedModel
 
-FORMAT_VERSION = 1
-KIND_FACTORS = "factors"
+FORMAT_VERSION = 2
 KIND_REFIT = "refit"
 UNKNOWN_USER = "UKN__"  # the inner id Surprise's predict() gives a user it has never seen
 
@@ -64,8 +64,7 @@ class ModelArrays:
     rating_scale: tuple[float, float]
     unknown_user_scores: np.ndarray  # Surprise's estimate of every item for a never-seen user
     user_order: np.ndarray  # inner user ids in UTF-8 byte order of their raw ids: the shard order
-    factors: dict[str, np.ndarray] = field(default_factory=dict)
-    biased: bool = True
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the kernel's own arrays
 
     @property
     def n_users(self) -> int:
@@ -102,9 +101,8 @@ class ModelArrays:
             "rating_scale": np.asarray(self.rating_scale, dtype=np.float64),
             "unknown_user_scores": self.unknown_user_scores,
             "user_order": self.user_order,
-            "biased": np.bool_(self.biased),
         }
-        arrays.update({f"factor_{name}": value for name, value in self.factors.items()})
+        arrays.update({f"kernel_{name}": value for name, value in self.arrays.items()})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         return buffer.getvalue()
@@ -127,12 +125,11 @@ class ModelArrays:
                 rating_scale=(float(scale[0]), float(scale[1])),
                 unknown_user_scores=npz["unknown_user_scores"],
                 user_order=npz["user_order"],
-                factors={
-                    name.removeprefix("factor_"): npz[name]
+                arrays={
+                    name.removeprefix("kernel_"): npz[name]
                     for name in npz.files
-                    if name.startswith("factor_")
+                    if name.startswith("kernel_")
                 },
-                biased=bool(npz["biased"]),
             )
 
 
@@ -157,16 +154,9 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
     unknown = np.asarray(
         [estimate_or_default(algo, UNKNOWN_USER, i) for i in range(n_items)], dtype=np.float64
     )
-    name = type(algo).__name__
-    factors: dict[str, np.ndarray] = {}
-    biased = True
-    kind = KIND_REFIT
-    if name == "SVD":
-        kind = KIND_FACTORS
-        biased = bool(algo.biased)
-        factors = {"pu": np.asarray(algo.pu), "qi": np.asarray(algo.qi)}
-        if biased:
-            factors.update(bu=np.asarray(algo.bu), bi=np.asarray(algo.bi))
+    name = kernels.kernel_name(algo)
+    kind = KIND_REFIT if name is None else name
+    arrays = {} if name is None else kernels.export_arrays(algo, trainset)
     user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
     return ModelArrays(
         kind=kind,
@@ -179,8 +169,7 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
         rating_scale=(float(fitted.rating_scale[0]), float(fitted.rating_scale[1])),
         unknown_user_scores=unknown,
         user_order=utf8_order(user_ids),
-        factors=factors,
-        biased=biased,
+        arrays=arrays,
     )
 
 

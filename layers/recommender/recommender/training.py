@@ -8,6 +8,7 @@ published model with Surprise alone from the snapshot, the seed and the paramete
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
 from collections import defaultdict
@@ -37,10 +38,27 @@ ALGORITHM_NAMES = (
 
 
 def algorithm_class(name: str) -> type[AlgoBase]:
+    """A Surprise algorithm by name, or a user's own `AlgoBase` subclass as "module:Class".
+
+    A user's class must be importable where the steps run (in Lambda: from a layer). It is scored
+    pair by pair, since no kernel knows its `estimate`.
+    """
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"algorithm {name!r} cannot be imported: {error}") from None
+        if not (isinstance(cls, type) and issubclass(cls, AlgoBase)):
+            raise ConfigError(f"algorithm {name!r} is not a surprise.AlgoBase subclass")
+        return cls
     if name not in ALGORITHM_NAMES:
-        raise ConfigError(f"algorithm {name!r} is not one of: {', '.join(ALGORITHM_NAMES)}")
-    cls: type[AlgoBase] = getattr(surprise, name)
-    return cls
+        raise ConfigError(
+            f"algorithm {name!r} is not one of: {', '.join(ALGORITHM_NAMES)}"
+            " (or a 'module:Class' path to your own AlgoBase subclass)"
+        )
+    builtin: type[AlgoBase] = getattr(surprise, name)
+    return builtin
 
 
 def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:

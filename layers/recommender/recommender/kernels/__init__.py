@@ -1,0 +1,99 @@
+"""Vectorised scoring kernels: one per Surprise algorithm family, reading only the model's arrays.
+
+A kernel computes, for a block of users and every item at once, exactly what Surprise's
+`estimate(u, i)` returns (before clipping), and Surprise's own fallback, `default_prediction()`
+(the global mean), wherever `estimate` would raise `PredictionImpossible`. Nothing on this path
+unpickles anything or builds a Surprise object: the predictor Lambda needs numpy and the arrays.
+
+Each family registers two things for the Surprise class names it serves:
+- `export(algo, trainset) -> dict[str, np.ndarray]`: run in Train, the arrays the kernel needs
+  (numeric dtypes only, so `np.load(..., allow_pickle=False)` reads them);
+- a `Kernel` subclass, built from the loaded `ModelArrays`.
+Algorithms without a kernel (a user's own `AlgoBase` subclass) take the per-pair path in
+`scoring.PairwiseScorer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..selection import mask_seen, select_top_n
+
+if TYPE_CHECKING:
+    from ..model import ModelArrays
+
+SCORE_BLOCK_BYTES = 64 * 1024 * 1024  # bound on the float64 users x items block held at once
+
+Export = Callable[[Any, Any], dict[str, np.ndarray]]
+
+
+class Kernel:
+    """Scores blocks of users against the whole catalogue. Subclasses implement `scores`."""
+
+    #: float64 users x items matrices a block needs at its peak (scores + temporaries)
+    block_matrices = 2
+
+    def __init__(self, model: ModelArrays) -> None:
+        self.model = model
+        self.arrays = model.arrays
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        """Unclipped estimates, shape (len(users), n_items), float64; impossible -> global mean."""
+        raise NotImplementedError
+
+    def block_rows(self) -> int:
+        """Users per block, so that a block's matrices stay within SCORE_BLOCK_BYTES."""
+        return max(1, SCORE_BLOCK_BYTES // (8 * self.block_matrices * max(1, self.model.n_items)))
+
+    def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n unseen items of a block of users: (indices, unclipped values), -inf padded."""
+        scores = self.scores(users)
+        mask_seen(scores, self.model, users)
+        return select_top_n(scores, n, tie_rank)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    export: Export
+    kernel: type[Kernel]
+
+
+REGISTRY: dict[str, KernelSpec] = {}
+
+
+def register(*names: str, export: Export, kernel: type[Kernel]) -> None:
+    for name in names:
+        REGISTRY[name] = KernelSpec(export, kernel)
+
+
+def kernel_name(algo: Any) -> str | None:
+    """The registered name serving this algorithm, or None. Only Surprise's own classes qualify:
+    a subclass may override `estimate`, and then only the per-pair path is exact."""
+    import surprise
+
+    name = type(algo).__name__
+    if name in REGISTRY and type(algo) is getattr(surprise, name, None):
+        return name
+    return None
+
+
+def export_arrays(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
+    name = kernel_name(algo)
+    if name is None:
+        raise KeyError(f"no kernel for {type(algo).__name__}")
+    return REGISTRY[name].export(algo, trainset)
+
+
+def load_kernel(model: ModelArrays) -> Kernel:
+    spec = REGISTRY.get(model.kind)
+    if spec is None:
+        raise KeyError(f"no kernel for model kind {model.kind!r}")
+    return spec.kernel(model)
+
+
+# Importing the families registers them.
+from . import co_clustering, factors, knn, normal, slope_one  # noqa: E402, F401
