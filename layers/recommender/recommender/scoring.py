@@ -84,9 +84,11 @@ def recommend(
     for start in range(0, len(users), step):
         block = np.asarray(users[start : start + step], dtype=np.int64)
         picked, values = kernel.top_n(block, n, tie_rank)
+        lengths = np.isfinite(values).sum(axis=1).tolist()  # excluded entries are last, as -inf
+        clipped = np.clip(values, low, high)
         for row, user in enumerate(block.tolist()):
-            keep = np.isfinite(values[row])
-            yield UserTopN(user, picked[row][keep], np.clip(values[row][keep], low, high))
+            size = lengths[row]
+            yield UserTopN(user, picked[row, :size], clipped[row, :size])
 
 
 def fallback(model: ModelArrays, n: int) -> UserTopN:

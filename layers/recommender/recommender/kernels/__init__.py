@@ -34,8 +34,10 @@ Export = Callable[[Any, Any], dict[str, np.ndarray]]
 class Kernel:
     """Scores blocks of users against the whole catalogue. Subclasses implement `scores`."""
 
-    #: float64 users x items matrices a block needs at its peak (scores + temporaries)
+    #: float64 users x items matrices `scores` holds at its peak (the result + temporaries)
     block_matrices = 2
+    #: what the generic top_n holds at its peak: the scores, their negation, argpartition's indices
+    selection_matrices = 3
 
     def __init__(self, model: ModelArrays) -> None:
         self.model = model
@@ -47,7 +49,8 @@ class Kernel:
 
     def block_rows(self) -> int:
         """Users per block, so that a block's matrices stay within SCORE_BLOCK_BYTES."""
-        return max(1, SCORE_BLOCK_BYTES // (8 * self.block_matrices * max(1, self.model.n_items)))
+        peak = max(self.block_matrices, self.selection_matrices)
+        return max(1, SCORE_BLOCK_BYTES // (8 * peak * max(1, self.model.n_items)))
 
     def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-n unseen items of a block of users: (indices, unclipped values), -inf padded."""
