@@ -297,3 +297,12 @@ def test_fallback(name: str, params: dict[str, Any], n: int) -> None:
         # every estimate is the global mean: the order is the tie rule alone
         assert len(set(unknown.values())) == 1
         assert wanted == sorted(range(model.n_items), key=lambda i: (-counts[i], i))[:n]
+
+
+def test_the_per_pair_path_warns_with_its_cost(caplog: pytest.LogCaptureFixture) -> None:
+    fitted, model = _fitted("tests.unit.custom_algorithms:ItemMean", {})
+    with caplog.at_level("WARNING", logger="recommender.scoring"):
+        list(recommend(model, np.arange(5), 3, PairwiseScorer(model, fitted.algorithm)))
+    message = caplog.text
+    assert "ItemMean has no vectorised kernel" in message
+    assert f"5 users x {model.n_items} items = {5 * model.n_items} estimate() calls" in message
