@@ -154,14 +154,24 @@ def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path:
     assert not stranger.personal and stranger.items == manifest["fallback"]["items"][:3]
 
 
-def test_a_non_factor_algorithm_runs_through_the_per_pair_path(engine: LocalEngine) -> None:
-    result = engine.run(run_input(algorithm="KNNWithMeans", params={"k": 10}, top_n=5), name="e2e-knn")
+@pytest.mark.parametrize(
+    ("algorithm", "params", "kind"),
+    [
+        ("KNNWithMeans", {"k": 10, "sim_options": {"name": "pearson", "user_based": False}}, "KNNWithMeans"),
+        ("tests.unit.custom_algorithms:ItemMean", {}, "refit"),  # a user's own AlgoBase: per pair
+    ],
+)
+def test_other_algorithms_equal_surprise(
+    engine: LocalEngine, algorithm: str, params: dict[str, Any], kind: str
+) -> None:
+    name = "e2e-" + kind.lower()
+    result = engine.run(run_input(algorithm=algorithm, params=params, top_n=5), name=name)
     assert result.status == "SUCCEEDED", (result.error, result.cause)
     manifest = read_json(engine, read_json(engine, "latest.json")["manifest"])
-    assert manifest["model"]["kind"] == "refit"
+    assert manifest["run_id"] == name and manifest["model"]["kind"] == kind
     lists = published_lists(engine, manifest)
     algo, trainset = surprise_reference(engine, manifest)
-    for user in list(lists)[::60]:
+    for user in list(lists)[::40]:
         expected, _, unclipped = expected_top_n(algo, trainset, user, 5)
         assert_same_ranking(lists[user]["items"], expected, unclipped)
 

@@ -1,0 +1,114 @@
+"""The contract every kernel keeps, checked the same way for every algorithm and option.
+
+On small synthetic data with a fixed seed (integer stars, so similarities and estimates tie):
+- the kernel's scores equal Surprise's `estimate(u, i)` for every user and every item, and
+  Surprise's fallback (`default_prediction()`) wherever `estimate` raises `PredictionImpossible`;
+- every user's top-N equals the brute-force top-N under the ranking rule (selection.py);
+- items a user rated never appear, and a user who rated everything gets an empty list;
+- the published scores are Surprise's `predict()` (clipped) values;
+- cutting users into small blocks changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recommender.dataset import Ratings, ratings_from_rows
+from recommender.kernels import load_kernel
+from recommender.model import ModelArrays, estimate_or_default, model_from_fit
+from recommender.sample_data import SyntheticSpec, synthetic_ratings
+from recommender.scoring import recommend
+from recommender.training import FittedModel, fit
+
+TOP_N = 7
+SCALE = (1.0, 5.0)
+KNN = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
+SIMILARITIES = ("cosine", "msd", "pearson", "pearson_baseline")
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("SVD", {"n_factors": 6, "n_epochs": 15}),
+    ("SVD", {"n_factors": 6, "n_epochs": 15, "biased": False}),
+    ("SVDpp", {"n_factors": 5, "n_epochs": 10}),
+    ("NMF", {"n_factors": 4, "n_epochs": 20}),
+    ("NMF", {"n_factors": 4, "n_epochs": 20, "biased": True}),
+    ("BaselineOnly", {"bsl_options": {"method": "als"}}),
+    ("BaselineOnly", {"bsl_options": {"method": "sgd", "n_epochs": 10}}),
+    ("SlopeOne", {}),
+    ("CoClustering", {}),
+    ("CoClustering", {"n_cltr_u": 2, "n_cltr_i": 4, "n_epochs": 10}),
+    *[
+        (name, {"k": k, "min_k": min_k, "sim_options": {"name": sim, "user_based": user_based}})
+        for name in KNN
+        for sim in SIMILARITIES
+        for user_based in (True, False)
+        for k, min_k in ((3, 2), (40, 1))
+    ],
+]
+
+
+def case_id(case: tuple[str, dict[str, Any]]) -> str:
+    name, params = case
+    sim = params.get("sim_options")
+    if sim:
+        based = "user" if sim["user_based"] else "item"
+        return f"{name}-{sim['name']}-{based}-k{params['k']}-min{params['min_k']}"
+    return name + "".join(f"-{k}={v}" for k, v in params.items() if k not in ("n_factors", "n_epochs"))
+
+
+@pytest.fixture(scope="module")
+def ratings() -> Ratings:
+    rows = [
+        (u, i, r)
+        for u, i, r, _ in synthetic_ratings(SyntheticSpec(users=45, items=30, ratings_per_user=8, seed=11))
+    ]
+    rows += [("rated-everything", f"item-{i:05d}", float(1 + i % 5)) for i in range(1, 31)]
+    rows += [("one-rating", "item-00007", 4.0)]
+    return ratings_from_rows(rows)
+
+
+def surprise_estimates(fitted: FittedModel, model: ModelArrays) -> np.ndarray:
+    return np.array(
+        [
+            [estimate_or_default(fitted.algorithm, u, i) for i in range(model.n_items)]
+            for u in range(model.n_users)
+        ]
+    )
+
+
+def brute_force_top_n(model: ModelArrays, estimates: np.ndarray, user: int) -> list[int]:
+    seen = set(model.seen(user).tolist())
+    unseen = [i for i in range(model.n_items) if i not in seen]
+    return sorted(unseen, key=lambda i: (-estimates[user, i], -model.item_counts[i], i))[:TOP_N]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_kernel_equals_surprise(case: tuple[str, dict[str, Any]], ratings: Ratings) -> None:
+    name, params = case
+    fitted = fit(ratings, name, params, SCALE)
+    model = ModelArrays.from_bytes(model_from_fit(fitted).to_bytes())
+    assert model.kind == name, f"{name} has no kernel: it would be scored pair by pair"
+    kernel = load_kernel(model)
+    users = np.arange(model.n_users)
+
+    expected = surprise_estimates(fitted, model)
+    np.testing.assert_allclose(kernel.scores(users), expected, rtol=1e-9, atol=1e-9)
+
+    lists = {top.user: top for top in recommend(model, users, TOP_N, kernel)}
+    kernel.block_rows = lambda: 4  # type: ignore[method-assign]
+    blocked = {top.user: top for top in recommend(model, users, TOP_N, kernel)}
+    assert set(lists) == set(range(model.n_users))
+    for user, top in lists.items():
+        want = brute_force_top_n(model, expected, user)
+        got = top.items.tolist()
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert a == b or abs(expected[user, a] - expected[user, b]) < 1e-9, (user, got, want)
+        assert not set(got) & set(model.seen(user).tolist())
+        predicted = [fitted.algorithm.predict(model.user_ids[user], model.item_ids[i]).est for i in got]
+        np.testing.assert_allclose(top.scores, predicted, rtol=1e-9, atol=1e-9)
+        assert blocked[user].items.tolist() == got
+    everything = model.user_ids.index("rated-everything")
+    assert lists[everything].items.size == 0
