@@ -27,10 +27,9 @@ from recommender.client import Recommendations
 from recommender.config import SourceTable
 from recommender.dataset import ratings_from_rows
 from recommender.local import LocalEngine, embedded_postgres
-from recommender.model import model_from_fit
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.scoring import recommend
-from recommender.training import fit
+from recommender.training import fit, model_from_fit
 
 
 def workflow(spec: SyntheticSpec, users_per_shard: int) -> dict[str, float]:

@@ -16,11 +16,11 @@ from jsonschema import Draft202012Validator
 from recommender.client import Recommendations, RecommendationsError
 from recommender.dataset import ratings_from_rows
 from recommender.manifest import build_latest, build_manifest, load_schema
-from recommender.model import ModelArrays, library_versions, model_from_fit
+from recommender.model import ModelArrays
 from recommender.scoring import fallback, recommend
 from recommender.sharding import encode_shard, plan_shards, shard_users
 from recommender.storage import RunPaths, latest_key, relative_key, sha256_hex
-from recommender.training import fit
+from recommender.training import fit, library_versions, model_from_fit
 
 RUN_ID = "run-1"
 PREFIX = "recs"  # keys in the manifest are relative to it; the folder is the prefix's content

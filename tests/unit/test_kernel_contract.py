@@ -18,10 +18,10 @@ import pytest
 
 from recommender.dataset import Ratings, ratings_from_rows
 from recommender.kernels import load_kernel
-from recommender.model import ModelArrays, estimate_or_default, model_from_fit
+from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import recommend
-from recommender.training import FittedModel, fit
+from recommender.training import FittedModel, estimate_or_default, fit, model_from_fit
 
 TOP_N = 7
 SCALE = (1.0, 5.0)

@@ -14,8 +14,8 @@ from surprise import PredictionImpossible
 from recommender.dataset import Ratings, ratings_from_rows
 from recommender.kernels import load_kernel
 from recommender.kernels.knn import KNNKernel
-from recommender.model import ModelArrays, model_from_fit
-from recommender.training import FittedModel, fit
+from recommender.model import ModelArrays
+from recommender.training import FittedModel, fit, model_from_fit
 
 KNN = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
 SIMILARITIES = ("cosine", "msd", "pearson", "pearson_baseline")

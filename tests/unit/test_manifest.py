@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from recommender.config import RunConfig
 from recommender.manifest import SCHEMA_VERSION, build_latest, build_manifest, load_schema, utc_now
-from recommender.model import library_versions
+from recommender.training import library_versions
 
 
 def _sha(text: str) -> str:

@@ -10,15 +10,8 @@ import pytest
 from surprise import SVD, AlgoBase, BaselineOnly
 
 from recommender.dataset import ratings_from_rows
-from recommender.model import (
-    KIND_REFIT,
-    ModelArrays,
-    decode_strings,
-    encode_strings,
-    model_from_fit,
-    utf8_order,
-)
-from recommender.training import fit
+from recommender.model import KIND_REFIT, ModelArrays, decode_strings, encode_strings, utf8_order
+from recommender.training import fit, model_from_fit
 
 TRICKY = [
     "plain",

@@ -19,10 +19,10 @@ from recommender.config import DEFAULT_SEED
 from recommender.dataset import ratings_from_rows
 from recommender.kernels import kernel_name, load_kernel
 from recommender.kernels.normal import NormalKernel
-from recommender.model import ModelArrays, model_from_fit
+from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import UserTopN, recommend
-from recommender.training import FittedModel, fit
+from recommender.training import FittedModel, fit, model_from_fit
 
 TOP_N = 7
 SCALE = (1.0, 5.0)

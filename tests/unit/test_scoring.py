@@ -11,7 +11,7 @@ from surprise import PredictionImpossible
 from recommender import scoring
 from recommender.dataset import ratings_from_rows
 from recommender.kernels import load_kernel
-from recommender.model import KIND_REFIT, ModelArrays, model_from_fit
+from recommender.model import KIND_REFIT, ModelArrays
 from recommender.scoring import (
     PairwiseScorer,
     fallback,
@@ -19,7 +19,7 @@ from recommender.scoring import (
     recommend,
     select_top_n,
 )
-from recommender.training import FittedModel, fit
+from recommender.training import FittedModel, fit, model_from_fit
 
 N_USERS, N_ITEMS, PER_USER = 60, 40, 15
 FULL_USER = "rated-everything"

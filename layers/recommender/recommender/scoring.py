@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
-from .model import KIND_REFIT, ModelArrays, estimate_or_default
+from .model import KIND_REFIT, ModelArrays
 from .selection import mask_seen, select_top_n
+from .training import estimate_or_default
 
 __all__ = ["PairwiseScorer", "UserTopN", "fallback", "mask_seen", "recommend", "select_top_n"]
 

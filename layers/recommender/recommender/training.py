@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import platform
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import surprise
-from surprise import AlgoBase, Trainset
+from surprise import AlgoBase, PredictionImpossible, Trainset
 
+from . import kernels
 from .config import DEFAULT_SEED, ConfigError
 from .dataset import DatasetError, Ratings
+from .model import KIND_REFIT, ModelArrays, utf8_order
 
 ALGORITHM_NAMES = (
     "SVD",
@@ -154,3 +158,55 @@ def fit(
         np.random.seed(DEFAULT_SEED)  # its only randomness is numpy's global generator
     algo.fit(trainset)
     return FittedModel(algo, trainset, full_params, scale, time.perf_counter() - started)
+
+
+UNKNOWN_USER = "UKN__"  # the inner id Surprise's predict() gives a user it has never seen
+
+
+def estimate_or_default(algo: Any, user: Any, item: Any) -> float:
+    """Surprise's estimate, unclipped, with its own fallback when the prediction is impossible."""
+    try:
+        est = algo.estimate(user, item)
+    except PredictionImpossible:
+        return float(algo.default_prediction())
+    return float(est[0] if isinstance(est, tuple) else est)
+
+
+def model_from_fit(fitted: FittedModel) -> ModelArrays:
+    algo, trainset = fitted.algorithm, fitted.trainset
+    n_users, n_items = trainset.n_users, trainset.n_items
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
+    indices = np.fromiter(
+        (i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int32, count=int(indptr[-1])
+    )
+    counts = np.asarray([len(trainset.ir[i]) for i in range(n_items)], dtype=np.int64)
+    unknown = np.asarray(
+        [estimate_or_default(algo, UNKNOWN_USER, i) for i in range(n_items)], dtype=np.float64
+    )
+    name = kernels.kernel_name(algo)
+    kind = KIND_REFIT if name is None else name
+    arrays = {} if name is None else kernels.export_arrays(algo, trainset)
+    user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
+    return ModelArrays(
+        kind=kind,
+        user_ids=user_ids,
+        item_ids=[trainset.to_raw_iid(i) for i in range(n_items)],
+        seen_indptr=indptr,
+        seen_indices=indices,
+        item_counts=counts,
+        global_mean=float(trainset.global_mean),
+        rating_scale=(float(fitted.rating_scale[0]), float(fitted.rating_scale[1])),
+        unknown_user_scores=unknown,
+        user_order=utf8_order(user_ids),
+        arrays=arrays,
+    )
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-surprise": surprise.__version__,
+        "platform": sys.platform,
+    }

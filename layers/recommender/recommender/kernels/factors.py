@@ -10,6 +10,7 @@ factors. Terms are added in Surprise's order so that the float results agree.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,7 @@ class FactorKernel(Kernel):
         if self.biased:
             promise = promise + a["bi"]
         self._by_promise = np.argsort(-promise, kind="stable")
+        self._local = threading.local()
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -96,6 +98,19 @@ class FactorKernel(Kernel):
 
     def block_rows(self) -> int:
         return max(1, SCORE_BLOCK_BYTES // (self.bytes_per_cell * max(1, self.model.n_items)))
+
+    def _buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Score and mask buffers reused from block to block (per thread: the local engine runs
+        shards in threads). Fresh ones would cost a page fault for every 4 KiB of every block."""
+        held = getattr(self._local, "buffers", None)
+        if held is None or held[0].shape[0] < rows:
+            size = max(rows, min(self.block_rows(), 1 << 20))
+            held = (
+                np.empty((size, self.model.n_items), np.float32),
+                np.empty((size, self.model.n_items), bool),
+            )
+            self._local.buffers = held
+        return held[0][:rows], held[1][:rows]
 
     def _users64(self, users: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -124,7 +139,8 @@ class FactorKernel(Kernel):
         if k == 0 or rows == 0:
             return picked, values
         users64 = self._users64(users)
-        scores = users64.astype(np.float32) @ self._items32.T
+        scores, mask = self._buffers(rows)
+        np.matmul(users64.astype(np.float32), self._items32.T, out=scores)
         seen_rows, seen_items = seen_pairs(self.model, users)
         scores[seen_rows, seen_items] = -np.inf
 
@@ -138,7 +154,7 @@ class FactorKernel(Kernel):
         width = users64.shape[1] + 2
         error = width * 2.0**-24 * np.linalg.norm(users64, axis=1) * self._item_norm_max
         threshold -= 2 * error + 1e-30
-        mask = scores >= threshold.astype(np.float32)[:, None]
+        np.greater_equal(scores, threshold.astype(np.float32)[:, None], out=mask)
         if not np.isfinite(threshold).all():
             mask &= scores > -np.inf
         cand_rows, cand_items = np.divmod(np.flatnonzero(mask), n_items)  # 1-D: ~10x faster

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings
 from ..manifest import build_latest, build_manifest
-from ..model import ModelArrays, library_versions
+from ..model import ModelArrays
 from ..scoring import fallback
 from ..sharding import decode_shard
 from ..storage import (
@@ -26,6 +26,7 @@ from ..storage import (
     relative_key,
     sha256_hex,
 )
+from ..training import library_versions
 
 VERIFY_THREADS = 8
 

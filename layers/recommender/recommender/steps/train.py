@@ -7,10 +7,9 @@ from typing import Any
 
 from ..config import RunConfig, Settings
 from ..dataset import read_snapshot
-from ..model import library_versions, model_from_fit
 from ..sharding import plan_shards
 from ..storage import RunPaths, put_bytes, put_json
-from ..training import fit
+from ..training import fit, library_versions, model_from_fit
 
 
 def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, Any]:
