@@ -1,23 +1,45 @@
 """Reading published recommendations: what an app server does, from S3 or from a local folder.
 
-Importing this module does not import Surprise or numpy's training stack: an app server needs only
-boto3 (for S3) and the standard library.
-
-    recs = Recommendations.open("s3://bucket/prefix")   # or a folder with the same layout
-    answer = recs.for_user("42")
+    recs = Recommendations.open("s3://bucket/prefix")    # or a folder with the same layout
+    answer = recs.for_user("42", n=10, exclude={"item-7"})
     answer.items, answer.scores, answer.personal         # personal=False: the fallback list
+    recs.for_ratings({"item-3": 5.0, "item-9": 2.0}, n=10) # a user described by ratings (fold-in)
+
+How it stays fast and safe:
+- It finds the shard holding a user by binary search over the manifest's id ranges and reads only
+  that shard. Shards are kept in a bounded LRU cache, keyed by run, after their checksum matched
+  the manifest's: a corrupt or missing object raises `RecommendationsError` for that lookup and is
+  never cached.
+- It looks at `latest.json` again at most every `refresh_seconds`, with a conditional request
+  (ETag; for a folder, modification time and size), so an unchanged pointer costs one small
+  round trip. A new run is swapped in only once its manifest has been read whole. Each lookup
+  uses one run from start to end, so an answer never mixes two runs. While a new run cannot be
+  read, the previous one keeps serving and `last_refresh_error` says why.
+- It is thread-safe: lookups share the cache under a lock, one thread at a time refreshes, and
+  concurrent misses on the same shard load it once.
+Importing it does not import Surprise.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_SECONDS = 5.0
+DEFAULT_CACHED_SHARDS = 32
 
 
 class RecommendationsError(RuntimeError):
@@ -25,18 +47,30 @@ class RecommendationsError(RuntimeError):
 
 
 class ObjectReader(Protocol):
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
+        """(content, etag); content is None when `etag` still matches (not modified)."""
+        ...
+
+    def describe(self, key: str) -> str: ...
 
 
 @dataclass(frozen=True)
 class FolderReader:
     root: Path
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
         path = self.root / key
-        if not path.is_file():
-            raise RecommendationsError(f"{path} does not exist")
-        return path.read_bytes()
+        try:
+            stat = path.stat()
+            tag = f"{stat.st_mtime_ns}-{stat.st_size}"
+            if tag == etag:
+                return None, tag
+            return path.read_bytes(), tag
+        except FileNotFoundError:
+            raise RecommendationsError(f"{path} does not exist") from None
+
+    def describe(self, key: str) -> str:
+        return str(self.root / key)
 
 
 @dataclass(frozen=True)
@@ -45,13 +79,22 @@ class S3Reader:
     bucket: str
     prefix: str
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
         full = f"{self.prefix}/{key}" if self.prefix else key
+        conditional = {"IfNoneMatch": etag} if etag else {}
         try:
-            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=full)["Body"].read()
+            response = self.s3.get_object(Bucket=self.bucket, Key=full, **conditional)
         except self.s3.exceptions.NoSuchKey:
-            raise RecommendationsError(f"s3://{self.bucket}/{full} does not exist") from None
-        return body
+            raise RecommendationsError(f"{self.describe(key)} does not exist") from None
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("304", "NotModified"):
+                return None, etag or ""
+            raise
+        body: bytes = response["Body"].read()
+        return body, str(response.get("ETag", ""))
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}{key}"
 
 
 @dataclass(frozen=True)
@@ -62,54 +105,234 @@ class Answer:
     personal: bool  # False: the user is unknown to the model and this is the fallback list
     run_id: str
 
+    @property
+    def source(self) -> str:
+        return "personal" if self.personal else "fallback"
 
-class Recommendations:
-    """The recommendations of the run `latest.json` points to when this object was opened."""
 
-    def __init__(self, reader: ObjectReader) -> None:
-        self.reader = reader
-        latest = json.loads(reader.read(latest_key("")))
-        self.manifest: dict[str, Any] = json.loads(reader.read(latest["manifest"]))
-        self.run_id: str = self.manifest["run_id"]
-        self._shards = sorted(self.manifest["shards"], key=lambda s: _utf8(s["first_user"]))
-        self._firsts = [_utf8(s["first_user"]) for s in self._shards]
+def _read(reader: ObjectReader, key: str) -> bytes:
+    data, _ = reader.read(key)
+    if data is None:  # pragma: no cover - only a conditional read answers "not modified"
+        raise RecommendationsError(f"{reader.describe(key)} could not be read")
+    return data
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One published run, as its manifest describes it; never changes once built."""
+
+    manifest: dict[str, Any]
+    latest_etag: str
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    firsts: list[bytes] = field(default_factory=list)
 
     @classmethod
-    def open(cls, location: str | Path, s3: Any = None) -> Recommendations:
+    def build(cls, manifest: dict[str, Any], latest_etag: str) -> _Run:
+        shards = sorted(manifest["shards"], key=lambda s: _utf8(s["first_user"]))
+        return cls(manifest, latest_etag, shards, [_utf8(s["first_user"]) for s in shards])
+
+    @property
+    def run_id(self) -> str:
+        run_id: str = self.manifest["run_id"]
+        return run_id
+
+    def shard_for(self, user_id: str) -> dict[str, Any] | None:
+        key = _utf8(user_id)
+        position = bisect.bisect_right(self.firsts, key) - 1
+        if position < 0:
+            return None
+        shard = self.shards[position]
+        return shard if key <= _utf8(shard["last_user"]) else None
+
+
+Records = dict[str, tuple[list[str], list[float]]]
+
+
+class Recommendations:
+    """Recommendations of the newest published run, kept current; see the module docstring."""
+
+    def __init__(
+        self,
+        reader: ObjectReader,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        cached_shards: int = DEFAULT_CACHED_SHARDS,
+    ) -> None:
+        self.reader = reader
+        self.refresh_seconds = refresh_seconds
+        self.cached_shards = max(1, cached_shards)
+        self.last_refresh_error: str | None = None
+        self._cache: OrderedDict[tuple[str, int], Records] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._refresh_lock = threading.Lock()
+        self._models: dict[str, tuple[Any, dict[str, Any]]] = {}
+        run = self._read_run(None)
+        if run is None:  # pragma: no cover - no etag was given, so the content is always read
+            raise RecommendationsError("latest.json could not be read")
+        self._run = run
+        self._checked_at = time.monotonic()
+
+    @classmethod
+    def open(
+        cls,
+        location: str | Path,
+        s3: Any = None,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        cached_shards: int = DEFAULT_CACHED_SHARDS,
+    ) -> Recommendations:
+        """From `s3://bucket/prefix` or a folder holding `latest.json`."""
         text = str(location)
+        reader: ObjectReader
         if text.startswith("s3://"):
             bucket, _, prefix = text[len("s3://") :].partition("/")
             if s3 is None:
                 import boto3
 
                 s3 = boto3.client("s3")
-            return cls(S3Reader(s3, bucket, prefix.strip("/")))
-        root = Path(text)
-        if not (root / "latest.json").is_file():
-            raise RecommendationsError(f"{root} has no latest.json: not a published output folder")
-        return cls(FolderReader(root))
+            reader = S3Reader(s3, bucket, prefix.strip("/"))
+        else:
+            root = Path(text)
+            if not (root / "latest.json").is_file():
+                raise RecommendationsError(f"{root} has no latest.json: not a published output folder")
+            reader = FolderReader(root)
+        return cls(reader, refresh_seconds, cached_shards)
+
+    # -- the run being served -------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._run.run_id
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._run.manifest
+
+    def _read_run(self, etag: str | None) -> _Run | None:
+        """The run latest.json points to, or None when latest.json is unchanged."""
+        data, new_etag = self.reader.read(latest_key(""), etag)
+        if data is None:
+            return None
+        try:
+            latest = json.loads(data)
+            manifest = json.loads(_read(self.reader, latest["manifest"]))
+            return _Run.build(manifest, new_etag)
+        except (ValueError, KeyError, TypeError) as error:
+            raise RecommendationsError(
+                f"{self.reader.describe(latest_key(''))}: unreadable run ({error})"
+            ) from None
+
+    def refresh(self) -> bool:
+        """Look at latest.json now; True if a new run is now served."""
+        with self._refresh_lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        self._checked_at = time.monotonic()
+        try:
+            run = self._read_run(self._run.latest_etag)
+        except RecommendationsError as error:
+            self.last_refresh_error = str(error)
+            logger.warning("keeping run %s: %s", self._run.run_id, error)
+            return False
+        self.last_refresh_error = None
+        if run is None or run.run_id == self._run.run_id:
+            return False
+        self._run = run
+        return True
+
+    def _current(self) -> _Run:
+        if time.monotonic() - self._checked_at >= self.refresh_seconds and self._refresh_lock.acquire(
+            blocking=False
+        ):
+            try:
+                if time.monotonic() - self._checked_at >= self.refresh_seconds:
+                    self._refresh_locked()
+            finally:
+                self._refresh_lock.release()
+        return self._run
+
+    # -- shards ---------------------------------------------------------------------------
 
     def shard_for(self, user_id: str) -> dict[str, Any] | None:
-        """The shard whose id range holds the user (binary search; no other shard is read)."""
-        key = _utf8(user_id)
-        position = bisect.bisect_right(self._firsts, key) - 1
-        if position < 0:
-            return None
-        shard = self._shards[position]
-        return shard if key <= _utf8(shard["last_user"]) else None
+        """The manifest entry of the shard whose id range holds the user (no object is read)."""
+        return self._run.shard_for(user_id)
 
-    def for_user(self, user_id: str, n: int | None = None) -> Answer:
-        shard = self.shard_for(user_id)
-        if shard is not None:
-            data = self.reader.read(shard["key"])
-            if sha256_hex(data) != shard["sha256"]:
-                raise RecommendationsError(f"{shard['key']} does not match the manifest's checksum")
-            for record in decode_shard(data):
-                if record["user"] == user_id:
-                    return Answer(user_id, record["items"][:n], record["scores"][:n], True, self.run_id)
-        fallback = self.manifest["fallback"]
-        return Answer(user_id, fallback["items"][:n], fallback["scores"][:n], False, self.run_id)
+    def _records(self, run: _Run, shard: dict[str, Any]) -> Records:
+        key = (run.run_id, int(shard["index"]))
+        with self._cache_lock:
+            records = self._cache.get(key)
+            if records is not None:
+                self._cache.move_to_end(key)
+                return records
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one thread loads a shard; the others wait for it
+            with self._cache_lock:
+                records = self._cache.get(key)
+            if records is None:
+                records = self._load(shard)
+                with self._cache_lock:
+                    self._cache[key] = records
+                    while len(self._cache) > self.cached_shards:
+                        self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._loading.pop(key, None)
+        return records
 
+    def _load(self, shard: dict[str, Any]) -> Records:
+        data = _read(self.reader, shard["key"])
+        if sha256_hex(data) != shard["sha256"]:
+            raise RecommendationsError(
+                f"{self.reader.describe(shard['key'])} does not match the manifest's checksum"
+            )
+        records = {r["user"]: (r["items"], r["scores"]) for r in decode_shard(data)}
+        if len(records) != shard["users"]:
+            raise RecommendationsError(
+                f"{self.reader.describe(shard['key'])} holds {len(records)} users, not {shard['users']}"
+            )
+        return records
 
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+    # -- answers --------------------------------------------------------------------------
+
+    def for_user(self, user_id: str, n: int | None = None, exclude: Collection[str] = ()) -> Answer:
+        """The user's recommendations, or the fallback list for a user the model does not know."""
+        run = self._current()
+        shard = run.shard_for(user_id)
+        found = self._records(run, shard).get(user_id) if shard is not None else None
+        personal = found is not None
+        if found is None:
+            fallback = run.manifest["fallback"]
+            found = (fallback["items"], fallback["scores"])
+        items, scores = found
+        if exclude:
+            banned = set(exclude)
+            kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
+            items, scores = [i for i, _ in kept], [s for _, s in kept]
+        return Answer(user_id, items[:n], scores[:n], personal, run.run_id)
+
+    def for_ratings(self, ratings: Mapping[str, float], n: int = 10, exclude: Collection[str] = ()) -> Answer:
+        """Recommendations for a user described by ratings given now, folded into the published
+        model (see `foldin.py` for what each algorithm supports); the rated items are excluded."""
+        from .foldin import recommend_for_ratings
+
+        run = self._current()
+        model, params = self._model(run)
+        items, scores = recommend_for_ratings(model, params, ratings, n, exclude)
+        return Answer("", items, scores, True, run.run_id)
+
+    def _model(self, run: _Run) -> tuple[Any, dict[str, Any]]:
+        """The run's model arrays and parameters, read on first use (they are large)."""
+        from .model import ModelArrays
+
+        with self._cache_lock:
+            held = self._models.get(run.run_id)
+        if held is None:
+            model = ModelArrays.from_bytes(_read(self.reader, run.manifest["model"]["key"]))
+            params = json.loads(_read(self.reader, run.manifest["model"]["metadata_key"]))["params"]
+            held = (model, params)
+            with self._cache_lock:
+                self._models = {run.run_id: held}
+        return held
