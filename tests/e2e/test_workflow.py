@@ -71,6 +71,8 @@ def published_lists(engine: LocalEngine, manifest: dict[str, Any]) -> dict[str, 
         records = list(decode_shard(data))
         assert len(records) == shard["users"]
         for record in records:
+            jsonschema.validate(record, load_schema("shard-record"))
+        for record in records:
             assert record["user"] not in lists, "a user appears in two shards"
             lists[record["user"]] = record
     return lists

@@ -225,9 +225,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     recs = Recommendations.open(args.source)
-    answer = recs.for_user(args.user_id, n=args.n)
-    kind = "personal recommendations" if answer.personal else "unknown user: fallback list"
-    print(f"user {answer.user} ({kind}, run {answer.run_id}):")
+    if args.rated:
+        ratings = {}
+        for item in args.rated:
+            key, sep, value = item.rpartition("=")
+            try:
+                ratings[key] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not key:
+                raise ConfigError(f"--rated {item!r} is not ITEM=RATING")
+        answer = recs.for_ratings(ratings, n=args.n or recs.manifest["top_n"], exclude=args.exclude)
+        print(f"for these {len(ratings)} rating(s), folded into run {answer.run_id}:")
+    else:
+        if args.user_id is None:
+            raise ConfigError("give a USER_ID, or --rated ITEM=RATING ...")
+        answer = recs.for_user(args.user_id, n=args.n, exclude=args.exclude)
+        kind = "personal recommendations" if answer.personal else "unknown user: fallback list"
+        print(f"user {answer.user} ({kind}, run {answer.run_id}):")
     for rank, (item, score) in enumerate(zip(answer.items, answer.scores), start=1):
         print(f"  {rank:3d}. {item}  {score:.3f}")
     return 0
@@ -265,7 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     rec = commands.add_parser("recommend", help="a user's recommendations from published output")
-    rec.add_argument("user_id")
+    rec.add_argument("user_id", nargs="?", help="a user id (or use --rated)")
+    rec.add_argument(
+        "--rated",
+        nargs="+",
+        metavar="ITEM=RATING",
+        help="recommend for these ratings instead, folded into the published model",
+    )
+    rec.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to recommend")
     rec.add_argument(
         "--from",
         dest="source",
@@ -281,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ConfigError, RecommendationsError, FileNotFoundError) as error:
+    except (ConfigError, RecommendationsError, FileNotFoundError, ValueError) as error:
         print(f"recommender: {error}", file=sys.stderr)
         return 2
     return code

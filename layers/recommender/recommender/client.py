@@ -149,7 +149,7 @@ class _Run:
         return shard if key <= _utf8(shard["last_user"]) else None
 
 
-Records = dict[str, tuple[list[str], list[float]]]
+Records = dict[str, tuple[tuple[str, ...], tuple[float, ...]]]
 
 
 class Recommendations:
@@ -288,7 +288,9 @@ class Recommendations:
             raise RecommendationsError(
                 f"{self.reader.describe(shard['key'])} does not match the manifest's checksum"
             )
-        records = {r["user"]: (r["items"], r["scores"]) for r in decode_shard(data)}
+        # tuples of strings and floats: the garbage collector stops tracking them, so a large
+        # cache does not make every full collection (and the lookup it interrupts) slow
+        records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
         if len(records) != shard["users"]:
             raise RecommendationsError(
                 f"{self.reader.describe(shard['key'])} holds {len(records)} users, not {shard['users']}"
@@ -306,7 +308,7 @@ class Recommendations:
         if found is None:
             fallback = run.manifest["fallback"]
             found = (fallback["items"], fallback["scores"])
-        items, scores = found
+        items, scores = list(found[0]), list(found[1])
         if exclude:
             banned = set(exclude)
             kept = [(i, s) for i, s in zip(items, scores) if i not in banned]

@@ -25,7 +25,7 @@ def utc_now() -> str:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """`manifest` or `latest`: the JSON Schema of that object."""
+    """`manifest`, `latest` or `shard-record`: the JSON Schema of that object."""
     text = resources.files("recommender.schemas").joinpath(f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
