@@ -64,3 +64,25 @@ def test_run_on_a_movielens_folder(
     assert manifest["dataset"]["rows"] == 100_836
     assert manifest["model"]["users"] == 610
     assert manifest["model"]["rating_scale"] == [0.5, 5.0]
+
+
+def test_recommend_for_ratings_folds_into_the_published_model(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(["demo", "--users", "120", "--items", "60", "--database-url", database_url, "--out", str(out)])
+        == 0
+    )
+    capsys.readouterr()
+    rated = ["item-00001=5", "item-00002=1", "item-00003=4.5"]
+    assert (
+        main(["recommend", "--rated", *rated, "--from", str(out), "-n", "5", "--exclude", "item-00004"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "for these 3 rating(s), folded into run" in printed
+    listed = [line.split()[1] for line in printed.splitlines()[1:] if line.strip()]
+    assert len(listed) == 5
+    assert not {"item-00001", "item-00002", "item-00003", "item-00004"} & set(listed)
+    assert main(["recommend", "--rated", "item-00001", "--from", str(out)]) == 2
+    assert "is not ITEM=RATING" in capsys.readouterr().err

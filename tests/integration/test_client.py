@@ -254,3 +254,14 @@ def test_many_threads_share_a_bounded_cache(store: Store) -> None:
         thread.join()
     assert wrong == []
     assert len(recs._cache) <= 2
+
+
+def test_for_ratings_folds_in_and_says_when_it_fell_back(store: Store) -> None:
+    manifest = store.publish("run-a", seed=1)
+    recs = store.open()
+    rated = {"item-00001": 5.0, "item-00002": 1.0}
+    answer = recs.for_ratings(rated, n=5, exclude={"item-00003"})
+    assert answer.personal and answer.run_id == "run-a" and len(answer.items) == 5
+    assert not {"item-00001", "item-00002", "item-00003"} & set(answer.items)
+    unknown = recs.for_ratings({"no-such-item": 4.0}, n=5)
+    assert not unknown.personal and unknown.items == manifest["fallback"]["items"][:5]

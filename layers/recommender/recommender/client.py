@@ -317,13 +317,16 @@ class Recommendations:
 
     def for_ratings(self, ratings: Mapping[str, float], n: int = 10, exclude: Collection[str] = ()) -> Answer:
         """Recommendations for a user described by ratings given now, folded into the published
-        model (see `foldin.py` for what each algorithm supports); the rated items are excluded."""
+        model; the rated items are excluded. Raises `foldin.FoldInUnsupported` (a ValueError) for
+        an algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
         from .foldin import recommend_for_ratings
 
         run = self._current()
         model, params = self._model(run)
         items, scores = recommend_for_ratings(model, params, ratings, n, exclude)
-        return Answer("", items, scores, True, run.run_id)
+        known = model.item_index()
+        personal = any(item in known for item in ratings)  # no known item: the fallback list
+        return Answer("", items, scores, personal, run.run_id)
 
     def _model(self, run: _Run) -> tuple[Any, dict[str, Any]]:
         """The run's model arrays and parameters, read on first use (they are large)."""

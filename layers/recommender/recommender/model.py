@@ -69,6 +69,14 @@ class ModelArrays:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    def item_index(self) -> dict[str, int]:
+        """Raw item id -> inner id, built once per model."""
+        index: dict[str, int] | None = self.__dict__.get("_item_index")
+        if index is None:
+            index = {raw: inner for inner, raw in enumerate(self.item_ids)}
+            self.__dict__["_item_index"] = index
+        return index
+
     def seen(self, user: int) -> np.ndarray:
         return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
 
