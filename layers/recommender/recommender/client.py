@@ -263,11 +263,16 @@ class Recommendations:
 
     def _records(self, run: _Run, shard: dict[str, Any]) -> Records:
         key = (run.run_id, int(shard["index"]))
-        with self._cache_lock:
-            records = self._cache.get(key)
-            if records is not None:
+        # The warm path takes no lock: OrderedDict's get and move_to_end are single C calls under
+        # the GIL. A lock here would be held across GIL switches and queue every other thread.
+        records = self._cache.get(key)
+        if records is not None:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
                 self._cache.move_to_end(key)
-                return records
+            except KeyError:  # evicted by another thread meanwhile; the records are still valid
+                pass
+            return records
+        with self._cache_lock:
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:  # one thread loads a shard; the others wait for it
             with self._cache_lock:
