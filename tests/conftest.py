@@ -41,10 +41,15 @@ class Databases:
         self.admin.autocommit = True
         self.names: list[str] = []
 
-    def create(self) -> str:
+    def create(self, encoding: str | None = None) -> str:
         name = f"test_{uuid.uuid4().hex[:12]}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if encoding:
+            statement += sql.SQL(" ENCODING {} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                sql.Literal(encoding)
+            )
         with self.admin.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cursor.execute(statement)
         self.names.append(name)
         return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{name}"))
 

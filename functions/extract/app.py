@@ -1,6 +1,5 @@
 """Extract: validate the run's input, then stream the ratings from PostgreSQL into S3."""
 
-from contextlib import closing
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -22,11 +21,14 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
-    if not settings.database_url:
-        raise ConfigError("DATABASE_URL is not set: the database the ratings are read from")
     config = extract.validate_input(event.get("input"))  # a bad input fails before connecting
-    with closing(connect(settings.database_url, "recommender-extract")) as conn:
-        result = extract.run(conn, s3_client(), settings, event["run_id"], config)
+
+    def connect_to_database() -> Any:  # not called when a resumed run reuses its snapshot
+        if not settings.database_url:
+            raise ConfigError("DATABASE_URL is not set: the database the ratings are read from")
+        return connect(settings.database_url, "recommender-extract")
+
+    result = extract.run(connect_to_database, s3_client(), settings, event["execution_name"], config)
     metrics.add_metric("RowsExtracted", MetricUnit.Count, result["extract"]["rows"])
     metrics.add_metric("ExtractSeconds", MetricUnit.Seconds, result["extract"]["seconds"])
     logger.info("extracted", extra=result["extract"])

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from recommender.config import ConfigError, Settings, SourceTable
-from recommender.dataset import export_query, extract_to_s3, read_snapshot
+from recommender.dataset import DatasetError, extract_to_s3, read_snapshot, source_query
 from recommender.steps import extract
 
 BUCKET = "test-bucket"
@@ -136,6 +136,59 @@ def test_rows_with_a_null_are_left_out(database_url: str, s3: Any) -> None:
     with closing(psycopg2.connect(database_url)) as conn:
         summary = extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable())
     assert summary.rows == 1
+    assert summary.source_rows == 4 and summary.invalid_rows == 3
+    assert summary.dropped == {"null_user": 1, "null_item": 1, "null_rating": 1}
+
+
+def test_bad_ratings_are_counted_and_duplicates_averaged(database_url: str, s3: Any) -> None:
+    execute(database_url, "CREATE TABLE ratings (user_id text, item_id text, rating float8)")
+    rows = [("u", f"i{k}", 3.0) for k in range(40)]
+    rows += [("u", "i0", 4.0), ("v", "i1", float("nan")), ("v", "i2", float("inf")), ("v", "i3", 9.0)]
+    rows += [("x" * 1025, "i1", 3.0), ("v", "i4", 0.5)]
+    execute(database_url, "INSERT INTO ratings VALUES (%s, %s, %s)", rows)
+    with closing(psycopg2.connect(database_url)) as conn:
+        summary = extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable(), rating_scale=(1.0, 5.0))
+    assert summary.dropped == {
+        "non_finite_rating": 2,
+        "outside_rating_scale": 4,  # NaN and infinity are outside too; 9.0 and 0.5
+        "id_too_long": 1,
+    }
+    assert summary.invalid_rows == 5
+    assert summary.duplicates_merged == 1
+    ratings = snapshot(s3, "snap.csv.gz")
+    got = {
+        (ratings.user_ids[u], ratings.item_ids[i]): r
+        for u, i, r in zip(ratings.users, ratings.items, ratings.ratings)
+    }
+    assert got[("u", "i0")] == 3.5 and len(got) == 40
+
+
+def test_too_many_invalid_rows_fail_and_name_the_setting(database_url: str, s3: Any) -> None:
+    execute(database_url, "CREATE TABLE ratings (user_id text, item_id text, rating real)")
+    execute(
+        database_url,
+        "INSERT INTO ratings VALUES (%s, %s, %s)",
+        [(f"u{k}", "i", 8.0 + k % 2) for k in range(10)],
+    )
+    with closing(psycopg2.connect(database_url)) as conn, pytest.raises(DatasetError) as failure:
+        extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable(), (1.0, 5.0), max_invalid_fraction=0.05)
+    assert "no usable rating among 10 rows (outside_rating_scale: 10)" in str(failure.value)
+    execute(database_url, "INSERT INTO ratings VALUES (%s, %s, %s)", [(f"u{k}", "j", 4.0) for k in range(30)])
+    with (
+        closing(psycopg2.connect(database_url)) as conn,
+        pytest.raises(DatasetError, match=r"max_invalid_fraction 0\.05"),
+    ):
+        extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable(), (1.0, 5.0), max_invalid_fraction=0.05)
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0  # nothing half-written
+
+
+def test_an_empty_table_is_a_clear_error(database_url: str, s3: Any) -> None:
+    execute(database_url, "CREATE TABLE ratings (user_id text, item_id text, rating real)")
+    with (
+        closing(psycopg2.connect(database_url)) as conn,
+        pytest.raises(DatasetError, match="no usable rating among 0 rows"),
+    ):
+        extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable())
 
 
 @pytest.mark.parametrize(
@@ -154,7 +207,7 @@ def test_configuration_mistakes_name_the_field(database_url: str, source: Source
     execute(database_url, "INSERT INTO ratings VALUES ('u', 'i', 3)")
     with closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cursor:
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-            export_query(cursor, source)
+            source_query(cursor, source)
         cursor.execute("SELECT count(*) FROM ratings")  # the injection attempt executed nothing
         assert cursor.fetchone() == (1,)
 
@@ -178,8 +231,9 @@ def test_extract_step_writes_snapshot_and_metadata(database_url: str, s3: Any) -
             "rating_column": "stars",
         },
     }
-    with closing(psycopg2.connect(database_url)) as conn:
-        result = extract.run(conn, s3, settings, "run-1", extract.validate_input(run_input))
+    result = extract.run(
+        lambda: psycopg2.connect(database_url), s3, settings, "run-1", extract.validate_input(run_input)
+    )
     assert result["extract"]["dataset_key"] == "pre/fix/runs/run-1/dataset/ratings.csv.gz"
     assert result["extract"]["rows"] == 3
     assert result["config"]["params"] == {"k": 5, "verbose": False}
@@ -189,7 +243,7 @@ def test_extract_step_writes_snapshot_and_metadata(database_url: str, s3: Any) -
     assert meta["rows"] == 3 and meta["source"]["table"] == "Ratings"
     assert "password" not in json.dumps(meta)
     ratings = snapshot(s3, result["extract"]["dataset_key"])
-    assert ratings.ratings.tolist() == [4.5, 1.5, 3.0]
+    assert sorted(ratings.ratings.tolist()) == [1.5, 3.0, 4.5]
 
 
 def test_bad_algorithm_fails_validation() -> None:
@@ -197,3 +251,13 @@ def test_bad_algorithm_fails_validation() -> None:
         extract.validate_input({"algorithm": "SVD++"})
     with pytest.raises(ConfigError, match="params: SVD has no parameter"):
         extract.validate_input({"params": {"n_factor": 5}})
+
+
+def test_ids_that_are_not_utf8_are_a_clear_error(databases: Any, s3: Any) -> None:
+    url = databases.create(encoding="SQL_ASCII")
+    execute(url, "CREATE TABLE ratings (user_id text, item_id text, rating real)")
+    execute(url, "INSERT INTO ratings VALUES ('u1', 'i', 3), (E'caf\\xe9', 'i', 4)")
+    with closing(psycopg2.connect(url)) as conn:
+        extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable())
+    with pytest.raises(DatasetError, match=r"not valid UTF-8 .*SQL_ASCII"):
+        snapshot(s3, "snap.csv.gz")

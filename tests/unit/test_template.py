@@ -474,7 +474,7 @@ def test_extract_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     event = load_event("extract.json")
     state = state_invoking(asl, "ExtractFunctionArn")
     assert set(event) == payload_keys(state["Parameters"]["Payload"])
-    check_run_id(event["run_id"])
+    check_run_id(event["execution_name"])
     assert event["input"] == load_event("state_machine_input.json")
     # Whatever Extract returns, the ResultSelector only picks fields that exist.
     returned = dict_literal_keys(returned_dict(STEPS / "extract.py", "run"))
@@ -486,6 +486,7 @@ def resolved_config(raw_input: dict[str, Any]) -> dict[str, Any]:
     config = extract_step.validate_input(raw_input)
     resolved = config.to_dict()
     resolved["params"] = effective_params(config.algorithm, config.params)
+    resolved["run_id"] = config.run_id or load_event("extract.json")["execution_name"]
     return resolved
 
 
@@ -493,7 +494,7 @@ def test_train_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     event = load_event("train.json")
     state = state_invoking(asl, "TrainFunctionArn")
     assert set(event) == payload_keys(state["Parameters"]["Payload"])
-    assert event["run_id"] == load_event("extract.json")["run_id"]
+    assert event["run_id"] == load_event("extract.json")["execution_name"]
     assert event["config"] == resolved_config(load_event("extract.json")["input"])
     RunConfig.from_input(event["config"])  # what Train parses it with
     returned = dict_literal_keys(returned_dict(STEPS / "train.py", "run"))

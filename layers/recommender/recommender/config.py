@@ -16,6 +16,7 @@ DEFAULT_TOP_N = 10
 DEFAULT_USERS_PER_SHARD = 1000
 DEFAULT_MAX_CONCURRENCY = 10
 DEFAULT_SEED = 0
+DEFAULT_MAX_INVALID_FRACTION = 0.05  # more invalid rows than this fails the run (see README)
 
 # Upper bounds that catch a mistyped number before it turns into a huge bill or a huge object.
 MAX_TOP_N = 1000
@@ -72,6 +73,8 @@ class RunConfig:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     rating_scale: tuple[float, float] | None = None
     source: SourceTable = field(default_factory=SourceTable)
+    max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION
+    run_id: str | None = None  # resume this earlier run instead of starting one named after the execution
 
     @classmethod
     def from_input(cls, raw: Any) -> RunConfig:
@@ -102,6 +105,8 @@ class RunConfig:
             max_concurrency=_bounded_int(raw, "max_concurrency", DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY),
             rating_scale=_rating_scale(raw.get("rating_scale")),
             source=SourceTable.from_input(raw.get("source")),
+            max_invalid_fraction=_fraction(raw, "max_invalid_fraction", DEFAULT_MAX_INVALID_FRACTION),
+            run_id=None if raw.get("run_id") is None else check_run_id(raw["run_id"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +122,13 @@ def _bounded_int(raw: dict[str, Any], name: str, default: int, upper: int) -> in
     if not 1 <= value <= upper:
         raise ConfigError(f"{name} must be between 1 and {upper}, got {value}")
     return value
+
+
+def _fraction(raw: dict[str, Any], name: str, default: float) -> float:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {value!r}")
+    return float(value)
 
 
 def _rating_scale(value: Any) -> tuple[float, float] | None:

@@ -14,7 +14,7 @@ import io
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from .config import ConfigError, SourceTable
 from .storage import S3Writer
 
 SNAPSHOT_COLUMNS = ("user", "item", "rating")
+MAX_ID_LENGTH = 1024  # characters; a longer id is almost surely a mapping mistake
 TIMESTAMP_COLUMN = "timestamp"
 
 
@@ -33,11 +34,15 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class ExtractSummary:
-    rows: int
+    rows: int  # rows in the snapshot
     bytes: int
     sha256: str
     seconds: float
     has_timestamp: bool
+    source_rows: int = 0  # rows in the table
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+    invalid_rows: int = 0  # rows with at least one reason to be left out
+    duplicates_merged: int = 0  # valid rows folded into another of the same (user, item)
 
 
 @dataclass
@@ -73,8 +78,21 @@ def _column_types(cursor: Any, source: SourceTable) -> dict[str, str]:
     return {name: category for name, category in cursor.fetchall()}
 
 
-def export_query(cursor: Any, source: SourceTable) -> sql.Composed:
-    """The SELECT that COPY streams; checks every configured column exists and has a usable type."""
+@dataclass(frozen=True)
+class SourceQuery:
+    """The checked pieces of SQL that address the user's table and columns."""
+
+    table: sql.Composable
+    user: sql.Composable
+    item: sql.Composable
+    rating: sql.Composable
+    timestamp: sql.Composable | None  # the timestamp as epoch seconds, float8
+    timestamp_column: sql.Composable | None
+
+
+def source_query(cursor: Any, source: SourceTable) -> SourceQuery:
+    """Check that every configured column exists and has a usable type (names quoted, never
+    pasted into SQL), and build the expressions the other queries use."""
     types = _column_types(cursor, source)
     for field_name in ("user_column", "item_column", "rating_column", "timestamp_column"):
         column = getattr(source, field_name)
@@ -82,53 +100,139 @@ def export_query(cursor: Any, source: SourceTable) -> sql.Composed:
             raise ConfigError(f"source.{field_name}: column {column!r} not in table {source.table!r}")
     if types[source.rating_column] != "N":
         raise ConfigError(f"source.rating_column: column {source.rating_column!r} is not numeric")
-
-    user, item, rating = (
-        sql.Identifier(source.user_column),
-        sql.Identifier(source.item_column),
-        sql.Identifier(source.rating_column),
-    )
     table = (
         sql.SQL("{}.{}").format(sql.Identifier(source.schema), sql.Identifier(source.table))
         if source.schema
         else sql.Identifier(source.table)
     )
-    columns = [
-        sql.SQL("{}::text AS {}").format(user, sql.Identifier("user")),
-        sql.SQL("{}::text AS {}").format(item, sql.Identifier("item")),
-        sql.SQL("{} AS {}").format(rating, sql.Identifier("rating")),
-    ]
-    not_null = sql.SQL("{} IS NOT NULL AND {} IS NOT NULL AND {} IS NOT NULL").format(user, item, rating)
-    if source.timestamp_column is None:
-        return sql.SQL("SELECT {} FROM {} WHERE {}").format(sql.SQL(", ").join(columns), table, not_null)
+    epoch: sql.Composable | None = None
+    ts: sql.Composable | None = None
+    if source.timestamp_column is not None:
+        ts = sql.Identifier(source.timestamp_column)
+        category = types[source.timestamp_column]
+        if category == "D":
+            epoch = sql.SQL("extract(epoch FROM {})::float8").format(ts)
+        elif category == "N":
+            epoch = sql.SQL("{}::float8").format(ts)
+        else:
+            raise ConfigError(
+                f"source.timestamp_column: column {source.timestamp_column!r} is neither a date/time"
+                " nor a number"
+            )
+    return SourceQuery(
+        table,
+        sql.Identifier(source.user_column),
+        sql.Identifier(source.item_column),
+        sql.Identifier(source.rating_column),
+        epoch,
+        ts,
+    )
 
-    ts = sql.Identifier(source.timestamp_column)
-    category = types[source.timestamp_column]
-    if category == "D":
-        epoch = sql.SQL("extract(epoch FROM {})::float8").format(ts)
-    elif category == "N":
-        epoch = sql.SQL("{}::float8").format(ts)
-    else:
-        raise ConfigError(
-            f"source.timestamp_column: column {source.timestamp_column!r} is neither a date/time nor a number"
+
+def invalid_row_checks(q: SourceQuery, rating_scale: tuple[float, float] | None) -> dict[str, sql.Composable]:
+    """Reason -> condition under which a row is left out of the snapshot (and counted)."""
+    r = sql.SQL("{}::float8").format(q.rating)
+    checks: dict[str, sql.Composable] = {
+        "null_user": sql.SQL("{} IS NULL").format(q.user),
+        "null_item": sql.SQL("{} IS NULL").format(q.item),
+        "null_rating": sql.SQL("{} IS NULL").format(q.rating),
+        # NaN compares above every number in PostgreSQL, so it fails the second test
+        "non_finite_rating": sql.SQL("NOT ({r} > '-Infinity'::float8 AND {r} < 'Infinity'::float8)").format(
+            r=r
+        ),
+        "id_too_long": sql.SQL("length({}::text) > {n} OR length({}::text) > {n}").format(
+            q.user, q.item, n=sql.Literal(MAX_ID_LENGTH)
+        ),
+    }
+    if rating_scale is not None:
+        checks["outside_rating_scale"] = sql.SQL("{r} < {low} OR {r} > {high}").format(
+            r=r, low=sql.Literal(rating_scale[0]), high=sql.Literal(rating_scale[1])
         )
-    columns.append(sql.SQL("{} AS {}").format(epoch, sql.Identifier(TIMESTAMP_COLUMN)))
-    # The latest rating of a (user, item) pair wins; NULL timestamps count as oldest.
+    return checks
+
+
+def _valid(checks: dict[str, sql.Composable]) -> sql.Composable:
+    return sql.SQL("NOT ({})").format(
+        sql.SQL(" OR ").join(sql.SQL("coalesce({}, false)").format(check) for check in checks.values())
+    )
+
+
+def count_rows(
+    cursor: Any, q: SourceQuery, checks: dict[str, sql.Composable]
+) -> tuple[int, int, dict[str, int]]:
+    """(rows in the table, valid rows, rows per reason to leave one out), in one scan."""
+    counts = [sql.SQL("count(*) FILTER (WHERE {})").format(_valid(checks))]
+    counts += [sql.SQL("count(*) FILTER (WHERE coalesce({}, false))").format(c) for c in checks.values()]
+    cursor.execute(sql.SQL("SELECT count(*), {} FROM {}").format(sql.SQL(", ").join(counts), q.table))
+    total, valid, *per_reason = cursor.fetchone()
+    return total, valid, {reason: n for reason, n in zip(checks, per_reason) if n}
+
+
+def export_query(q: SourceQuery, checks: dict[str, sql.Composable]) -> sql.Composed:
+    """The SELECT that COPY streams: valid rows, one per (user, item) pair.
+
+    With a timestamp column the latest rating of a pair wins (NULL timestamps count as oldest);
+    without one, a pair's ratings are averaged (as exact decimals, so a `real` 4.1 stays 4.1).
+    """
+    valid = _valid(checks)
+    user = sql.SQL("{}::text AS {}").format(q.user, sql.Identifier("user"))
+    item = sql.SQL("{}::text AS {}").format(q.item, sql.Identifier("item"))
+    if q.timestamp is None:
+        return sql.SQL(
+            "SELECT {u}, {i}, avg({r}::numeric) AS rating FROM {t} WHERE {v} GROUP BY {uc}, {ic}"
+        ).format(u=user, i=item, r=q.rating, t=q.table, v=valid, uc=q.user, ic=q.item)
     return sql.SQL(
-        "SELECT DISTINCT ON ({u}, {i}) {cols} FROM {table} WHERE {nn} ORDER BY {u}, {i}, {ts} DESC NULLS LAST"
-    ).format(u=user, i=item, cols=sql.SQL(", ").join(columns), table=table, nn=not_null, ts=ts)
+        "SELECT DISTINCT ON ({uc}, {ic}) {u}, {i}, {r} AS rating, {epoch} AS {tsname} FROM {t} WHERE {v}"
+        " ORDER BY {uc}, {ic}, {ts} DESC NULLS LAST"
+    ).format(
+        uc=q.user,
+        ic=q.item,
+        u=user,
+        i=item,
+        r=q.rating,
+        epoch=q.timestamp,
+        tsname=sql.Identifier(TIMESTAMP_COLUMN),
+        t=q.table,
+        v=valid,
+        ts=q.timestamp_column,
+    )
 
 
-def extract_to_s3(conn: Any, s3: Any, bucket: str, key: str, source: SourceTable) -> ExtractSummary:
-    """Stream the ratings table into a compressed snapshot object.
+def check_invalid_share(total: int, valid: int, dropped: dict[str, int], max_invalid_fraction: float) -> None:
+    """The policy: invalid rows are left out and counted, unless there are too many of them,
+    which says the mapping or the rating scale is wrong rather than a few rows are."""
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in dropped.items())
+    if valid == 0:
+        raise DatasetError(f"no usable rating among {total} rows" + (f" ({reasons})" if reasons else ""))
+    invalid = total - valid
+    if invalid > max_invalid_fraction * total:
+        raise DatasetError(
+            f"{invalid} of {total} rows ({invalid / total:.1%}) are invalid ({reasons}), more than"
+            f" max_invalid_fraction {max_invalid_fraction}: check source and rating_scale"
+        )
+
+
+def extract_to_s3(
+    conn: Any,
+    s3: Any,
+    bucket: str,
+    key: str,
+    source: SourceTable,
+    rating_scale: tuple[float, float] | None = None,
+    max_invalid_fraction: float = 1.0,
+) -> ExtractSummary:
+    """Check and count the rows, then stream the valid ones into a compressed snapshot object.
 
     PostgreSQL writes CSV straight into a gzip stream that uploads itself in parts: memory stays
-    bounded by one part, whatever the size of the table.
+    bounded by one part, whatever the size of the table. The object appears only when complete.
     """
     started = time.perf_counter()
     with conn.cursor() as cursor:
-        query = export_query(cursor, source)
-        copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
+        q = source_query(cursor, source)
+        checks = invalid_row_checks(q, rating_scale)
+        total, valid, dropped = count_rows(cursor, q, checks)
+        check_invalid_share(total, valid, dropped, max_invalid_fraction)
+        copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(export_query(q, checks))
         with S3Writer(s3, bucket, key, "application/gzip") as writer:
             with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=6, mtime=0) as compressed:
                 cursor.copy_expert(copy, compressed, size=1024 * 1024)
@@ -139,6 +243,10 @@ def extract_to_s3(conn: Any, s3: Any, bucket: str, key: str, source: SourceTable
         sha256=writer.sha256,
         seconds=time.perf_counter() - started,
         has_timestamp=source.timestamp_column is not None,
+        source_rows=total,
+        dropped=dropped,
+        invalid_rows=total - valid,
+        duplicates_merged=valid - rows,
     )
 
 
@@ -146,10 +254,16 @@ def iter_snapshot_rows(stream: IO[bytes]) -> Iterator[list[str]]:
     """Yield the CSV rows of a gzip snapshot (header checked, then skipped)."""
     text = io.TextIOWrapper(gzip.GzipFile(fileobj=stream, mode="rb"), encoding="utf-8", newline="")
     reader = csv.reader(text)
-    header = next(reader, None)
-    if header is None or tuple(header[:3]) != SNAPSHOT_COLUMNS:
-        raise DatasetError(f"not a ratings snapshot: header is {header!r}")
-    yield from reader
+    try:
+        header = next(reader, None)
+        if header is None or tuple(header[:3]) != SNAPSHOT_COLUMNS:
+            raise DatasetError(f"not a ratings snapshot: header is {header!r}")
+        yield from reader
+    except UnicodeDecodeError:
+        raise DatasetError(
+            f"the ratings are not valid UTF-8 (near snapshot row {reader.line_num}): the database"
+            " holds ids in another encoding (SQL_ASCII?); convert them, or select them as bytea"
+        ) from None
 
 
 def read_snapshot(stream: IO[bytes]) -> Ratings:

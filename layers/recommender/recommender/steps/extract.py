@@ -1,14 +1,21 @@
-"""Step 1: validate the run's input, then stream the ratings table into a dataset snapshot."""
+"""Step 1: validate the run's input, then stream the ratings table into a dataset snapshot.
+
+A run resumed under its earlier `run_id` reuses the snapshot it already has (its metadata is
+written only after the snapshot is complete): the model and every shard then describe the same
+data, and the database is not read again.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from ..config import RunConfig, Settings
 from ..database import describe
-from ..dataset import DatasetError, extract_to_s3
+from ..dataset import extract_to_s3
 from ..manifest import utc_now
-from ..storage import RunPaths, put_json
+from ..storage import RunPaths, get_json, object_exists, put_json
 from ..training import effective_params, make_algorithm
 
 
@@ -19,35 +26,63 @@ def validate_input(raw_input: Any) -> RunConfig:
     return config
 
 
-def run(conn: Any, s3: Any, settings: Settings, run_id: str, config: RunConfig) -> dict[str, Any]:
-    """Stream the table into the snapshot; `config` comes from `validate_input`."""
+def run(
+    connect: Callable[[], Any],
+    s3: Any,
+    settings: Settings,
+    execution_name: str,
+    config: RunConfig,
+) -> dict[str, Any]:
+    """Snapshot the table (or reuse this run's snapshot); `config` comes from `validate_input`."""
+    run_id = config.run_id or execution_name
     paths = RunPaths(settings.prefix, run_id)
-    summary = extract_to_s3(conn, s3, settings.bucket, paths.dataset, config.source)
-    if summary.rows == 0:
-        raise DatasetError(f"table {config.source.table!r} has no rating with a user, an item and a rating")
-    put_json(
-        s3,
-        settings.bucket,
-        paths.dataset_meta,
-        {
+    if object_exists(s3, settings.bucket, paths.dataset_meta):
+        metadata = get_json(s3, settings.bucket, paths.dataset_meta)
+        reused = True
+    else:
+        with closing(connect()) as conn:
+            summary = extract_to_s3(
+                conn,
+                s3,
+                settings.bucket,
+                paths.dataset,
+                config.source,
+                config.rating_scale,
+                config.max_invalid_fraction,
+            )
+            database = describe(conn)
+        metadata = {
             "rows": summary.rows,
             "bytes": summary.bytes,
             "sha256": summary.sha256,
+            "seconds": round(summary.seconds, 3),
+            "source_rows": summary.source_rows,
+            "dropped": summary.dropped,
+            "invalid_rows": summary.invalid_rows,
+            "duplicates_merged": summary.duplicates_merged,
             "columns": ["user", "item", "rating"] + (["timestamp"] if summary.has_timestamp else []),
-            "source": {"database": describe(conn), **config.to_dict()["source"]},
+            "source": {"database": database, **config.to_dict()["source"]},
             "extracted_at": utc_now(),
-        },
-    )
+        }
+        put_json(s3, settings.bucket, paths.dataset_meta, metadata)
+        reused = False
     resolved = config.to_dict()
     resolved["params"] = effective_params(config.algorithm, config.params)
+    resolved["run_id"] = run_id
     return {
         "run_id": run_id,
         "config": resolved,
         "extract": {
             "dataset_key": paths.dataset,
-            "rows": summary.rows,
-            "bytes": summary.bytes,
-            "sha256": summary.sha256,
-            "seconds": round(summary.seconds, 3),
+            "rows": metadata["rows"],
+            "bytes": metadata["bytes"],
+            "sha256": metadata["sha256"],
+            "source_rows": metadata["source_rows"],
+            "dropped": metadata["dropped"],
+            "invalid_rows": metadata["invalid_rows"],
+            "duplicates_merged": metadata["duplicates_merged"],
+            "extracted_at": metadata["extracted_at"],
+            "seconds": 0.0 if reused else metadata["seconds"],
+            "reused": reused,
         },
     }
