@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from recommender.config import RunConfig, Settings
+from recommender.manifest import utc_now
 from recommender.steps import merge, predict, train
 from recommender.storage import RunPaths, get_json, put_bytes, sha256_hex
 
@@ -22,7 +23,17 @@ def write_snapshot(
     writer.writerows(rows)
     data = gzip.compress(text.getvalue().encode("utf-8"), mtime=0)
     put_bytes(s3, settings.bucket, RunPaths(settings.prefix, run_id).dataset, data)
-    return {"rows": len(rows), "bytes": len(data), "sha256": sha256_hex(data), "seconds": 0.0}
+    return {
+        "rows": len(rows),
+        "bytes": len(data),
+        "sha256": sha256_hex(data),
+        "seconds": 0.0,
+        "extracted_at": utc_now(),
+        "source_rows": len(rows),
+        "dropped": {},
+        "invalid_rows": 0,
+        "duplicates_merged": 0,
+    }
 
 
 def publish(

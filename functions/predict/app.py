@@ -21,7 +21,14 @@ metrics = Metrics()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     shard = event["shard"]
     logger.append_keys(shard=shard["index"])
-    result = predict.run(s3_client(), Settings.from_env(), event["run_id"], shard, event["top_n"])
+    result = predict.run(
+        s3_client(),
+        Settings.from_env(),
+        event["run_id"],
+        shard,
+        event["top_n"],
+        remaining_ms=context.get_remaining_time_in_millis,
+    )
     metrics.add_metric("UsersScored", MetricUnit.Count, result["users"])
     metrics.add_metric("SecondsPerShard", MetricUnit.Seconds, result["seconds"])
     logger.info("shard written", extra=result)

@@ -87,6 +87,11 @@ def _publish(root: Path) -> Published:
             "key": relative_key(PREFIX, paths.dataset),
             "metadata_key": relative_key(PREFIX, paths.dataset_meta),
             "rows": fitted.trainset.n_ratings,
+            "extracted_at": "2026-11-28T06:00:00.000Z",
+            "source_rows": 13,
+            "dropped": {"null_rating": 1},
+            "invalid_rows": 1,
+            "duplicates_merged": 0,
             "bytes": 1,
             "sha256": "0" * 64,
         },
@@ -115,7 +120,7 @@ def _publish(root: Path) -> Published:
     assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
     manifest_key = relative_key(PREFIX, paths.manifest)
     (root / manifest_key).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    latest = build_latest(RUN_ID, manifest_key, manifest["created_at"])
+    latest = build_latest(RUN_ID, manifest_key, manifest["created_at"], "2026-11-28T06:00:00.000Z")
     (root / latest_key("")).write_text(json.dumps(latest), encoding="utf-8")
     return Published(root, manifest, model, expected)
 
@@ -235,7 +240,7 @@ def test_latest_decides_which_run_is_read(published: Published) -> None:
     key = "runs/run-2/manifest.json"
     (published.root / key).parent.mkdir(parents=True)
     (published.root / key).write_text(json.dumps(manifest), encoding="utf-8")
-    latest = build_latest("run-2", key, manifest["created_at"])
+    latest = build_latest("run-2", key, manifest["created_at"], "2026-11-28T06:00:00.000Z")
     (published.root / "latest.json").write_text(json.dumps(latest), encoding="utf-8")
     assert Recommendations.open(published.root).for_user("nobody").run_id == "run-2"
     assert Recommendations.open(published.root).for_user("nobody").items == []

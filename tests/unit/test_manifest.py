@@ -30,6 +30,11 @@ def _manifest() -> dict[str, Any]:
             "key": "runs/run-2024-05-01_a/dataset/ratings.csv.gz",
             "metadata_key": "runs/run-2024-05-01_a/dataset/metadata.json",
             "rows": 12,
+            "extracted_at": "2026-11-28T06:00:00.000Z",
+            "source_rows": 13,
+            "dropped": {"null_rating": 1},
+            "invalid_rows": 1,
+            "duplicates_merged": 0,
             "bytes": 345,
             "sha256": _sha("dataset"),
         },
@@ -113,7 +118,12 @@ def test_manifest_is_valid() -> None:
 
 def test_latest_is_valid() -> None:
     manifest = _manifest()
-    latest = build_latest(manifest["run_id"], "runs/run-2024-05-01_a/manifest.json", manifest["created_at"])
+    latest = build_latest(
+        manifest["run_id"],
+        "runs/run-2024-05-01_a/manifest.json",
+        manifest["created_at"],
+        "2026-11-28T06:00:00.000Z",
+    )
     assert _errors("latest", latest) == []
     assert latest["created_at"] == manifest["created_at"]
     assert _is_utc_timestamp(latest["published_at"])
@@ -213,13 +223,13 @@ def test_manifest_accepts_unchanged_copy() -> None:
 
 @pytest.mark.parametrize("field", ["schema_version", "run_id", "manifest", "created_at", "published_at"])
 def test_latest_missing_field_fails(field: str) -> None:
-    latest = build_latest("r1", "runs/r1/manifest.json", utc_now())
+    latest = build_latest("r1", "runs/r1/manifest.json", utc_now(), "2026-11-28T06:00:00.000Z")
     del latest[field]
     assert any(field in message for message in _errors("latest", latest))
 
 
 def test_latest_bad_values_fail() -> None:
-    latest = build_latest("r1", "runs/r1/manifest.json", utc_now())
+    latest = build_latest("r1", "runs/r1/manifest.json", utc_now(), "2026-11-28T06:00:00.000Z")
     assert _errors("latest", {**latest, "run_id": "r 1"})
     assert _errors("latest", {**latest, "extra": 1})
     assert _errors("latest", {**latest, "manifest": 3})

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import numpy as np
+import psycopg2
 from psycopg2 import sql
 
 from .config import ConfigError, SourceTable
+from .database import DatabaseUnavailableError
 from .storage import S3Writer
 
 SNAPSHOT_COLUMNS = ("user", "item", "rating")
@@ -227,6 +229,24 @@ def extract_to_s3(
     bounded by one part, whatever the size of the table. The object appears only when complete.
     """
     started = time.perf_counter()
+    try:
+        return _extract(conn, s3, bucket, key, source, rating_scale, max_invalid_fraction, started)
+    except psycopg2.OperationalError as error:  # the server went away mid-extract
+        raise DatabaseUnavailableError(
+            f"the database connection failed during extract: {error}".strip()
+        ) from None
+
+
+def _extract(
+    conn: Any,
+    s3: Any,
+    bucket: str,
+    key: str,
+    source: SourceTable,
+    rating_scale: tuple[float, float] | None,
+    max_invalid_fraction: float,
+    started: float,
+) -> ExtractSummary:
     with conn.cursor() as cursor:
         q = source_query(cursor, source)
         checks = invalid_row_checks(q, rating_scale)

@@ -60,11 +60,12 @@ def build_manifest(
     }
 
 
-def build_latest(run_id: str, manifest_key: str, created_at: str) -> dict[str, Any]:
+def build_latest(run_id: str, manifest_key: str, created_at: str, extracted_at: str) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "manifest": manifest_key,
         "created_at": created_at,
+        "extracted_at": extracted_at,
         "published_at": utc_now(),
     }

@@ -8,6 +8,7 @@ planned number of users. Otherwise nothing is published and `latest.json` stays 
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,7 @@ from ..model import ModelArrays
 from ..scoring import fallback
 from ..sharding import decode_shard
 from ..storage import (
+    JSON_CONTENT,
     RunPaths,
     get_bytes,
     get_json,
@@ -29,6 +31,13 @@ from ..storage import (
 from ..training import library_versions
 
 VERIFY_THREADS = 8
+
+
+PUBLISH_ATTEMPTS = 5
+
+
+class PublishConflictError(RuntimeError):
+    """latest.json changed under every attempt to publish: retried by the state machine."""
 
 
 class IncompleteRunError(RuntimeError):
@@ -116,6 +125,11 @@ def run(
             "rows": extract["rows"],
             "bytes": extract["bytes"],
             "sha256": extract["sha256"],
+            "extracted_at": extract["extracted_at"],
+            "source_rows": extract["source_rows"],
+            "dropped": extract["dropped"],
+            "invalid_rows": extract["invalid_rows"],
+            "duplicates_merged": extract["duplicates_merged"],
         },
         model={
             "key": relative_key(settings.prefix, paths.model),
@@ -140,14 +154,57 @@ def run(
         versions=library_versions(),
     )
     put_json(s3, settings.bucket, paths.manifest, manifest)
-    latest = build_latest(run_id, relative_key(settings.prefix, paths.manifest), manifest["created_at"])
-    put_json(s3, settings.bucket, latest_key(settings.prefix), latest)
+    latest = build_latest(
+        run_id, relative_key(settings.prefix, paths.manifest), manifest["created_at"], extract["extracted_at"]
+    )
+    published, newest = publish_latest(s3, settings, latest)
     return {
         "manifest_key": paths.manifest,
         "latest_key": latest_key(settings.prefix),
+        "published": published,
+        "latest_run_id": newest,
         "users": manifest["users"],
         "shards": len(shards),
     }
+
+
+def _newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Runs are ordered by when their data was extracted (then by run id, for a total order)."""
+    return (candidate["extracted_at"], candidate["run_id"]) > (
+        current.get("extracted_at", ""),
+        current["run_id"],
+    )
+
+
+def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple[bool, str]:
+    """Point latest.json at this run unless a run with newer data is already published.
+
+    The write is conditional on the pointer read just before (If-Match on its ETag, or
+    If-None-Match for the first run), so two runs finishing together cannot overwrite each other
+    blindly: the loser reads the pointer again and decides again. Returns (moved, run now latest).
+    """
+    key = latest_key(settings.prefix)
+    body = json.dumps(latest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    for _ in range(PUBLISH_ATTEMPTS):
+        try:
+            response = s3.get_object(Bucket=settings.bucket, Key=key)
+            current, condition = json.loads(response["Body"].read()), {"IfMatch": response["ETag"]}
+        except s3.exceptions.NoSuchKey:
+            current, condition = None, {"IfNoneMatch": "*"}
+        if current is not None and not _newer(latest, current):
+            return False, str(current["run_id"])
+        try:
+            s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType=JSON_CONTENT, **condition)
+        except s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+            ):
+                continue  # another run wrote meanwhile: compare with what it wrote
+            raise
+        return True, str(latest["run_id"])
+    raise PublishConflictError(f"latest.json kept changing while run {latest['run_id']} tried to publish")
 
 
 def record_failure(s3: Any, settings: Settings, run_id: str, error: dict[str, Any]) -> dict[str, Any]:

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..config import Settings
 from ..dataset import read_snapshot
 from ..kernels import Kernel
 from ..model import KIND_REFIT, ModelArrays
-from ..scoring import recommend, scorer_for
+from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
-from ..storage import RunPaths, get_bytes, get_json, put_bytes, sha256_hex
+from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
 from ..training import fit
 
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[ModelArrays, Kernel]] = {}
 
 
+TIME_RESERVE_MS = 20_000  # enough to encode and write a shard object after the last block
+CHECK_EVERY_USERS = 500
+
+
 class ShardError(RuntimeError):
     """A shard's output does not match its plan."""
+
+
+class ShardTimeoutError(RuntimeError):
+    """Too little Lambda time is left to finish the shard; nothing was written. Not retried."""
 
 
 def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArrays, Kernel]:
@@ -43,16 +52,56 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
         return model, kernel
 
 
-def run(s3: Any, settings: Settings, run_id: str, shard: dict[str, Any], top_n: int) -> dict[str, Any]:
+def finished_shard(s3: Any, settings: Settings, key: str, planned: dict[str, Any]) -> bool:
+    """Whether a complete object for this shard exists already (a resumed or redriven run)."""
+    if not object_exists(s3, settings.bucket, key):
+        return False
+    response = s3.get_object(Bucket=settings.bucket, Key=key)
+    data = response["Body"].read()
+    recorded = response.get("Metadata", {})
+    complete: bool = recorded.get("sha256") == sha256_hex(data) and recorded.get("users") == str(
+        planned["users"]
+    )
+    return complete
+
+
+def run(
+    s3: Any,
+    settings: Settings,
+    run_id: str,
+    shard: dict[str, Any],
+    top_n: int,
+    remaining_ms: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """Write the shard's object, unless a complete one exists. With `remaining_ms` (the Lambda
+    context's clock), give up cleanly, before writing anything, when too little time is left."""
     started = time.perf_counter()
     paths = RunPaths(settings.prefix, run_id)
+    key = paths.shard(int(shard["index"]))
+    if finished_shard(s3, settings, key, shard):
+        return {"index": shard["index"], "key": key, "users": shard["users"], "seconds": 0.0, "reused": True}
     model, kernel = load_model(s3, settings, paths)
     users = shard_users(model, shard)
-    data, count = encode_shard(model, recommend(model, users, top_n, kernel))
+
+    def check_time() -> None:
+        if remaining_ms is not None and remaining_ms() < TIME_RESERVE_MS:
+            raise ShardTimeoutError(
+                f"shard {shard['index']}: less than {TIME_RESERVE_MS // 1000} s left after"
+                f" {time.perf_counter() - started:.0f} s: lower users_per_shard or give the function"
+                " more memory"
+            )
+
+    def lists() -> Iterator[UserTopN]:
+        for done, top in enumerate(recommend(model, users, top_n, kernel)):
+            if done % CHECK_EVERY_USERS == 0:
+                check_time()
+            yield top
+
+    data, count = encode_shard(model, lists())
     if count != shard["users"]:
         raise ShardError(f"shard {shard['index']}: wrote {count} users, the plan has {shard['users']}")
+    check_time()
     seconds = time.perf_counter() - started
-    key = paths.shard(int(shard["index"]))
     put_bytes(
         s3,
         settings.bucket,
@@ -61,4 +110,10 @@ def run(s3: Any, settings: Settings, run_id: str, shard: dict[str, Any], top_n: 
         content_type="application/gzip",
         metadata={"users": str(count), "sha256": sha256_hex(data), "seconds": f"{seconds:.3f}"},
     )
-    return {"index": shard["index"], "key": key, "users": count, "seconds": round(seconds, 3)}
+    return {
+        "index": shard["index"],
+        "key": key,
+        "users": count,
+        "seconds": round(seconds, 3),
+        "reused": False,
+    }

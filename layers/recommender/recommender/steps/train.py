@@ -1,4 +1,8 @@
-"""Step 2: fit the algorithm on the snapshot, publish the model's arrays and the shard plan."""
+"""Step 2: fit the algorithm on the snapshot, publish the model's arrays and the shard plan.
+
+The plan is written last, so its presence means the model is complete: a resumed run reuses
+them instead of fitting again (and every shard already written stays consistent with them).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 from ..config import RunConfig, Settings
 from ..dataset import read_snapshot
 from ..sharding import plan_shards
-from ..storage import RunPaths, put_bytes, put_json
+from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import fit, library_versions, model_from_fit
 
 
@@ -16,6 +20,19 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
     started = time.perf_counter()
     config = RunConfig.from_input(raw_config)
     paths = RunPaths(settings.prefix, run_id)
+    if object_exists(s3, settings.bucket, paths.shard_plan):
+        meta = get_json(s3, settings.bucket, paths.model_meta)
+        return {
+            "model_key": paths.model,
+            "shard_plan_key": paths.shard_plan,
+            "shards": len(get_json(s3, settings.bucket, paths.shard_plan)),
+            "users": meta["users"],
+            "items": meta["items"],
+            "ratings": meta["ratings"],
+            "fit_seconds": 0.0,
+            "seconds": 0.0,
+            "reused": True,
+        }
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
     fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
@@ -49,4 +66,5 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
         "ratings": ratings.n_ratings,
         "fit_seconds": round(fitted.seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
+        "reused": False,
     }
