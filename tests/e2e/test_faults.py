@@ -1,0 +1,133 @@
+"""Faults injected into the real ASL run locally: what is retried, what fails, what is resumed,
+and that a failed run never moves latest.json nor leaks the database password."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import closing
+from typing import Any
+
+import psycopg2
+import pytest
+
+from recommender.config import SourceTable
+from recommender.local import LocalEngine
+from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
+from recommender.sharding import decode_shard
+from recommender.steps import predict
+from tests.conftest import Databases
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "recommender"
+PASSWORD = "S3cr3t-Pa55w0rd"
+RUN_INPUT = {"users_per_shard": 40, "max_concurrency": 2, "top_n": 5}
+
+
+@pytest.fixture(scope="module")
+def ratings_db(databases: Databases) -> str:
+    url = databases.create()
+    with closing(psycopg2.connect(url)) as conn:
+        load_ratings(
+            conn,
+            synthetic_ratings(SyntheticSpec(users=120, items=50, ratings_per_user=8, seed=4)),
+            SourceTable(),
+        )
+    return url
+
+
+@pytest.fixture(scope="module")
+def engine(ratings_db: str) -> Iterator[LocalEngine]:
+    with LocalEngine(ratings_db, prefix=PREFIX) as running:
+        yield running
+
+
+def get(engine: LocalEngine, key: str) -> bytes:
+    body: bytes = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/{key}")["Body"].read()
+    return body
+
+
+def keys(engine: LocalEngine, run_id: str) -> set[str]:
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=f"{PREFIX}/runs/{run_id}/")
+    return {o["Key"].removeprefix(f"{PREFIX}/runs/{run_id}/") for o in listed.get("Contents", [])}
+
+
+def users_published(engine: LocalEngine) -> int:
+    manifest = json.loads(get(engine, json.loads(get(engine, "latest.json"))["manifest"]))
+    return sum(len(list(decode_shard(get(engine, s["key"])))) for s in manifest["shards"])
+
+
+def failed_attempts(engine: LocalEngine, execution_arn: str) -> int:
+    events = engine.sfn.get_execution_history(executionArn=execution_arn)["events"]
+    return sum(1 for e in events if e["type"] in ("TaskFailed", "LambdaFunctionFailed"))
+
+
+def test_a_transient_predictor_failure_is_retried(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, failed = predict.run, []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        shard = args[3]
+        if shard["index"] == 1 and not failed:
+            failed.append(shard["index"])
+            raise ConnectionResetError("injected: the connection was reset once")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "run", flaky)
+    result = engine.run(RUN_INPUT, name="fault-transient")
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    assert failed == [1]
+    assert users_published(engine) == 120
+
+
+def test_a_failing_shard_fails_the_run_and_a_resume_reuses_finished_work(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = engine.run(RUN_INPUT, name="fault-before")
+    assert first.status == "SUCCEEDED"
+    latest_before = get(engine, "latest.json")
+    real, calls = predict.run, []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if args[3]["index"] == 2:
+            raise RuntimeError("injected: shard 2 always fails")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "run", broken)
+    failed = engine.run(RUN_INPUT, name="fault-broken")
+    assert failed.status == "FAILED"
+    assert get(engine, "latest.json") == latest_before
+    assert "manifest.json" not in keys(engine, "fault-broken")
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        calls.append((args[3]["index"], result["reused"]))
+        return result
+
+    monkeypatch.setattr(predict, "run", recorded)
+    resumed = engine.run({**RUN_INPUT, "run_id": "fault-broken"}, name="fault-resume")
+    assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause)
+    assert resumed.output is not None
+    assert resumed.output["extract"]["reused"] and resumed.output["train"]["reused"]
+    assert sorted(calls) == [(0, True), (1, True), (2, False)]  # only the failed shard was computed
+    assert json.loads(get(engine, "latest.json"))["run_id"] == "fault-broken"
+    assert users_published(engine) == 120
+
+
+def test_an_unreachable_database_is_retried_then_fails_without_the_password(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{PASSWORD}@127.0.0.1:1/ratings")
+    result = engine.run(RUN_INPUT, name="fault-no-database")
+    assert result.status == "FAILED"
+    assert result.error == "DatabaseUnavailableError"
+    assert failed_attempts(engine, result.execution_arn) == 3  # MaxAttempts 2: two retries, then failed
+    failure = get(engine, "runs/fault-no-database/failure.json").decode()
+    assert keys(engine, "fault-no-database") == {"failure.json"}  # no partial dataset
+    events = engine.sfn.get_execution_history(executionArn=result.execution_arn)["events"]
+    printed = capsys.readouterr()
+    for text in (result.cause or "", failure, json.dumps(events, default=str), printed.out, printed.err):
+        assert PASSWORD not in text
+    assert "127.0.0.1" in (result.cause or "")  # the error still says where it could not connect
