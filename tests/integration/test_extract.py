@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
@@ -15,7 +16,9 @@ import psycopg2
 import pytest
 from moto import mock_aws
 
+from recommender import storage
 from recommender.config import ConfigError, Settings, SourceTable
+from recommender.database import DatabaseUnavailableError
 from recommender.dataset import DatasetError, extract_to_s3, read_snapshot, source_query
 from recommender.steps import extract
 
@@ -261,3 +264,26 @@ def test_ids_that_are_not_utf8_are_a_clear_error(databases: Any, s3: Any) -> Non
         extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable())
     with pytest.raises(DatasetError, match=r"not valid UTF-8 .*SQL_ASCII"):
         snapshot(s3, "snap.csv.gz")
+
+
+class DroppingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+    """A real cursor whose COPY writes part of the table, then loses the connection."""
+
+    def copy_expert(self, sql: Any, file: Any, size: int = 8192) -> None:
+        file.write(os.urandom(3 * 1024 * 1024))  # incompressible: parts really are uploaded
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+
+def test_a_connection_lost_mid_extract_leaves_no_snapshot(
+    database_url: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "MULTIPART_PART_SIZE", 1024 * 1024)
+    execute(database_url, "CREATE TABLE ratings (user_id text, item_id text, rating real)")
+    execute(database_url, "INSERT INTO ratings VALUES ('u', 'i', 3)")
+    with (
+        closing(psycopg2.connect(database_url, cursor_factory=DroppingCursor)) as conn,
+        pytest.raises(DatabaseUnavailableError, match="during extract"),
+    ):
+        extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable())
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

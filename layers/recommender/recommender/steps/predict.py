@@ -33,10 +33,14 @@ class ShardTimeoutError(RuntimeError):
 
 
 def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArrays, Kernel]:
-    """The run's model and its kernel, kept for the next shard a warm Lambda (or thread) handles."""
+    """The run's model and its kernel, kept for the next shard a warm Lambda (or thread) handles.
+
+    Kept by key and ETag: a model object written again under the same key is never served stale.
+    """
+    tag = f"{paths.model}@{s3.head_object(Bucket=settings.bucket, Key=paths.model)['ETag']}"
     with _cache_lock:
-        if paths.model in _cache:
-            return _cache[paths.model]
+        if tag in _cache:
+            return _cache[tag]
         model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
         algorithm = None
         if model.kind == KIND_REFIT:
@@ -48,7 +52,7 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
             algorithm = fitted.algorithm
         kernel = scorer_for(model, algorithm)
         _cache.clear()
-        _cache[paths.model] = (model, kernel)
+        _cache[tag] = (model, kernel)
         return model, kernel
 
 

@@ -1,0 +1,232 @@
+"""Reliability of the steps on S3 (moto in-process): publishing never moves backwards, damaged
+shards are refused, S3 throttling is retried, a predictor near its time limit stops cleanly,
+tiny datasets work, and database errors never carry the password."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+
+from recommender.aws import _RETRIES
+from recommender.config import ConfigError, Settings
+from recommender.database import DatabaseUnavailableError, connect, redact
+from recommender.manifest import build_latest
+from recommender.sharding import decode_shard
+from recommender.steps import merge, predict
+from recommender.steps.merge import IncompleteRunError, publish_latest
+from recommender.steps.predict import ShardTimeoutError
+from recommender.storage import RunPaths, get_json, latest_key, put_json
+from tests.publishing import publish
+
+BUCKET = "reliability"
+SETTINGS = Settings(bucket=BUCKET, prefix="p")
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1", config=_RETRIES)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def rows(users: int = 30, items: int = 12) -> list[tuple[str, str, float]]:
+    return [
+        (f"u{u}", f"i{i}", float(1 + (u * 7 + i * 3) % 5))
+        for u in range(users)
+        for i in range(items)
+        if (u + i) % 3
+    ]
+
+
+def latest(run_id: str, extracted_at: str) -> dict[str, Any]:
+    return build_latest(run_id, f"runs/{run_id}/manifest.json", extracted_at, extracted_at)
+
+
+def test_latest_never_moves_to_older_data(s3: Any) -> None:
+    assert publish_latest(s3, SETTINGS, latest("new", "2026-11-28T10:00:00.000Z")) == (True, "new")
+    assert publish_latest(s3, SETTINGS, latest("old", "2026-11-28T09:00:00.000Z")) == (False, "new")
+    assert get_json(s3, BUCKET, latest_key("p"))["run_id"] == "new"
+    assert publish_latest(s3, SETTINGS, latest("newer", "2026-11-28T11:00:00.000Z")) == (True, "newer")
+
+
+class RacingS3:
+    """Another run publishes between this run's read of latest.json and its conditional write."""
+
+    def __init__(self, s3: Any, rival: dict[str, Any]) -> None:
+        self.s3, self.rival, self.exceptions, self.puts = s3, rival, s3.exceptions, []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        response = self.s3.get_object(**kwargs)
+        if self.rival:
+            put_json(self.s3, BUCKET, latest_key("p"), self.rival)
+            self.rival = {}
+        return response
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.puts.append(kwargs.get("IfMatch") or kwargs.get("IfNoneMatch"))
+        return self.s3.put_object(**kwargs)
+
+
+def test_a_concurrent_writer_is_never_overwritten_blindly(s3: Any) -> None:
+    publish_latest(s3, SETTINGS, latest("first", "2026-11-28T08:00:00.000Z"))
+    racing = RacingS3(s3, latest("rival", "2026-11-28T10:00:00.000Z"))
+    moved, newest = publish_latest(racing, SETTINGS, latest("mine", "2026-11-28T09:00:00.000Z"))
+    # The conditional write failed (the rival changed the ETag); reading again, the rival is newer.
+    assert (moved, newest) == (False, "rival")
+    assert len(racing.puts) == 1
+    assert get_json(s3, BUCKET, latest_key("p"))["run_id"] == "rival"
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "fewer users"])
+def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
+    publish(s3, SETTINGS, "good", rows(), {"users_per_shard": 10})
+    before = get_json(s3, BUCKET, latest_key("p"))
+    settings = SETTINGS
+    config = {"top_n": 10, "algorithm": "SVD", "params": {}}
+    extract = {
+        "rows": 1,
+        "bytes": 1,
+        "sha256": "0" * 64,
+        "seconds": 0.0,
+        "extracted_at": "2099-01-01T00:00:00.000Z",
+    }
+    extract |= {"source_rows": 1, "dropped": {}, "invalid_rows": 0, "duplicates_merged": 0}
+    publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
+    s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
+    key = RunPaths("p", "bad").shard(1)
+    data = s3.get_object(Bucket=BUCKET, Key=key)
+    body, metadata = data["Body"].read(), data["Metadata"]
+    if damage == "missing":
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    elif damage == "truncated":
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2], Metadata=metadata)
+    else:  # consistent checksum, but a user short of the plan
+        lines = gzip.decompress(body).split(b"\n")
+        short = gzip.compress(b"\n".join(lines[1:]))
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=key,
+            Body=short,
+            Metadata={**metadata, "sha256": __import__("hashlib").sha256(short).hexdigest()},
+        )
+    trained = {
+        "ratings": 1,
+        "seconds": 0.0,
+        "model_key": "",
+        "shard_plan_key": "",
+        "shards": 3,
+        "users": 30,
+        "items": 12,
+    }
+    with pytest.raises(IncompleteRunError, match="shard 1"):
+        merge.run(s3, SETTINGS, "bad", config, extract, trained)
+    assert get_json(s3, BUCKET, latest_key("p")) == before
+
+
+def test_s3_throttling_is_retried(s3: Any) -> None:
+    """The steps' S3 client retries 5xx and throttling (botocore standard mode, 5 attempts)."""
+    attempts = []
+
+    def slow_down(request: Any, **kwargs: Any) -> AWSResponse | None:
+        attempts.append(request.url)
+        if len(attempts) <= 2:
+            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code></Error>"))
+        return None
+
+    s3.meta.events.register_first("before-send.s3.PutObject", slow_down)
+    put_json(s3, BUCKET, "throttled.json", {"ok": True})
+    assert len(attempts) == 3  # two 503 SlowDown answers, then the write went through
+    assert get_json(s3, BUCKET, "throttled.json") == {"ok": True}
+
+
+class _Raw:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self.data
+
+    def read(self, *args: Any) -> bytes:
+        return self.data
+
+
+def test_a_predictor_near_its_time_limit_stops_before_writing(s3: Any) -> None:
+    publish(s3, SETTINGS, "timed", rows(), {"users_per_shard": 10})
+    plan = get_json(s3, BUCKET, RunPaths("p", "timed").shard_plan)
+    key = RunPaths("p", "timed").shard(0)
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    with pytest.raises(ShardTimeoutError, match="less than 20 s left"):
+        predict.run(s3, SETTINGS, "timed", plan[0], 5, remaining_ms=lambda: 5_000)
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount", 0) == 0
+    assert (
+        predict.run(s3, SETTINGS, "timed", plan[0], 5, remaining_ms=lambda: 600_000)["users"]
+        == plan[0]["users"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "lists"),
+    [
+        (
+            [("only-user", f"i{i}", float(1 + i % 5)) for i in range(6)] + [("only-user", "i0", 2.0)],
+            {"only-user": []},
+        ),
+        ([(f"u{u}", "only-item", float(1 + u % 5)) for u in range(5)], {f"u{u}": [] for u in range(5)}),
+    ],
+    ids=["one user", "one item"],
+)
+def test_one_user_or_one_item_gives_empty_lists_not_errors(
+    s3: Any, table: list[tuple[str, str, float]], lists: dict[str, list[str]]
+) -> None:
+    manifest = publish(s3, SETTINGS, "tiny", table)
+    got = {
+        r["user"]: r["items"]
+        for s in manifest["shards"]
+        for r in decode_shard(s3.get_object(Bucket=BUCKET, Key=f"p/{s['key']}")["Body"].read())
+    }
+    assert got == lists
+    assert manifest["fallback"]["items"]  # a new user still gets the catalogue's best
+
+
+def test_database_errors_never_carry_the_password() -> None:
+    secret = "pa:ss@w0rd/x"
+    quoted = "pa%3Ass%40w0rd%2Fx"
+    with pytest.raises(DatabaseUnavailableError) as unreachable:
+        connect(f"postgresql://app:{quoted}@127.0.0.1:1/db")
+    with pytest.raises((ConfigError, DatabaseUnavailableError)) as malformed:
+        connect(f"postgresql://app:{quoted}@127.0.0.1:notaport/db")
+    with pytest.raises((ConfigError, DatabaseUnavailableError)) as keyword:
+        connect(f"host=127.0.0.1 port=1 user=app password={secret} dbname=db connect_timeout=1")
+    for error in (unreachable.value, malformed.value, keyword.value):
+        assert secret not in str(error) and quoted not in str(error)
+        assert error.__cause__ is None and error.__suppress_context__
+    assert (
+        redact(f"bad dsn postgresql://app:{quoted}@h/db", f"postgresql://app:{quoted}@h/db")
+        == "bad dsn postgresql://app:***@h/db"
+    )
+
+
+def test_a_model_holding_pickled_objects_is_refused(s3: Any) -> None:
+    import io
+
+    import numpy as np
+
+    from recommender.model import ModelArrays
+
+    publish(s3, SETTINGS, "pickled", rows())
+    original = s3.get_object(Bucket=BUCKET, Key=RunPaths("p", "pickled").model)["Body"].read()
+    with np.load(io.BytesIO(original)) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["kernel_pu"] = np.array([{"would run": "on unpickling"}], dtype=object)
+    tampered = io.BytesIO()
+    np.savez(tampered, **arrays)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        ModelArrays.from_bytes(tampered.getvalue())
