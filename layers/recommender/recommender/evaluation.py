@@ -1,0 +1,550 @@
+"""Offline evaluation: how well an algorithm predicts held-out ratings, and how well it ranks them.
+
+Two protocols, both reproducible from the data, the algorithm's name and a seed:
+
+- **Cross-validation of ratings** (`cross_validate_ratings`): Surprise's own benchmark protocol.
+  `KFold(n_splits=folds, random_state=seed, shuffle=True)` over a Surprise `Dataset` holding the
+  same rows in the same order as `Dataset.load_from_df` would, default parameters (with
+  `random_state=0` where the algorithm takes one), mean RMSE and MAE over the folds. It runs
+  Surprise's `cross_validate` itself, so its figures are Surprise's, to the last bit.
+- **Hold-out of each user's latest ratings** (`holdout_split`, `evaluate`): the question a
+  recommender answers is "what will this user rate next?", so each user's latest ratings (or a
+  seeded random share, without timestamps) are held out, the model is fitted on the rest with
+  `training.fit`, and the published ranking (`scoring.recommend`: top-k unseen items, the
+  product's tie rule) is scored against the held-out items: precision, recall, nDCG, MAP, hit
+  rate and catalogue coverage at k. The same metrics for "the most-rated items the user has not
+  rated" (`popularity_top_n_metrics`) say whether personalisation earns its keep.
+
+Ranking metrics use binary relevance: every held-out item of a user is relevant, whatever its
+rating. For one user with relevant set R and top-k list L:
+    precision@k = |L ∩ R| / k                   (k, even when L is shorter)
+    recall@k    = |L ∩ R| / |R|
+    ndcg@k      = DCG / ideal DCG, DCG = Σ over hits at 1-based rank p of 1 / log2(p + 1), the
+                  ideal DCG summing min(k, |R|) ranks
+    map@k       = Σ over hits at rank p of (hits in the first p) / p, divided by min(k, |R|)
+    hit_rate@k  = 1 if L ∩ R is not empty, else 0
+Each is averaged over the test users. coverage@k is global: the distinct items recommended to the
+test users, over the items of the model (the training items).
+
+numpy and Surprise only: no pandas.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from surprise import Reader, accuracy
+from surprise.dataset import Dataset, DatasetAutoFolds
+from surprise.model_selection import KFold, cross_validate
+
+from .dataset import Ratings
+from .model import ModelArrays
+from .scoring import fallback, recommend, scorer_for
+from .training import effective_params, fit, make_algorithm, model_from_fit, rating_scale_of
+
+METHOD_LATEST = "latest-by-timestamp"
+METHOD_RANDOM = "random"
+METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+
+#: what `recommender evaluate` compares by default: every Surprise algorithm but SVDpp, whose fit
+#: takes minutes per fold on ml-latest-small (100k ratings) where the others take seconds.
+#: SlopeOne holds two items x items matrices (1.5 GB at 10,000 items): leave it out on large
+#: catalogues (`--algorithms`).
+DEFAULT_ALGORITHMS = (
+    "SVD",
+    "BaselineOnly",
+    "KNNBaseline",
+    "NMF",
+    "KNNBasic",
+    "KNNWithMeans",
+    "KNNWithZScore",
+    "SlopeOne",
+    "CoClustering",
+    "NormalPredictor",
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and held-out ratings, both with raw ids (each numbered by first appearance, as
+    Surprise numbers them). Every test user and every test item also occurs in `train`."""
+
+    train: Ratings
+    test: Ratings
+
+
+# --- the hold-out split -------------------------------------------------------------------------
+
+
+def _renumber(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(old codes in order of first appearance, new codes of every row) for a subset of rows."""
+    if codes.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+    unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    new_code = np.empty(len(unique), dtype=np.int32)
+    new_code[order] = np.arange(len(unique), dtype=np.int32)
+    return unique[order], new_code[inverse.reshape(-1)]
+
+
+def subset(ratings: Ratings, rows: np.ndarray) -> Ratings:
+    """The ratings of the given rows (a boolean mask or indices), in their original order, with
+    ids renumbered by first appearance among them, as `dataset.ratings_from_rows` would."""
+    index = np.flatnonzero(rows) if rows.dtype == np.bool_ else np.asarray(rows, dtype=np.int64)
+    user_codes, users = _renumber(ratings.users[index])
+    item_codes, items = _renumber(ratings.items[index])
+    return Ratings(
+        user_ids=[ratings.user_ids[c] for c in user_codes.tolist()],
+        item_ids=[ratings.item_ids[c] for c in item_codes.tolist()],
+        users=users,
+        items=items,
+        ratings=ratings.ratings[index].copy(),
+        timestamps=None if ratings.timestamps is None else ratings.timestamps[index].copy(),
+    )
+
+
+def held_out_counts(counts: np.ndarray, fraction: float) -> np.ndarray:
+    """Ratings held out per user: `fraction` of them rounded half up, at least 1 and at most all
+    but one; none for a user with fewer than 2 ratings (they all stay in train)."""
+    wanted = np.floor(fraction * counts + 0.5).astype(np.int64)
+    held = np.clip(wanted, 1, np.maximum(counts - 1, 1))
+    return np.where(counts >= 2, held, 0)
+
+
+def holdout_split(ratings: Ratings, fraction: float = 0.2, seed: int = 0) -> Split:
+    """Hold out, per user, the latest `fraction` of their ratings.
+
+    - With timestamps: the latest by timestamp (a missing timestamp counts as oldest; equal
+      timestamps are ordered as the rows are, a later row being later). `seed` is not used.
+    - Without: a random share, drawn from `numpy.random.default_rng(seed)`.
+    A user with fewer than 2 ratings keeps them all in train; every other user keeps at least one.
+    A held-out rating whose item has no rating left in train goes back to train (a model cannot
+    rank an item it has never seen). The same ratings and seed always give the same split.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be between 0 and 1 (exclusive), not {fraction}")
+    n = ratings.n_ratings
+    rows = np.arange(n)
+    users = ratings.users.astype(np.int64)
+    if ratings.timestamps is not None:
+        when = np.where(np.isnan(ratings.timestamps), -np.inf, ratings.timestamps)
+        order = np.lexsort((rows, when, users))  # per user, oldest first
+    else:
+        key = np.random.default_rng(seed).random(n)
+        order = np.lexsort((rows, key, users))
+    counts = np.bincount(users, minlength=len(ratings.user_ids))
+    held = held_out_counts(counts, fraction)
+    starts = np.cumsum(counts) - counts
+    sorted_users = users[order]
+    from_end = counts[sorted_users] - 1 - (rows - starts[sorted_users])
+    test = np.zeros(n, dtype=np.bool_)
+    test[order] = from_end < held[sorted_users]
+    in_train = np.zeros(len(ratings.item_ids), dtype=np.bool_)
+    in_train[ratings.items[~test]] = True
+    test &= in_train[ratings.items]
+    return Split(train=subset(ratings, ~test), test=subset(ratings, test))
+
+
+def _nonempty(split: Split) -> Split:
+    if split.test.n_ratings == 0:
+        raise ValueError(
+            "no rating can be held out: every user has fewer than 2 ratings, or no held-out item"
+            " has another rating to learn it from"
+        )
+    return split
+
+
+def split_method(ratings: Ratings) -> str:
+    return METHOD_LATEST if ratings.timestamps is not None else METHOD_RANDOM
+
+
+# --- rating accuracy ----------------------------------------------------------------------------
+
+
+def rating_metrics(algorithm: Any, test: Ratings) -> dict[str, float]:
+    """RMSE and MAE of `algorithm.predict(raw user, raw item)` (clipped, with Surprise's own
+    fallback for an impossible prediction) over the test ratings, by `surprise.accuracy`."""
+    predictions = [
+        algorithm.predict(test.user_ids[u], test.item_ids[i], r_ui=r)
+        for u, i, r in zip(test.users.tolist(), test.items.tolist(), test.ratings.tolist())
+    ]
+    return {
+        "rmse": float(accuracy.rmse(predictions, verbose=False)),
+        "mae": float(accuracy.mae(predictions, verbose=False)),
+    }
+
+
+# --- ranking metrics ----------------------------------------------------------------------------
+
+
+def relevant_items(test: Ratings) -> dict[str, set[str]]:
+    """Each test user's held-out items (raw ids), users in order of first appearance in test."""
+    relevant: dict[str, set[str]] = {user: set() for user in test.user_ids}
+    for u, i in zip(test.users.tolist(), test.items.tolist()):
+        relevant[test.user_ids[u]].add(test.item_ids[i])
+    return relevant
+
+
+def user_metrics(recommended: Sequence[str], relevant: set[str], k: int) -> dict[str, float]:
+    """precision, recall, ndcg, map and hit_rate at k of one user's list (see the module doc)."""
+    hits = 0
+    dcg = 0.0
+    precision_sum = 0.0
+    for rank, item in enumerate(recommended[:k], start=1):
+        if item in relevant:
+            hits += 1
+            dcg += 1.0 / math.log2(rank + 1)
+            precision_sum += hits / rank
+    ideal = min(k, len(relevant))
+    idcg = sum(1.0 / math.log2(rank + 1) for rank in range(1, ideal + 1))
+    return {
+        "precision": hits / k,
+        "recall": hits / len(relevant) if relevant else 0.0,
+        "ndcg": dcg / idcg if idcg else 0.0,
+        "map": precision_sum / ideal if ideal else 0.0,
+        "hit_rate": 1.0 if hits else 0.0,
+    }
+
+
+def ranking_metrics(
+    lists: Iterable[tuple[Sequence[str], set[str]]], k: int, n_items: int
+) -> dict[str, float]:
+    """Means over users of `user_metrics`, and coverage: distinct recommended items / n_items.
+    `lists` holds one (top-k list, relevant items) pair per test user."""
+    totals = dict.fromkeys(METRIC_NAMES[:-1], 0.0)
+    shown: set[str] = set()
+    users = 0
+    for recommended, relevant in lists:
+        users += 1
+        shown.update(recommended[:k])
+        for name, value in user_metrics(recommended, relevant, k).items():
+            totals[name] += value
+    result = {f"{name}@{k}": (total / users if users else 0.0) for name, total in totals.items()}
+    result[f"coverage@{k}"] = len(shown) / n_items if n_items else 0.0
+    return result
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+
+
+def top_n_lists(
+    model: ModelArrays, users: Sequence[str], k: int, algorithm: Any = None
+) -> dict[str, list[str]]:
+    """What the product publishes for these raw user ids: the top-k unseen items by
+    `scoring.recommend`, and the fallback list for a user the model does not know.
+    `algorithm` is needed only for a `refit` model (scored pair by pair)."""
+    index = {raw: inner for inner, raw in enumerate(model.user_ids)}
+    known = np.asarray([index[u] for u in users if u in index], dtype=np.int64)
+    lists: dict[str, list[str]] = {}
+    if known.size:
+        kernel = scorer_for(model, algorithm)
+        for top in recommend(model, known, k, kernel):
+            lists[model.user_ids[top.user]] = [model.item_ids[i] for i in top.items.tolist()]
+    if len(lists) < len(users):
+        default = [model.item_ids[i] for i in fallback(model, k).items.tolist()]
+        for user in users:
+            lists.setdefault(user, default)
+    return lists
+
+
+def top_n_metrics(model: ModelArrays, test: Ratings, k: int = 10, algorithm: Any = None) -> dict[str, float]:
+    """Ranking metrics of the model's top-k unseen items for every test user, against that user's
+    held-out items. "Unseen" means not rated in the data the model was fitted on (the train
+    ratings). `algorithm` (the fitted Surprise object) is needed only for a `refit` model, such
+    as a user's own AlgoBase subclass."""
+    _check_k(k)
+    relevant = relevant_items(test)
+    lists = top_n_lists(model, list(relevant), k, algorithm)
+    return ranking_metrics(((lists[u], items) for u, items in relevant.items()), k, model.n_items)
+
+
+def popularity_order(train: Ratings) -> np.ndarray:
+    """Train items, most-rated first; equal counts: first appearance first."""
+    counts = np.bincount(train.items, minlength=len(train.item_ids))
+    return np.lexsort((np.arange(len(train.item_ids)), -counts))
+
+
+def popularity_top_n_metrics(train: Ratings, test: Ratings, k: int = 10) -> dict[str, float]:
+    """The same metrics for the non-personal baseline: each user's k most-rated unseen items."""
+    _check_k(k)
+    order = popularity_order(train)
+    train_users = {raw: inner for inner, raw in enumerate(train.user_ids)}
+    by_user = np.argsort(train.users, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(train.users, minlength=len(train.user_ids)))))
+    relevant = relevant_items(test)
+
+    def top(user: str) -> list[str]:
+        inner = train_users.get(user)
+        seen = np.empty(0, dtype=train.items.dtype)
+        if inner is not None:
+            seen = train.items[by_user[bounds[inner] : bounds[inner + 1]]]
+        candidates = order[: k + len(seen)]
+        picked = candidates[~np.isin(candidates, seen)][:k]
+        return [train.item_ids[i] for i in picked.tolist()]
+
+    return ranking_metrics(((top(u), items) for u, items in relevant.items()), k, len(train.item_ids))
+
+
+# --- the hold-out protocol, end to end -----------------------------------------------------------
+
+
+def split_summary(split: Split, fraction: float, seed: int) -> dict[str, Any]:
+    return {
+        "train_ratings": split.train.n_ratings,
+        "test_ratings": split.test.n_ratings,
+        "test_users": len(split.test.user_ids),
+        "method": split_method(split.train),
+        "fraction": float(fraction),
+        "seed": int(seed),
+    }
+
+
+def evaluate_split(
+    split: Split,
+    algorithm: str,
+    params: dict[str, Any],
+    rating_scale: tuple[float, float],
+    k: int = 10,
+) -> dict[str, Any]:
+    """Fit on `split.train` with `training.fit`; RMSE, MAE and the top-k metrics on `split.test`.
+    `seconds` is the fit time."""
+    fitted = fit(split.train, algorithm, params, rating_scale)
+    model = model_from_fit(fitted)
+    result: dict[str, Any] = rating_metrics(fitted.algorithm, split.test)
+    result.update(top_n_metrics(model, split.test, k, fitted.algorithm))
+    result["seconds"] = float(fitted.seconds)
+    return result
+
+
+def evaluate(
+    ratings: Ratings,
+    algorithm: str,
+    params: dict[str, Any],
+    rating_scale: tuple[float, float] | None = None,
+    k: int = 10,
+    fraction: float = 0.2,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Hold-out split, fit on train, score the test: a JSON-serialisable report.
+
+    {"split": {train_ratings, test_ratings, test_users, method, fraction, seed},
+     "model": {rmse, mae, precision@k, recall@k, ndcg@k, map@k, hit_rate@k, coverage@k, seconds},
+     "popularity": {precision@k, ..., coverage@k},
+     "algorithm", "params" (as fitted, defaults included), "rating_scale", "k"}
+    The rating scale is the configured one, else the range of all the ratings (train and test).
+    """
+    _check_k(k)
+    scale = rating_scale_of(ratings, rating_scale)
+    split = _nonempty(holdout_split(ratings, fraction, seed))
+    return {
+        "algorithm": algorithm,
+        "params": effective_params(algorithm, params),
+        "rating_scale": [float(scale[0]), float(scale[1])],
+        "k": int(k),
+        "split": split_summary(split, fraction, seed),
+        "model": evaluate_split(split, algorithm, params, scale, k),
+        "popularity": popularity_top_n_metrics(split.train, split.test, k),
+    }
+
+
+# --- Surprise's cross-validation protocol -------------------------------------------------------
+
+
+class RatingsDataset(DatasetAutoFolds):  # type: ignore[misc]  # Surprise has no type hints
+    """A Surprise dataset holding the rows of `Ratings`, built without pandas.
+
+    Its `raw_ratings` are exactly what `Dataset.load_from_df(frame, reader)` makes of a frame of
+    the same rows: (raw user, raw item, float rating, None) in row order. Splitters (`KFold`...)
+    and `build_full_trainset` read nothing else."""
+
+    def __init__(self, ratings: Ratings, rating_scale: tuple[float, float]) -> None:
+        Dataset.__init__(self, Reader(rating_scale=rating_scale))
+        self.has_been_split = False
+        users, items = ratings.user_ids, ratings.item_ids
+        self.raw_ratings = [
+            (users[u], items[i], float(r), None)
+            for u, i, r in zip(ratings.users.tolist(), ratings.items.tolist(), ratings.ratings.tolist())
+        ]
+
+
+def cross_validate_ratings(
+    ratings: Ratings,
+    algorithms: list[str],
+    folds: int = 5,
+    seed: int = 0,
+    rating_scale: tuple[float, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Surprise's benchmark protocol, one entry per algorithm, in the order given:
+    {"algorithm", "params", "folds", "rmse", "mae" (means over the folds), "fit_seconds",
+    "test_seconds" (means per fold)}.
+
+    Every algorithm sees the same folds: `KFold(n_splits=folds, random_state=seed, shuffle=True)`.
+    Parameters are the defaults plus `random_state=0` where the algorithm takes one (see
+    `training.effective_params`); NormalPredictor, which draws from numpy's global generator, gets
+    it seeded with `seed` first.
+    """
+    scale = rating_scale_of(ratings, rating_scale)
+    data = RatingsDataset(ratings, scale)
+    results: list[dict[str, Any]] = []
+    for name in algorithms:
+        algo = make_algorithm(name, {})
+        if name == "NormalPredictor":
+            np.random.seed(seed)
+        started = time.perf_counter()
+        out = cross_validate(
+            algo,
+            data,
+            measures=["rmse", "mae"],
+            cv=KFold(n_splits=folds, random_state=seed, shuffle=True),
+        )
+        results.append(
+            {
+                "algorithm": name,
+                "params": effective_params(name, {}),
+                "folds": int(folds),
+                "rmse": float(np.mean(out["test_rmse"])),
+                "mae": float(np.mean(out["test_mae"])),
+                "fit_seconds": float(np.mean(out["fit_time"])),
+                "test_seconds": float(np.mean(out["test_time"])),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    return results
+
+
+# --- both protocols, for the `recommender evaluate` command --------------------------------------
+
+
+def dataset_summary(ratings: Ratings, source: str, rating_scale: tuple[float, float]) -> dict[str, Any]:
+    return {
+        "source": source,
+        "ratings": ratings.n_ratings,
+        "users": len(ratings.user_ids),
+        "items": len(ratings.item_ids),
+        "rating_scale": [float(rating_scale[0]), float(rating_scale[1])],
+    }
+
+
+def run_report(
+    ratings: Ratings,
+    algorithms: list[str],
+    *,
+    source: str,
+    rating_scale: tuple[float, float] | None = None,
+    folds: int = 5,
+    k: int = 10,
+    fraction: float = 0.2,
+    seed: int = 0,
+    cross_validation: bool = True,
+    top_n: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Both protocols for several algorithms on one dataset: a JSON-serialisable report.
+
+    {"dataset": {...}, "cross_validation": {"folds", "seed", "results": [per algorithm]},
+     "top_n": {"k", "split": {...}, "models": [per algorithm: "algorithm", "params", metrics],
+               "popularity": {...}}}
+    The top-N part splits once and fits every algorithm on the same training ratings.
+    """
+    say = progress or (lambda text: None)
+    scale = rating_scale_of(ratings, rating_scale)
+    report: dict[str, Any] = {"dataset": dataset_summary(ratings, source, scale)}
+    if cross_validation:
+        results = []
+        for name in algorithms:
+            started = time.perf_counter()
+            results += cross_validate_ratings(ratings, [name], folds, seed, scale)
+            say(f"cross-validation of {name}: {time.perf_counter() - started:.1f}s")
+        report["cross_validation"] = {"folds": int(folds), "seed": int(seed), "results": results}
+    if top_n:
+        _check_k(k)
+        split = _nonempty(holdout_split(ratings, fraction, seed))
+        models = []
+        for name in algorithms:
+            started = time.perf_counter()
+            metrics = evaluate_split(split, name, {}, scale, k)
+            models.append({"algorithm": name, "params": effective_params(name, {}), **metrics})
+            say(f"top-{k} hold-out of {name}: {time.perf_counter() - started:.1f}s")
+        report["top_n"] = {
+            "k": int(k),
+            "split": split_summary(split, fraction, seed),
+            "models": models,
+            "popularity": popularity_top_n_metrics(split.train, split.test, k),
+        }
+    return report
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "| "
+        + " | ".join(
+            cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(line, widths))
+        )
+        + " |"
+        for line in lines
+    )
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as Markdown tables, ready to paste."""
+    data = report["dataset"]
+    low, high = data["rating_scale"]
+    parts = [
+        f"Data: {data['source']}: {data['ratings']:,} ratings, {data['users']:,} users,"
+        f" {data['items']:,} items, rating scale {low:g} to {high:g}"
+    ]
+    cv = report.get("cross_validation")
+    if cv:
+        parts.append(
+            f"\nCross-validation (Surprise's benchmark protocol): KFold(n_splits={cv['folds']},"
+            f" random_state={cv['seed']}, shuffle=True), default parameters, random_state=0;"
+            " means over the folds, seconds per fold\n"
+        )
+        parts.append(
+            _table(
+                ["algorithm", "RMSE", "MAE", "fit s", "test s"],
+                [
+                    [
+                        r["algorithm"],
+                        f"{r['rmse']:.4f}",
+                        f"{r['mae']:.4f}",
+                        f"{r['fit_seconds']:.2f}",
+                        f"{r['test_seconds']:.2f}",
+                    ]
+                    for r in cv["results"]
+                ],
+            )
+        )
+    top = report.get("top_n")
+    if top:
+        k, split = top["k"], top["split"]
+        held = "latest" if split["method"] == METHOD_LATEST else f"a random (seed {split['seed']})"
+        parts.append(
+            f"\nTop-{k} hold-out: {held} {split['fraction']:.0%} of each user's ratings held out"
+            f" ({split['test_ratings']:,} ratings of {split['test_users']:,} users; trained on"
+            f" {split['train_ratings']:,}); relevant = the user's held-out items, whatever their"
+            " rating; fit s = one fit on the training ratings\n"
+        )
+        names = [f"{m}@{k}" for m in METRIC_NAMES]
+        rows = [
+            [m["algorithm"], f"{m['rmse']:.4f}", f"{m['mae']:.4f}"]
+            + [f"{m[n]:.4f}" for n in names]
+            + [f"{m['seconds']:.2f}"]
+            for m in top["models"]
+        ]
+        rows.append(
+            ["popularity (most-rated unseen)", "-", "-"]
+            + [f"{top['popularity'][n]:.4f}" for n in names]
+            + ["-"]
+        )
+        parts.append(_table(["algorithm", "RMSE", "MAE", *names, "fit s"], rows))
+    return "\n".join(parts)
