@@ -248,6 +248,52 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluation
+    from .dataset import ratings_from_rows
+    from .sample_data import SyntheticSpec, read_movielens, synthetic_ratings
+    from .training import effective_params, rating_scale_of
+
+    algorithms = list(args.algorithms or evaluation.DEFAULT_ALGORITHMS)
+    for name in algorithms:
+        effective_params(name, {})  # an unknown name fails here, before any work
+    if args.folds < 2:
+        raise ConfigError(f"--folds must be at least 2, not {args.folds}")
+    if args.top_n < 1:
+        raise ConfigError(f"--top-n must be at least 1, not {args.top_n}")
+    if not 0.0 < args.fraction < 1.0:
+        raise ConfigError(f"--fraction must be between 0 and 1 (exclusive), not {args.fraction}")
+    if args.movielens:
+        source = str(args.movielens)
+        ratings = ratings_from_rows(read_movielens(args.movielens))
+    else:
+        spec = SyntheticSpec(
+            users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed
+        )
+        source = f"synthetic ({spec.users} users x {spec.items} items, seed {spec.seed})"
+        ratings = ratings_from_rows(synthetic_ratings(spec))
+    configured = (args.rating_scale[0], args.rating_scale[1]) if args.rating_scale else None
+    scale = rating_scale_of(ratings, configured)
+    report = evaluation.run_report(
+        ratings,
+        algorithms,
+        source=source,
+        rating_scale=scale,
+        folds=args.folds,
+        k=args.top_n,
+        fraction=args.fraction,
+        seed=args.seed,
+        cross_validation=not args.top_n_only,
+        top_n=not args.cv_only,
+        progress=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
+    )
+    print(evaluation.format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nReport written to {args.json}")
+    return 0
+
+
 def _embedded(stack: ExitStack) -> str:
     from .local import embedded_postgres
 
@@ -296,6 +342,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("-n", type=int, default=None, help="how many items (default: all published)")
     rec.set_defaults(handler=cmd_recommend)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="compare algorithms offline: Surprise's cross-validation and a top-N hold-out",
+        description="Two protocols on the same ratings. Cross-validation (Surprise's benchmark):"
+        " KFold(folds, random_state=seed, shuffle=True), default parameters, mean RMSE and MAE."
+        " Top-N: each user's latest ratings held out (by timestamp), the model's top-N unseen"
+        " items scored against them, next to a most-popular baseline. Tables are Markdown.",
+    )
+    data = ev.add_mutually_exclusive_group()
+    data.add_argument("--movielens", type=Path, help="a MovieLens folder (ratings.csv or u.data)")
+    data.add_argument("--synthetic", action="store_true", help="synthetic ratings (the default)")
+    ev.add_argument(
+        "--algorithms",
+        nargs="+",
+        metavar="NAME",
+        help="Surprise algorithm names or module:Class (default: every algorithm but SVDpp)",
+    )
+    ev.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    protocol = ev.add_mutually_exclusive_group()
+    protocol.add_argument("--top-n-only", action="store_true", help="skip the cross-validation")
+    protocol.add_argument("--cv-only", action="store_true", help="skip the top-N hold-out")
+    ev.add_argument("--top-n", type=int, default=10, help="k of the top-N metrics (default 10)")
+    ev.add_argument(
+        "--fraction", type=float, default=0.2, help="share of each user's ratings held out (default 0.2)"
+    )
+    ev.add_argument(
+        "--seed", type=int, default=0, help="seed of the folds, of a random hold-out and of --synthetic"
+    )
+    ev.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"))
+    ev.add_argument("--users", type=int, default=2000, help="--synthetic: users (default 2000)")
+    ev.add_argument("--items", type=int, default=1000, help="--synthetic: items (default 1000)")
+    ev.add_argument("--ratings-per-user", type=int, default=40, help="--synthetic: mean (default 40)")
+    ev.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
+    ev.set_defaults(handler=cmd_evaluate)
     return parser
 
 
