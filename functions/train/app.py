@@ -24,5 +24,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_metric("ItemsTrained", MetricUnit.Count, result["items"])
     metrics.add_metric("Shards", MetricUnit.Count, result["shards"])
     metrics.add_metric("TrainSeconds", MetricUnit.Seconds, result["seconds"])
+    for name, value in result["quality"].items():  # NDCG@top_n of the model and of popularity
+        if value is not None:
+            metrics.add_metric(f"Quality_{name}", MetricUnit.Count, value)
     logger.info("trained", extra=result)
     return result

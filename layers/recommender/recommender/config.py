@@ -17,6 +17,7 @@ DEFAULT_USERS_PER_SHARD = 1000
 DEFAULT_MAX_CONCURRENCY = 10
 DEFAULT_SEED = 0
 DEFAULT_MAX_INVALID_FRACTION = 0.05  # more invalid rows than this fails the run (see README)
+DEFAULT_QUALITY_GATE_MAX_DROP = 0.1  # hold a run whose NDCG fell by more than 10% (see gate.py)
 
 # Upper bounds that catch a mistyped number before it turns into a huge bill or a huge object.
 MAX_TOP_N = 1000
@@ -74,6 +75,9 @@ class RunConfig:
     rating_scale: tuple[float, float] | None = None
     source: SourceTable = field(default_factory=SourceTable)
     max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION
+    evaluate: bool = True  # measure the run on a holdout split before the final fit
+    quality_gate_max_drop: float = DEFAULT_QUALITY_GATE_MAX_DROP
+    force_publish: bool = False  # publish even when the quality gate would hold the run
     run_id: str | None = None  # resume this earlier run instead of starting one named after the execution
 
     @classmethod
@@ -106,6 +110,9 @@ class RunConfig:
             rating_scale=_rating_scale(raw.get("rating_scale")),
             source=SourceTable.from_input(raw.get("source")),
             max_invalid_fraction=_fraction(raw, "max_invalid_fraction", DEFAULT_MAX_INVALID_FRACTION),
+            evaluate=_bool(raw, "evaluate", True),
+            quality_gate_max_drop=_fraction(raw, "quality_gate_max_drop", DEFAULT_QUALITY_GATE_MAX_DROP),
+            force_publish=_bool(raw, "force_publish", False),
             run_id=None if raw.get("run_id") is None else check_run_id(raw["run_id"]),
         )
 
@@ -121,6 +128,13 @@ def _bounded_int(raw: dict[str, Any], name: str, default: int, upper: int) -> in
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     if not 1 <= value <= upper:
         raise ConfigError(f"{name} must be between 1 and {upper}, got {value}")
+    return value
+
+
+def _bool(raw: dict[str, Any], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
 
 
@@ -159,7 +173,9 @@ class Settings:
 
     bucket: str
     prefix: str = "recommender"
-    database_url: str | None = None
+    database_url: str | None = None  # the local engine's way; wins over the secret when both are set
+    # On AWS: the Secrets Manager secret Extract reads the connection from (recommender.secrets).
+    database_secret_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -168,4 +184,9 @@ class Settings:
         if not bucket:
             raise ConfigError("RECOMMENDER_BUCKET is not set: the bucket the runs are written to")
         prefix = env.get("RECOMMENDER_PREFIX", "recommender").strip("/")
-        return cls(bucket=bucket, prefix=prefix, database_url=env.get("DATABASE_URL") or None)
+        return cls(
+            bucket=bucket,
+            prefix=prefix,
+            database_url=env.get("DATABASE_URL") or None,
+            database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
+        )

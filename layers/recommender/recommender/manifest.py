@@ -41,6 +41,9 @@ def build_manifest(
     fallback: dict[str, Any],
     timings: dict[str, float],
     versions: dict[str, str],
+    status: str = "published",
+    quality: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -57,6 +60,9 @@ def build_manifest(
         "fallback": fallback,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "versions": versions,
+        "status": status,
+        "quality": quality,
+        "gate": gate or {"decision": "not-evaluated"},
     }
 
 

@@ -13,7 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..config import Settings
+from .. import gate
+from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, Settings
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
 from ..scoring import fallback
@@ -115,6 +116,14 @@ def run(
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
+    quality = get_json(s3, settings.bucket, paths.model_meta).get("quality")
+    decision = gate.decide(
+        quality,
+        published_manifest(s3, settings),
+        config["top_n"],
+        config.get("quality_gate_max_drop", DEFAULT_QUALITY_GATE_MAX_DROP),
+        bool(config.get("force_publish", False)),
+    )
     shard_seconds = [s["seconds"] for s in shards]
     manifest = build_manifest(
         run_id=run_id,
@@ -152,20 +161,43 @@ def run(
             "merge_seconds": time.perf_counter() - started,
         },
         versions=library_versions(),
+        status="held" if decision["decision"] == "held" else "published",
+        quality=quality,
+        gate=decision,
     )
     put_json(s3, settings.bucket, paths.manifest, manifest)
-    latest = build_latest(
-        run_id, relative_key(settings.prefix, paths.manifest), manifest["created_at"], extract["extracted_at"]
-    )
-    published, newest = publish_latest(s3, settings, latest)
+    if manifest["status"] == "held":  # the quality gate keeps the published run
+        published, newest = False, str(decision["previous_run_id"])
+    else:
+        latest = build_latest(
+            run_id,
+            relative_key(settings.prefix, paths.manifest),
+            manifest["created_at"],
+            extract["extracted_at"],
+        )
+        published, newest = publish_latest(s3, settings, latest)
     return {
         "manifest_key": paths.manifest,
         "latest_key": latest_key(settings.prefix),
         "published": published,
+        "status": manifest["status"],
+        "gate": decision["decision"],
         "latest_run_id": newest,
         "users": manifest["users"],
         "shards": len(shards),
     }
+
+
+def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
+    """The manifest latest.json points to now, or None before the first run."""
+    try:
+        latest = get_json(s3, settings.bucket, latest_key(settings.prefix))
+    except s3.exceptions.NoSuchKey:
+        return None
+    manifest: dict[str, Any] = get_json(
+        s3, settings.bucket, f"{settings.prefix}/{latest['manifest']}".lstrip("/")
+    )
+    return manifest
 
 
 def _newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:

@@ -11,6 +11,8 @@ from typing import Any
 
 from ..config import RunConfig, Settings
 from ..dataset import read_snapshot
+from ..evaluation import evaluate, holdout_split
+from ..gate import metric_name
 from ..sharding import plan_shards
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import fit, library_versions, model_from_fit
@@ -32,9 +34,15 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
             "fit_seconds": 0.0,
             "seconds": 0.0,
             "reused": True,
+            "quality": summary(meta.get("quality"), config.top_n),
         }
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
+    quality = None
+    # Measured on a holdout split first (the published model then sees every rating), unless the
+    # data is too small to hold anything out.
+    if config.evaluate and holdout_split(ratings).test.n_ratings > 0:
+        quality = evaluate(ratings, config.algorithm, config.params, config.rating_scale, k=config.top_n)
     fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
     model = model_from_fit(fitted)
     put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
@@ -53,6 +61,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
             "global_mean": model.global_mean,
             "fit_seconds": round(fitted.seconds, 3),
             "versions": library_versions(),
+            "quality": quality,
         },
     )
     plan = plan_shards(model, config.users_per_shard)
@@ -67,4 +76,13 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
         "fit_seconds": round(fitted.seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
         "reused": False,
+        "quality": summary(quality, config.top_n),
     }
+
+
+def summary(quality: dict[str, Any] | None, top_n: int) -> dict[str, float | None]:
+    """The figures worth a CloudWatch metric; the full report stays in the model metadata."""
+    if quality is None:
+        return {}
+    name = metric_name(top_n)
+    return {"ndcg": quality["model"].get(name), "popularity_ndcg": quality["popularity"].get(name)}
