@@ -154,7 +154,8 @@ def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> No
     print(
         f"  ratings: {manifest['dataset']['rows']:,}   users: {model['users']:,}"
         f"   items: {model['items']:,}   shards: {len(manifest['shards'])}"
-        f"   algorithm: {model['algorithm']} ({model['kind']})"
+        f"   algorithm: {model['algorithm']}"
+        f" ({'scored pair by pair' if model['kind'] == 'refit' else 'vectorised kernel'})"
     )
     print("  seconds per step (state, as the engine saw it; inside the Lambda):")
     timings = manifest["timings"]
@@ -172,6 +173,15 @@ def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> No
             else ""
         )
         print(f"    {name:<42} {seconds:6.2f}{extra}")
+    quality = manifest.get("quality")
+    if quality:
+        k = quality["k"]
+        model_q, popular = quality["model"], quality["popularity"]
+        print(
+            f"  quality on a {quality['split']['fraction']:.0%} holdout ({quality['split']['method']}):"
+            f" NDCG@{k} {model_q[f'ndcg@{k}']:.3f} (popularity {popular[f'ndcg@{k}']:.3f}),"
+            f" RMSE {model_q['rmse']:.3f}; gate: {manifest['gate']['decision']}"
+        )
     shown = [s["first_user"] for s in manifest["shards"][:3]]
     print("\nA few users' recommendations:")
     for user in shown:
