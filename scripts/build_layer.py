@@ -1,0 +1,456 @@
+"""Build the dependencies layer here exactly as `sam build` does, then measure it against Lambda.
+
+    .venv/bin/python scripts/build_layer.py            # build for the template's architecture, report
+    .venv/bin/python scripts/build_layer.py --lock     # rewrite the hashes of requirements.lock
+
+What it does:
+1. Reads the runtime and architecture from template.yaml (the one place they are set).
+2. Runs `make build-DependenciesLayer` in layers/dependencies/ with ARTIFACTS_DIR pointing to a
+   folder under build/layer/: the very target `sam build` runs (BuildMethod: makefile), i.e.
+   `pip install --platform manylinux_2_X_<arch> --only-binary=:all: --no-deps --require-hashes
+   --target ...` from requirements.lock, then tests and caches removed.
+3. Prints the layer's unzipped and zipped size, its largest packages, and the largest function's
+   unzipped total (its code + the recommender layer + this layer) against Lambda's 250 MB limit.
+4. Checks every shared object: built for the target machine, needing no newer glibc than the
+   runtime's image (Amazon Linux 2023: 2.34), and no scipy or pandas in the layer.
+5. When an interpreter of the runtime's Python version exists here, builds the layer again for this
+   machine's architecture (same lock, same wheels for the other platform) and imports every
+   handler in a subprocess whose sys.path is only: the function's folder, the two layers, the
+   standard library and the boto3 the Lambda runtime provides. It also reports whether Surprise
+   pulled in scipy or pandas (it must not).
+
+The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+LAYER_SOURCE = ROOT / "layers" / "dependencies"
+LOCK = LAYER_SOURCE / "requirements.lock"
+RECOMMENDER_LAYER = ROOT / "layers" / "recommender"
+CACHE = ROOT / "build" / "layer"
+
+# Lambda: the function's code and all its layers, unzipped, at most 250 MB (262,144,000 bytes).
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+# What this project keeps free under that limit: a user's own algorithm module in a layer, a
+# newer numpy, ... must still fit. The test fails when the total exceeds half the limit.
+SIZE_BUDGET = LAMBDA_UNZIPPED_LIMIT // 2
+# glibc of the image each runtime runs on (python3.12 and newer: Amazon Linux 2023).
+RUNTIME_GLIBC = {"python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2, 34)}
+# Lambda architecture -> the machine name in wheel tags and `uname -m`; ELF e_machine numbers.
+MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
+ELF_MACHINE = {183: "aarch64", 62: "x86_64"}
+# Provided by the Lambda Python runtime (boto3 and what it depends on): never in the layer.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+# Must not be in the layer: Surprise declares scipy but never imports it at run time.
+FORBIDDEN = ("scipy", "pandas")
+
+
+@dataclass(frozen=True)
+class Target:
+    runtime: str  # python3.13
+    architecture: str  # arm64 (the template's name)
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+    @property
+    def machine(self) -> str:
+        return MACHINES[self.architecture]
+
+
+# --- the template --------------------------------------------------------------------------------
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Accepts !Ref, !Sub, ... (their values do not matter here)."""
+
+
+_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template_target() -> Target:
+    """The runtime and architecture every function and layer of template.yaml uses."""
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    function = template["Globals"]["Function"]
+    (architecture,) = function["Architectures"]
+    return Target(runtime=function["Runtime"], architecture=architecture)
+
+
+def function_code_dirs() -> dict[str, Path]:
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    return {
+        name: ROOT / resource["Properties"]["CodeUri"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+# --- building ------------------------------------------------------------------------------------
+
+
+def cache_key() -> str:
+    """Changes whenever what the build does or installs changes."""
+    digest = hashlib.sha256()
+    for path in (LAYER_SOURCE / "Makefile", LOCK):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build(target: Target, machine: str | None = None, out: Path | None = None) -> Path:
+    """Run the layer's `make build-DependenciesLayer` (what `sam build` runs); returns python/'s parent."""
+    machine = machine or target.machine
+    out = out or CACHE / cache_key() / machine
+    if (out / ".complete").is_file():
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(LAYER_SOURCE),
+            "build-DependenciesLayer",
+            f"ARTIFACTS_DIR={out}",
+            f"PYTHON={sys.executable}",
+            f"PYTHON_VERSION={target.python_version}",
+            f"ARCH={machine}",
+        ],
+        check=True,
+    )
+    (out / ".complete").write_text(json.dumps({"machine": machine, "runtime": target.runtime}))
+    return out
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def _files(root: Path) -> list[Path]:
+    """What gets packaged: no bytecode caches, no egg-info of an editable install, no markers."""
+    found = []
+    for path in root.rglob("*"):
+        parts = set(path.relative_to(root).parts)
+        if "__pycache__" in parts or any(p.endswith(".egg-info") for p in parts):
+            continue
+        if path.is_file() and path.name != ".complete":
+            found.append(path)
+    return found
+
+
+def unzipped_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in _files(root))
+
+
+def zipped_size(root: Path) -> int:
+    with tempfile.TemporaryFile() as handle:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in _files(root):
+                archive.write(path, path.relative_to(root).as_posix())
+        return handle.tell()
+
+
+def largest_packages(layer: Path, count: int = 8) -> list[tuple[str, int]]:
+    python = layer / "python"
+    sizes = {
+        entry.name: unzipped_size(entry) if entry.is_dir() else entry.stat().st_size
+        for entry in python.iterdir()
+    }
+    return sorted(sizes.items(), key=lambda item: -item[1])[:count]
+
+
+def top_level_names(layer: Path) -> set[str]:
+    return {entry.name.removesuffix(".py") for entry in (layer / "python").iterdir()}
+
+
+def shared_objects(layer: Path) -> list[Path]:
+    return [p for p in _files(layer) if p.suffix == ".so" or ".so." in p.name]
+
+
+def elf_machine(path: Path) -> str:
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", f"{path} is not an ELF file"
+    number = int.from_bytes(header[18:20], "little")
+    return ELF_MACHINE.get(number, f"e_machine {number}")
+
+
+def glibc_needed(path: Path) -> tuple[int, int]:
+    """The newest GLIBC_x.y symbol version a shared object needs (objdump -T, as the docs do it)."""
+    if shutil.which("objdump"):
+        text = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True).stdout
+        if not text:  # an objdump for this machine only cannot read the other architecture
+            text = path.read_bytes().decode("latin-1")
+    else:
+        text = path.read_bytes().decode("latin-1")
+    versions = [(int(a), int(b)) for a, b in re.findall(r"GLIBC_(\d+)\.(\d+)", text)]
+    return max(versions, default=(0, 0))
+
+
+def layer_report(target: Target, layer: Path, zipped: bool = True) -> dict[str, Any]:
+    """Sizes, machine and glibc of every shared object, forbidden packages: all offline."""
+    objects = shared_objects(layer)
+    glibc = {str(p.relative_to(layer / "python")): glibc_needed(p) for p in objects}
+    newest = max(glibc.values(), default=(0, 0))
+    newest_file = max(glibc, key=lambda name: glibc[name]) if glibc else ""
+    code = {name: unzipped_size(path) for name, path in function_code_dirs().items()}
+    recommender = unzipped_size(RECOMMENDER_LAYER)
+    dependencies = unzipped_size(layer)
+    return {
+        "runtime": target.runtime,
+        "architecture": target.architecture,
+        "layer_unzipped_bytes": dependencies,
+        "layer_zipped_bytes": zipped_size(layer) if zipped else None,
+        "largest_packages": largest_packages(layer),
+        "recommender_layer_bytes": recommender,
+        "largest_function_code_bytes": max(code.values()),
+        "largest_function_total_bytes": max(code.values()) + recommender + dependencies,
+        "limit_bytes": LAMBDA_UNZIPPED_LIMIT,
+        "budget_bytes": SIZE_BUDGET,
+        "shared_objects": len(objects),
+        "machines": sorted({elf_machine(p) for p in objects}),
+        "glibc_max": ".".join(map(str, newest)),
+        "glibc_max_file": newest_file,
+        "runtime_glibc": ".".join(map(str, RUNTIME_GLIBC[target.runtime])),
+        "forbidden_present": sorted(top_level_names(layer) & set(FORBIDDEN)),
+        "runtime_provided_present": sorted(top_level_names(layer) & set(RUNTIME_PROVIDED)),
+    }
+
+
+# --- importing the handlers with only the layers on the path -----------------------------------
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of this exact minor version on this machine (PATH, then pyenv's folders)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return sys.executable
+    candidates = [shutil.which(f"python{version}")]
+    candidates += [
+        str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
+    ]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def runtime_stand_in(folder: Path) -> Path:
+    """Links to this environment's boto3 and its dependencies: what the Lambda runtime provides."""
+    import importlib.util
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_PROVIDED:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin, f"{name} is not installed here"
+        source = Path(spec.origin)
+        source = source.parent if source.name == "__init__.py" else source
+        link = folder / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    return folder
+
+
+_IMPORT_PROBE = """
+import json, os, sys
+sys.path[:0] = json.loads(os.environ["PROBE_PATH"])
+import importlib.util
+spec = importlib.util.spec_from_file_location("app", os.environ["PROBE_HANDLER"])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert callable(module.lambda_handler)
+roots = {m.split(".")[0] for m in sys.modules}
+files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})
+print(json.dumps({"modules": sorted(roots), "files": files, "version": sys.version.split()[0]}))
+"""
+
+
+def import_handler(python: str, handler: Path, layer: Path, stand_in: Path) -> dict[str, Any]:
+    """Import one handler in a fresh interpreter: -I (no user site, no PYTHON* variables, no cwd),
+    -S (no site-packages) and -B (no bytecode written, as on Lambda's read-only /opt): only the
+    standard library, then the folders Lambda would offer."""
+    path = [str(handler.parent), str(layer / "python"), str(RECOMMENDER_LAYER), str(stand_in)]
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PROBE_PATH": json.dumps(path),
+        "PROBE_HANDLER": str(handler),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "RECOMMENDER_BUCKET": "probe",
+        "POWERTOOLS_SERVICE_NAME": "recommender",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [python, "-I", "-S", "-B", "-c", _IMPORT_PROBE], capture_output=True, text=True, env=environment
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{handler} does not import with only the layers:\n{result.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def import_report(target: Target, workdir: Path) -> dict[str, Any] | str:
+    """Every handler imported with only the layers (built for this machine); or why it could not run."""
+    python = find_python(target.python_version)
+    if python is None:
+        return f"no Python {target.python_version} interpreter here: handlers not imported"
+    host = platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+    if host not in MACHINES.values():
+        return f"this machine ({host}) is not a Lambda architecture: handlers not imported"
+    layer = build(target, host)
+    stand_in = runtime_stand_in(workdir / "runtime")
+    handlers = {name: path / "app.py" for name, path in function_code_dirs().items()}
+    imported = {name: import_handler(python, handler, layer, stand_in) for name, handler in handlers.items()}
+    modules = set().union(*(set(r["modules"]) for r in imported.values()))
+    return {
+        "python": python,
+        "version": next(iter(imported.values()))["version"],
+        "machine": host,
+        "handlers": sorted(imported),
+        "forbidden_imported": sorted(modules & set(FORBIDDEN)),
+    }
+
+
+# --- the lock ------------------------------------------------------------------------------------
+
+
+def write_lock() -> None:
+    """Rewrite requirements.lock's hashes: every wheel of each pin, for both architectures."""
+    target = template_target()
+    pins = [line.split()[0] for line in LOCK.read_text().splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+    header = [line for line in LOCK.read_text().splitlines() if line.startswith("#")]
+    hashes: dict[str, set[str]] = {pin: set() for pin in pins}
+    with tempfile.TemporaryDirectory() as folder:
+        for machine in MACHINES.values():
+            platforms = [f"manylinux_2_{minor}_{machine}" for minor in range(17, 35)]
+            platforms.append(f"manylinux2014_{machine}")
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+                + ["--implementation", "cp", "--python-version", target.python_version]
+                + [arg for p in platforms for arg in ("--platform", p)]
+                + ["--dest", f"{folder}/{machine}", *pins],
+                check=True,
+                env={**os.environ, "PIP_CONSTRAINT": ""},
+            )
+            for wheel in Path(folder, machine).glob("*.whl"):
+                name, version = wheel.name.split("-")[:2]
+                pin = next(p for p in pins if _pin_key(p) == (_canonical(name), version))
+                hashes[pin].add(hashlib.sha256(wheel.read_bytes()).hexdigest())
+    lines = header[:]
+    for pin in pins:
+        lines.append(pin + " \\")
+        digests = sorted(hashes[pin])
+        for index, digest in enumerate(digests):
+            lines.append(f"    --hash=sha256:{digest}" + (" \\" if index < len(digests) - 1 else ""))
+    LOCK.write_text("\n".join(lines) + "\n")
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pin_key(pin: str) -> tuple[str, str]:
+    name, version = pin.split("==")
+    return _canonical(name), version
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1_048_576:.1f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lock", action="store_true", help="rewrite requirements.lock's hashes, then exit")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-imports", action="store_true", help="skip the handlers' import check")
+    args = parser.parse_args(argv)
+    if args.lock:
+        write_lock()
+        print(f"wrote {LOCK.relative_to(ROOT)}")
+        return 0
+
+    target = template_target()
+    started = time.monotonic()
+    layer = build(target)
+    report = layer_report(target, layer)
+    report["build_seconds"] = round(time.monotonic() - started, 1)
+    report["layer_dir"] = str(layer / "python")
+    if args.no_imports:
+        report["imports"] = "handlers' import check skipped (--no-imports)"
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            report["imports"] = import_report(target, Path(workdir))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    total = report["largest_function_total_bytes"]
+    print(f"dependencies layer for {target.runtime} {target.architecture}: {report['layer_dir']}")
+    print(f"  unzipped {_mb(report['layer_unzipped_bytes'])} ({report['layer_unzipped_bytes']:,} bytes)")
+    print(f"  zipped   {_mb(report['layer_zipped_bytes'])}")
+    print("  largest: " + ", ".join(f"{name} {_mb(size)}" for name, size in report["largest_packages"]))
+    print(f"recommender layer {_mb(report['recommender_layer_bytes'])}")
+    print(f"largest function code {report['largest_function_code_bytes']:,} bytes")
+    print(
+        f"function + layers, unzipped: {_mb(total)} of Lambda's {_mb(LAMBDA_UNZIPPED_LIMIT)} "
+        f"({100 * total / LAMBDA_UNZIPPED_LIMIT:.0f}%; budget {_mb(SIZE_BUDGET)})"
+    )
+    print(
+        f"{report['shared_objects']} shared objects, machine {', '.join(report['machines'])}, "
+        f"newest glibc needed {report['glibc_max']} ({report['glibc_max_file']}); "
+        f"{target.runtime} runs on glibc {report['runtime_glibc']}"
+    )
+    print(f"scipy/pandas in the layer: {report['forbidden_present'] or 'none'}")
+    imports = report["imports"]
+    if isinstance(imports, str):
+        print(imports)
+    else:
+        print(
+            f"handlers imported with only the layers ({imports['machine']} build, Python "
+            f"{imports['version']}): {', '.join(imports['handlers'])}; "
+            f"scipy/pandas imported: {imports['forbidden_imported'] or 'none'}"
+        )
+    print(f"built in {report['build_seconds']} s")
+    ok = (
+        total <= SIZE_BUDGET
+        and report["machines"] == [target.machine]
+        and glibc_tuple(report["glibc_max"]) <= RUNTIME_GLIBC[target.runtime]
+        and not report["forbidden_present"]
+        and not report["runtime_provided_present"]
+        and (isinstance(imports, str) or not imports["forbidden_imported"])
+    )
+    return 0 if ok else 1
+
+
+def glibc_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
