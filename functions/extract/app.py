@@ -7,8 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
-from recommender.config import ConfigError, Settings
+from recommender.config import Settings
 from recommender.database import connect
+from recommender.secrets import database_url
 from recommender.steps import extract
 
 logger = Logger()
@@ -24,9 +25,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     config = extract.validate_input(event.get("input"))  # a bad input fails before connecting
 
     def connect_to_database() -> Any:  # not called when a resumed run reuses its snapshot
-        if not settings.database_url:
-            raise ConfigError("DATABASE_URL is not set: the database the ratings are read from")
-        return connect(settings.database_url, "recommender-extract")
+        # DATABASE_URL when set (the local engine), else the secret, read now so that a rotated
+        # password is picked up; the URL is never logged.
+        return connect(database_url(settings), "recommender-extract")
 
     result = extract.run(connect_to_database, s3_client(), settings, event["execution_name"], config)
     metrics.add_metric("RowsExtracted", MetricUnit.Count, result["extract"]["rows"])

@@ -9,6 +9,7 @@ handlers, `recommender.config` or `recommender.local` where possible, so drift o
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import tomllib
@@ -32,18 +33,63 @@ EVENTS = ROOT / "events"
 STEPS = ROOT / "layers" / "recommender" / "recommender" / "steps"
 STATE_MACHINE_INPUTS = ["state_machine_input.json", "schedule_input.json"]
 
-# What each step does with the bucket (read: get objects; write: put objects).
+RUNTIME = "python3.13"
+ARCHITECTURE = "arm64"
+
+# The values the policies are evaluated with (any bucket, the default prefix, one run).
+BUCKET = "my-bucket"
+STACK = "recommender"
+PREFIX = "recommender"
+RUN = RunPaths(PREFIX, "run-1")
+
+
+def _s3(action: str, key: str) -> tuple[str, str]:
+    return action, f"arn:aws:s3:::{BUCKET}/{key}"
+
+
+LIST = ("s3:ListBucket", f"arn:aws:s3:::{BUCKET}")
+# What each step does with the bucket: IAM action and object (reads of a key that may be missing
+# also need s3:ListBucket, or S3 answers 403 instead of 404).
 S3_ACCESS = {
-    "ExtractFunction": {"write"},
-    "TrainFunction": {"read", "write"},
-    "PredictFunction": {"read", "write"},
-    "MergeFunction": {"read", "write"},
-    "RecordFailureFunction": {"write"},
+    "ExtractFunction": [
+        _s3("s3:PutObject", RUN.dataset),  # multipart: Create/UploadPart/Complete are PutObject
+        _s3("s3:AbortMultipartUpload", RUN.dataset),
+        _s3("s3:PutObject", RUN.dataset_meta),
+        _s3("s3:GetObject", RUN.dataset_meta),  # a resumed run reuses its snapshot
+        LIST,
+    ],
+    "TrainFunction": [
+        _s3("s3:GetObject", RUN.dataset),
+        _s3("s3:PutObject", RUN.model),
+        _s3("s3:PutObject", RUN.model_meta),
+        _s3("s3:PutObject", RUN.shard_plan),
+    ],
+    "PredictFunction": [
+        _s3("s3:GetObject", RUN.model),
+        _s3("s3:GetObject", RUN.dataset),
+        _s3("s3:PutObject", RUN.shard(0)),
+    ],
+    "MergeFunction": [
+        _s3("s3:GetObject", RUN.shard(0)),
+        _s3("s3:GetObject", RUN.model),
+        _s3("s3:PutObject", RUN.fallback),
+        _s3("s3:PutObject", RUN.manifest),
+        _s3("s3:PutObject", latest_key(PREFIX)),
+        LIST,
+    ],
+    "RecordFailureFunction": [_s3("s3:PutObject", RUN.failure)],
 }
-S3_POLICY_TEMPLATES = {
-    "S3ReadPolicy": {"read"},
-    "S3WritePolicy": {"write"},
-    "S3CrudPolicy": {"read", "write"},
+# What no step may do.
+S3_DENIED = {
+    "ExtractFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.dataset)],
+    "TrainFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.model)],
+    "PredictFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:PutObject", "elsewhere/x")],
+    "MergeFunction": [_s3("s3:DeleteObject", RUN.shard(0)), _s3("s3:PutObject", "elsewhere/x")],
+    "RecordFailureFunction": [
+        _s3("s3:PutObject", latest_key(PREFIX)),
+        _s3("s3:PutObject", RUN.manifest),
+        _s3("s3:GetObject", RUN.dataset),
+    ],
 }
 
 
@@ -176,12 +222,15 @@ def dict_literal_keys(node: ast.AST) -> set[str]:
 
 
 def returned_dict(path: Path, name: str) -> ast.Dict:
-    """The dict literal a step function returns (each step returns one)."""
+    """The dict literal a step function returns; every return (a resumed run reuses its earlier
+    work and returns early) must be a dict literal of the same keys."""
     returns = [
         n for n in ast.walk(function_def(path, name)) if isinstance(n, ast.Return) and n.value is not None
     ]
-    assert len(returns) == 1 and isinstance(returns[0].value, ast.Dict), f"{path}:{name} return shape"
-    return returns[0].value
+    dicts = [r.value for r in returns if isinstance(r.value, ast.Dict)]
+    assert returns and len(dicts) == len(returns), f"{path}:{name} return shape"
+    assert all(dict_literal_keys(d) == dict_literal_keys(dicts[-1]) for d in dicts), f"{path}:{name} keys"
+    return dicts[-1]
 
 
 def nested_dict(node: ast.Dict, key: str) -> ast.Dict:
@@ -248,20 +297,41 @@ def test_every_handler_exists(template: dict[str, Any]) -> None:
 
 
 def test_limits_of_each_function(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
     expected = {
-        "ExtractFunction": (900, 1024),
-        "TrainFunction": (900, 3008),
-        "PredictFunction": (900, 2048),
-        "MergeFunction": (300, 1024),
+        "ExtractFunction": (900, ("ExtractMemorySize", 1024)),
+        "TrainFunction": (900, ("TrainMemorySize", 3008)),
+        "PredictFunction": (900, ("PredictMemorySize", 2048)),
+        "MergeFunction": (300, ("MergeMemorySize", 1024)),
         "RecordFailureFunction": (60, 256),
     }
     for logical, (timeout, memory) in expected.items():
         assert function_property(template, logical, "Timeout") == timeout, logical
-        assert function_property(template, logical, "MemorySize") == memory, logical
         assert function_property(template, logical, "Timeout") <= 900  # Lambda's hard limit
-    assert function_property(template, "ExtractFunction", "Runtime") == "python3.12"
+        if isinstance(memory, tuple):  # a parameter, with its default
+            name, default = memory
+            assert function_property(template, logical, "MemorySize") == {"Ref": name}, logical
+            assert parameters[name]["Default"] == default
+            assert parameters[name]["MinValue"] >= 128 and parameters[name]["MaxValue"] <= 10240
+        else:
+            assert function_property(template, logical, "MemorySize") == memory, logical
+        # No step writes to /tmp: the default (free) 512 MB of ephemeral storage is never raised.
+        assert function_property(template, logical, "EphemeralStorage") is None, logical
+    assert function_property(template, "ExtractFunction", "Runtime") == RUNTIME
+    assert function_property(template, "ExtractFunction", "Architectures") == [ARCHITECTURE]
     layers = function_property(template, "ExtractFunction", "Layers")
     assert {"Ref": "RecommenderLayer"} in layers and {"Ref": "DependenciesLayer"} in layers
+
+
+def test_max_concurrency_caps_the_predictors(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["MaxConcurrency"]
+    assert parameter["Default"] == 0  # no reservation unless asked: new accounts have little
+    reserved = functions(template)["PredictFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    condition, when_set, otherwise = reserved["Fn::If"]
+    assert when_set == {"Ref": "MaxConcurrency"} and otherwise == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "MaxConcurrency"}, "0"]}]
+    }
 
 
 def test_state_machine_may_invoke_exactly_its_functions(template: dict[str, Any]) -> None:
@@ -282,21 +352,23 @@ def test_state_machine_can_run_its_distributed_map(template: dict[str, Any], asl
     maps = [s for s in states(asl).values() if s["Type"] == "Map"]
     distributed = [m for m in maps if m["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"]
     assert distributed, "the design's predict step is a DISTRIBUTED Map"
-    policies = state_machine(template)["Policies"]
-    # The ItemReader reads the shard plan from the bucket.
+    statements = policy_statements(state_machine(template)["Policies"])
+    # The ItemReader reads the shard plan from the bucket: that object, nothing else.
     for state in distributed:
         assert state["ItemReader"]["Parameters"]["Bucket"] == f"${{{local.BUCKET_SUBSTITUTION}}}"
-    assert {"S3ReadPolicy": {"BucketName": {"Ref": "RecommendationsBucket"}}} in policies
-    # Child executions: start, describe and stop them.
-    allowed = {
-        action
-        for p in policies
-        if isinstance(p, dict) and "Statement" in p
-        for statement in p["Statement"]
-        if statement["Effect"] == "Allow"
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    }
-    assert {"states:StartExecution", "states:DescribeExecution", "states:StopExecution"} <= allowed
+    assert allows(statements, *_s3("s3:GetObject", RUN.shard_plan))
+    assert not allows(statements, *_s3("s3:GetObject", RUN.dataset))
+    assert not allows(statements, *_s3("s3:PutObject", RUN.shard_plan))
+    # Child executions of this state machine (named after the stack), and of no other.
+    assert state_machine(template)["Name"] == {"Ref": "AWS::StackName"}
+    machine = f"arn:aws:states:us-east-1:123456789012:stateMachine:{STACK}"
+    child = f"arn:aws:states:us-east-1:123456789012:execution:{STACK}/map-run-label:child-1"
+    assert allows(statements, "states:StartExecution", machine)
+    for action in ("states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"):
+        assert allows(statements, action, child), action
+    other = "arn:aws:states:us-east-1:123456789012:stateMachine:another-machine"
+    assert not allows(statements, "states:StartExecution", other)
+    assert not allows(statements, "states:StopExecution", f"{other.replace('stateMachine', 'execution')}:x")
 
 
 def test_schedule_event(template: dict[str, Any]) -> None:
@@ -311,31 +383,107 @@ def test_schedule_event(template: dict[str, Any]) -> None:
     assert isinstance(switch, dict) and "Fn::If" in switch
     condition = template["Conditions"][switch["Fn::If"][0]]
     assert condition == {"Fn::Equals": [{"Ref": "ScheduleEnabled"}, "true"]}
+    # Its own group, whose dropped invocations raise an alarm; a bounded retry of a failed start.
+    assert properties["GroupName"] == {"Ref": "ScheduleGroup"}
+    assert template["Resources"]["ScheduleGroup"]["Type"] == "AWS::Scheduler::ScheduleGroup"
+    dropped = template["Resources"]["ScheduleDroppedAlarm"]["Properties"]
+    assert (dropped["Namespace"], dropped["MetricName"]) == ("AWS/Scheduler", "InvocationDroppedCount")
+    assert dropped["Dimensions"] == [{"Name": "ScheduleGroup", "Value": {"Ref": "ScheduleGroup"}}]
+    assert properties["RetryPolicy"]["MaximumRetryAttempts"] <= 5
 
 
 def test_parameters(template: dict[str, Any]) -> None:
     parameters = template["Parameters"]
-    assert parameters["DatabaseUrl"]["NoEcho"] is True
+    # The database is reached through a secret: no password (nor URL) is ever a parameter.
+    assert not {"DatabaseUrl", "DatabasePassword"} & set(parameters)
+    secret = parameters["DatabaseSecretArn"]
+    assert "Default" not in secret  # required
+    pattern = re.compile(secret["AllowedPattern"])
+    assert pattern.fullmatch("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/recs-db-AbC123")
+    assert not pattern.fullmatch("postgresql://user:password@host/db")
+    assert not pattern.fullmatch("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/recs-db")
     assert parameters["OutputPrefix"]["Default"] == "recommender"
+    prefix = re.compile(parameters["OutputPrefix"]["AllowedPattern"])
+    assert prefix.fullmatch("recommender") and prefix.fullmatch("team/recs")
+    assert not prefix.match("") and not prefix.fullmatch("/recs") and not prefix.fullmatch("recs/")
     assert parameters["ScheduleExpression"]["Default"] == "rate(1 day)"
     assert parameters["ScheduleEnabled"]["Default"] == "true"
-    # The default schedule input is a valid run input.
-    RunConfig.from_input(json.loads(parameters["ScheduleInput"]["Default"]))
-    for name in ("SubnetIds", "SecurityGroupIds"):
-        assert parameters[name]["Type"] == "CommaDelimitedList"
-        assert parameters[name]["Default"] == ""
-    assert "MaxConcurrency" not in parameters  # it comes from the execution input
+    # The default schedule input is events/schedule_input.json, compact, and a valid run input.
+    default_input = json.loads(parameters["ScheduleInput"]["Default"])
+    assert default_input == load_event("schedule_input.json")
+    assert parameters["ScheduleInput"]["Default"] == json.dumps(default_input, separators=(",", ":"))
+    RunConfig.from_input(default_input)
+    assert parameters["SubnetIds"]["Type"] == "CommaDelimitedList"
+    for name in ("VpcId", "SubnetIds", "DatabaseSecurityGroupId", "AlarmEmail", "DatabaseSecretKmsKeyArn"):
+        assert parameters[name]["Default"] == "", f"{name} is optional"
+    email = re.compile(parameters["AlarmEmail"]["AllowedPattern"])
+    assert email.fullmatch("") and email.fullmatch("ops@example.com") and not email.fullmatch("ops")
+    assert parameters["RunRetentionDays"]["Default"] >= 7
+
+
+def test_every_parameter_is_used(template: dict[str, Any]) -> None:
+    text = json.dumps({k: v for k, v in template.items() if k != "Parameters"})
+    for name in template["Parameters"]:
+        assert f'{{"Ref": "{name}"}}' in text or f"${{{name}}}" in text, f"{name} is never used"
 
 
 def test_vpc_is_optional_and_only_for_extract(template: dict[str, Any]) -> None:
     vpc = functions(template)["ExtractFunction"]["Properties"]["VpcConfig"]
     condition, when_given, otherwise = vpc["Fn::If"]
-    assert when_given == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}
+    group = {"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]}
+    assert when_given == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": [group]}
     assert otherwise == {"Ref": "AWS::NoValue"}
-    assert "SubnetIds" in json.dumps(template["Conditions"][condition])
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "VpcId"}, ""]}]}
     others = [n for n, f in functions(template).items() if "VpcConfig" in f["Properties"]]
     assert others == ["ExtractFunction"]
     assert "VpcConfig" not in template["Globals"]["Function"]
+    # With a VPC, subnets and the database's group are required (a template Rule says so).
+    rule = template["Rules"]["VpcNeedsSubnetsAndTheDatabaseGroup"]
+    assert rule["RuleCondition"] == template["Conditions"][condition]
+    asserted = json.dumps(rule["Assertions"])
+    assert "SubnetIds" in asserted and "DatabaseSecurityGroupId" in asserted
+
+
+def test_only_extract_in_a_vpc_may_manage_network_interfaces(template: dict[str, Any]) -> None:
+    role = template["Resources"]["ExtractFunctionRole"]["Properties"]
+    condition, with_vpc, without = role["ManagedPolicyArns"]["Fn::If"]
+    assert condition == "HasVpc"
+    names = [arn["Fn::Sub"].rsplit("/", 1)[1] for arn in with_vpc]
+    assert names == [
+        "AWSLambdaBasicExecutionRole",
+        "AWSXrayWriteOnlyAccess",
+        "AWSLambdaVPCAccessExecutionRole",
+    ]
+    assert without == with_vpc[:2]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    others = [n for n, f in functions(template).items() if "Role" in f["Properties"]]
+    assert others == ["ExtractFunction"]
+
+
+def test_the_function_group_is_the_only_way_into_the_database(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    group = resources["RecommendationFunctionSecurityGroup"]
+    ingress = resources["DatabaseIngressFromRecommender"]
+    assert group["Condition"] == ingress["Condition"] == "HasVpc"
+    port = {"Ref": "DatabasePort"}
+    # Into the database: the database port, from the function's group only.
+    assert ingress["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroupId"}
+    assert ingress["Properties"]["SourceSecurityGroupId"] == {
+        "Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]
+    }
+    assert ingress["Properties"]["FromPort"] == ingress["Properties"]["ToPort"] == port
+    assert "CidrIp" not in ingress["Properties"]
+    # Out of the function: the database, and HTTPS for the AWS APIs; nothing else.
+    egress = group["Properties"]["SecurityGroupEgress"]
+    assert {(e["FromPort"] if isinstance(e["FromPort"], int) else "db", e["IpProtocol"]) for e in egress} == {
+        ("db", "tcp"),
+        (443, "tcp"),
+    }
+    (to_database,) = [e for e in egress if e["FromPort"] == port]
+    assert to_database["DestinationSecurityGroupId"] == {"Ref": "DatabaseSecurityGroupId"}
+    assert "SecurityGroupIngress" not in group["Properties"]
 
 
 # --- environment and permissions ---------------------------------------------------------------
@@ -351,19 +499,21 @@ def settings_variables() -> set[str]:
 
 def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) -> None:
     variables = settings_variables()
-    assert {"RECOMMENDER_BUCKET", "RECOMMENDER_PREFIX", "DATABASE_URL"} <= variables
+    assert {"RECOMMENDER_BUCKET", "RECOMMENDER_PREFIX", "DATABASE_URL", "DATABASE_SECRET_ARN"} <= variables
     for logical, resource in functions(template).items():
         handler = (ROOT / resource["Properties"]["CodeUri"] / "app.py").read_text()
         environment = function_environment(template, logical)
         assert "Settings.from_env()" in handler, logical
         assert environment["RECOMMENDER_BUCKET"] == {"Ref": "RecommendationsBucket"}, logical
         assert environment["RECOMMENDER_PREFIX"] == {"Ref": "OutputPrefix"}, logical
-        needs_database = "database_url" in handler
-        assert ("DATABASE_URL" in environment) == needs_database, (
-            f"{logical}: DATABASE_URL must be set exactly where the handler uses it"
+        # On AWS the database is reached through the secret; DATABASE_URL is the local engine's.
+        assert "DATABASE_URL" not in environment, logical
+        needs_database = "recommender.secrets import database_url" in handler
+        assert ("DATABASE_SECRET_ARN" in environment) == needs_database, (
+            f"{logical}: DATABASE_SECRET_ARN must be set exactly where the handler reads the secret"
         )
         if needs_database:
-            assert environment["DATABASE_URL"] == {"Ref": "DatabaseUrl"}
+            assert environment["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
         # Every variable given to a function is one something reads (no typos that silently default).
         known = variables | {
             "POWERTOOLS_SERVICE_NAME",
@@ -371,26 +521,141 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
             "POWERTOOLS_LOG_LEVEL",
         }
         assert set(environment) <= known, f"{logical}: unknown variable(s) {set(environment) - known}"
-    assert function_environment(template, "ExtractFunction")["DATABASE_URL"] == {"Ref": "DatabaseUrl"}
+    assert function_environment(template, "ExtractFunction")["DATABASE_SECRET_ARN"] == {
+        "Ref": "DatabaseSecretArn"
+    }
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert globals_env["POWERTOOLS_SERVICE_NAME"] == "recommender"
     assert globals_env["POWERTOOLS_METRICS_NAMESPACE"] == "Recommender"
 
 
+# --- a small IAM evaluator: enough for the statements this template writes -----------------------
+
+
+def _resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
+    """Intrinsics of the policies with this test's values (bucket, default prefix, stack)."""
+    names = {
+        "RecommendationsBucket": BUCKET,
+        "RecommendationsBucket.Arn": f"arn:aws:s3:::{BUCKET}",
+        "OutputPrefix": PREFIX,
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": "123456789012",
+        "AWS::StackName": STACK,
+        "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123",
+        "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-5678-90ef",
+        **(extra or {}),
+    }
+    if isinstance(value, list):
+        return [_resolve(v, extra) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([\w:.]+)\}", lambda m: names[m.group(1)], value["Fn::Sub"])
+        if set(value) == {"Ref"}:
+            return names[value["Ref"]]
+        if set(value) == {"Fn::GetAtt"}:
+            return names[".".join(value["Fn::GetAtt"])]
+        return {k: _resolve(v, extra) for k, v in value.items()}
+    return value
+
+
+def policy_statements(policies: list[Any]) -> list[dict[str, Any]]:
+    """The inline statements of a SAM Policies list (conditional ones included as written)."""
+    found = []
+    for policy in policies:
+        if isinstance(policy, dict) and "Statement" in policy:
+            for statement in policy["Statement"]:
+                if isinstance(statement, dict) and "Fn::If" in statement:
+                    statement = statement["Fn::If"][1]
+                found.append(_resolve(statement))
+    return found
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def allows(statements: list[dict[str, Any]], action: str, resource: str, s3_prefix: str = "") -> bool:
+    """Whether an Allow statement grants `action` on `resource` (s3:ListBucket: under `s3_prefix`)."""
+    for statement in statements:
+        if statement["Effect"] != "Allow":
+            continue
+        if not any(fnmatch.fnmatchcase(action, a) for a in _listed(statement["Action"])):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, r) for r in _listed(statement["Resource"])):
+            continue
+        like = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+        if like is not None and not fnmatch.fnmatchcase(s3_prefix, like):
+            continue
+        return True
+    return False
+
+
+def function_policies(template: dict[str, Any], logical: str) -> list[Any]:
+    """The Policies of a function: its own (SAM makes the role), or those of the role it names."""
+    properties = functions(template)[logical]["Properties"]
+    if "Role" not in properties:
+        policies: list[Any] = properties["Policies"]
+        return policies
+    assert "Policies" not in properties, f"{logical}: SAM ignores Policies when Role is given"
+    role = template["Resources"][properties["Role"]["Fn::GetAtt"][0]]
+    assert role["Type"] == "AWS::IAM::Role"
+    return [p["PolicyDocument"] for p in role["Properties"]["Policies"]]
+
+
+def function_statements(template: dict[str, Any], logical: str) -> list[dict[str, Any]]:
+    return policy_statements(function_policies(template, logical))
+
+
 def test_bucket_policies_match_what_each_step_does(template: dict[str, Any]) -> None:
-    assert set(S3_ACCESS) == set(functions(template))
-    for logical, resource in functions(template).items():
-        granted: set[str] = set()
-        for policy in resource["Properties"]["Policies"]:
-            for name, arguments in policy.items() if isinstance(policy, dict) else []:
-                if name in S3_POLICY_TEMPLATES:
-                    assert arguments == {"BucketName": {"Ref": "RecommendationsBucket"}}, logical
-                    granted |= S3_POLICY_TEMPLATES[name]
-        assert S3_ACCESS[logical] <= granted, f"{logical} needs {S3_ACCESS[logical]}, has {granted}"
+    assert set(S3_ACCESS) == set(S3_DENIED) == set(functions(template))
+    for logical in functions(template):
+        statements = function_statements(template, logical)
+        for action, resource in S3_ACCESS[logical]:
+            assert allows(statements, action, resource, s3_prefix=RUN.dataset), (logical, action, resource)
+        for action, resource in S3_DENIED[logical]:
+            assert not allows(statements, action, resource, s3_prefix="elsewhere/"), (
+                logical,
+                action,
+                resource,
+            )
+        # No SAM policy template (they grant whole buckets); every S3 grant names the prefix.
+        policies = function_policies(template, logical)
+        assert all(isinstance(p, dict) and "Statement" in p for p in policies), logical
+        for statement in statements:
+            for resource in _listed(statement["Resource"]):
+                if resource.startswith("arn:aws:s3:::"):
+                    bucket_only = resource == f"arn:aws:s3:::{BUCKET}"
+                    assert bucket_only or resource.startswith(f"arn:aws:s3:::{BUCKET}/{PREFIX}/"), resource
+                    if bucket_only:  # only listing, only under the prefix
+                        assert statement["Action"] == "s3:ListBucket", logical
+                        assert statement["Condition"]["StringLike"]["s3:prefix"].startswith(f"{PREFIX}/")
+            assert "*" not in _listed(statement["Resource"]), logical
+
+
+def test_only_extract_reads_the_secret(template: dict[str, Any]) -> None:
+    secret = _resolve({"Ref": "DatabaseSecretArn"})
+    for logical in functions(template):
+        statements = function_statements(template, logical)
+        assert allows(statements, "secretsmanager:GetSecretValue", secret) == (logical == "ExtractFunction")
+        assert not allows(statements, "secretsmanager:GetSecretValue", secret + "-other"), logical
+    (kms,) = [
+        s["Fn::If"] for s in function_policies(template, "ExtractFunction")[0]["Statement"] if "Fn::If" in s
+    ]
+    condition, statement, otherwise = kms
+    assert condition == "HasSecretKmsKey" and otherwise == {"Ref": "AWS::NoValue"}
+    assert statement["Action"] == "kms:Decrypt" and statement["Resource"] == {
+        "Ref": "DatabaseSecretKmsKeyArn"
+    }
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
+        "Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"
+    }
 
 
 def test_bucket_is_private_and_encrypted(template: dict[str, Any]) -> None:
-    properties = template["Resources"]["RecommendationsBucket"]["Properties"]
+    bucket = template["Resources"]["RecommendationsBucket"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    properties = bucket["Properties"]
     rule = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     block = properties["PublicAccessBlockConfiguration"]
@@ -400,6 +665,84 @@ def test_bucket_is_private_and_encrypted(template: dict[str, Any]) -> None:
         "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
     }
+
+
+def test_bucket_refuses_requests_without_tls(template: dict[str, Any]) -> None:
+    policy = template["Resources"]["RecommendationsBucketPolicy"]["Properties"]
+    assert policy["Bucket"] == {"Ref": "RecommendationsBucket"}
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert _resolve(statement["Resource"]) == [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]
+
+
+def test_old_runs_expire_and_versioning_is_a_documented_choice(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["RecommendationsBucket"]["Properties"]
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    expire = rules["ExpireOldRuns"]
+    assert expire["Status"] == "Enabled"
+    assert expire["ExpirationInDays"] == {"Ref": "RunRetentionDays"}
+    # Only runs expire, never latest.json (the app server's entry point).
+    assert _resolve(expire["Prefix"]) == RUN.root.removesuffix(RUN.run_id)
+    assert not latest_key(PREFIX).startswith(_resolve(expire["Prefix"]))
+    assert rules["AbortIncompleteMultipartUploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+    assert "VersioningConfiguration" not in properties
+    assert "Versioning stays off" in TEMPLATE.read_text()
+
+
+def test_alarm_on_failed_runs(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    failed = alarms["RunFailedAlarm"]["Properties"]
+    assert (failed["Namespace"], failed["MetricName"]) == ("AWS/States", "ExecutionsFailed")
+    assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "RecommenderStateMachine"}}]
+    assert failed["Threshold"] == 1 and failed["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert failed["TreatMissingData"] == "notBreaching"
+    topic = resources["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    for name, alarm in alarms.items():
+        actions = alarm["Properties"]["AlarmActions"]
+        assert actions == {"Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}, (
+            name
+        )
+    assert template["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
+    }
+
+
+def test_logs_and_tracing(template: dict[str, Any]) -> None:
+    machine = state_machine(template)
+    assert machine["Tracing"] == {"Enabled": True}
+    logging = machine["Logging"]
+    assert logging["Level"] in ("ERROR", "ALL")
+    (destination,) = logging["Destinations"]
+    assert destination["CloudWatchLogsLogGroup"]["LogGroupArn"] == {
+        "Fn::GetAtt": ["StateMachineLogGroup", "Arn"]
+    }
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    for logical in functions(template):
+        group = groups[logical.removesuffix("Function") + "LogGroup"]["Properties"]
+        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{logical}}}"}
+    for group in groups.values():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(
+        variables
+    )
+
+
+def test_reader_policy_reads_the_prefix_only(template: dict[str, Any]) -> None:
+    document = template["Resources"]["RecommendationsReaderPolicy"]["Properties"]["PolicyDocument"]
+    statements = [_resolve(s) for s in document["Statement"]]
+    assert allows(statements, *_s3("s3:GetObject", latest_key(PREFIX)))
+    assert allows(statements, *_s3("s3:GetObject", RUN.shard(3)))
+    assert not allows(statements, *_s3("s3:PutObject", latest_key(PREFIX)))
+    assert not allows(statements, *_s3("s3:GetObject", "elsewhere/secret"))
+    assert template["Outputs"]["ReaderPolicyArn"]["Value"] == {"Ref": "RecommendationsReaderPolicy"}
 
 
 def test_outputs(template: dict[str, Any]) -> None:
@@ -417,7 +760,12 @@ def test_layers(template: dict[str, Any]) -> None:
     assert set(layers) == {"RecommenderLayer", "DependenciesLayer"}
     for resource in layers.values():
         assert (ROOT / resource["Properties"]["ContentUri"]).is_dir()
-        assert resource["Metadata"]["BuildMethod"] == "python3.12"
+        assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
+        assert resource["Properties"]["CompatibleArchitectures"] == [ARCHITECTURE]
+        assert resource["Metadata"]["BuildArchitecture"] == ARCHITECTURE
+    assert layers["RecommenderLayer"]["Metadata"]["BuildMethod"] == RUNTIME
+    # Built by layers/dependencies/Makefile's build-<LogicalId> target (tests/unit/test_deploy.py).
+    assert layers["DependenciesLayer"]["Metadata"]["BuildMethod"] == "makefile"
     package = ROOT / layers["RecommenderLayer"]["Properties"]["ContentUri"] / "recommender" / "__init__.py"
     assert package.is_file()
 
@@ -546,14 +894,15 @@ def template_default_prefix() -> str:
 # --- SAM's own translation ---------------------------------------------------------------------
 
 
-def test_sam_translates_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
+def translated_template(sam: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CloudFormation template SAM makes of template.yaml (what `sam deploy` submits), with
+    placeholder S3 locations for the code and the real definition inlined."""
     pytest.importorskip(
         "samtranslator", reason="aws-sam-translator is not installed (pip install -e '.[dev]')"
     )
     from samtranslator.translator.transform import transform
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the translator needs a region
-    sam = load_template()
+    sam = load_template() if sam is None else sam
     for resource in sam["Resources"].values():
         properties = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):  # local folders are uploaded by `sam package`
@@ -564,8 +913,13 @@ def test_sam_translates_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
             properties["Definition"] = json.loads((ROOT / properties.pop("DefinitionUri")).read_text())
     policy_loader = mock.Mock()
     policy_loader.load.return_value = {}  # no AWS managed policy is named in Policies
-    output = transform(sam, {}, policy_loader)
+    with mock.patch.dict("os.environ", {"AWS_DEFAULT_REGION": "us-east-1"}):  # it needs a region
+        output: dict[str, Any] = transform(sam, {}, policy_loader)
+    return output
 
+
+def test_sam_translates_the_template() -> None:
+    output = translated_template()
     resources = output["Resources"]
     kinds = [r["Type"] for r in resources.values()]
     assert kinds.count("AWS::StepFunctions::StateMachine") == 1
@@ -578,9 +932,11 @@ def test_sam_translates_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     for logical in local.FUNCTIONS:
         function = resources[logical]["Properties"]
-        assert function["Runtime"] == "python3.12"
+        assert function["Runtime"] == RUNTIME
+        assert function["Architectures"] == [ARCHITECTURE]
         assert function["TracingConfig"] == {"Mode": "Active"}
         variables = function["Environment"]["Variables"]
         assert variables["RECOMMENDER_BUCKET"] == {"Ref": "RecommendationsBucket"}
-        assert ("DATABASE_URL" in variables) == (logical == "ExtractFunction")
+        assert ("DATABASE_SECRET_ARN" in variables) == (logical == "ExtractFunction")
+        assert "DATABASE_URL" not in variables
         assert len(function["Layers"]) == 2
