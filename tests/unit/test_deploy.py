@@ -1,0 +1,472 @@
+"""Everything about deploying to AWS that can be checked without an AWS account.
+
+- the definition passes statelint; the CloudFormation SAM makes of template.yaml passes cfn-lint;
+- every function and ${Substitution} the definition names comes from the template;
+- the dependencies layer, built by the same Makefile target `sam build` runs (pip --platform,
+  hash-locked wheels), fits Lambda's 250 MB with a margin, is for the right machine and glibc,
+  holds no scipy or pandas, and the handlers import with only the layers on sys.path;
+- the database secret is resolved into a URL without the password ever reaching a message;
+- samconfig.toml and docs/deploy.md agree with the template.
+
+The layer is built once into build/layer/<hash of Makefile and lock>/ (about 15 s with a warm pip
+cache; it downloads the wheels from PyPI the first time) and reused while neither file changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from email.parser import Parser
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+import psycopg2.extensions
+import pytest
+from moto import mock_aws
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+from recommender import local
+from recommender.config import ConfigError, Settings
+from recommender.secrets import SecretError, database_url, url_from_secret, url_from_secret_string
+from tests.unit.test_template import (
+    ARCHITECTURE,
+    ASL,
+    ROOT,
+    RUNTIME,
+    functions,
+    load_template,
+    state_machine,
+    states,
+    translated_template,
+)
+
+SCRIPT = ROOT / "scripts" / "build_layer.py"
+MAKEFILE = ROOT / "layers" / "dependencies" / "Makefile"
+LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
+REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+# statelint 3.1 does not know ItemReader.ReaderConfig.InputType (valid ASL since 2024): that
+# message, and only that one, is dropped.
+STATELINT_FALSE_POSITIVE = re.compile(
+    r'^Field "InputType" not allowed in State Machine\.States\.[^.]+(\.[^.]+)*\.ItemReader\.ReaderConfig$'
+)
+# cfn-lint resolves the empty defaults of the optional VPC parameters; those resources and that
+# property exist only with VpcId, when the template's Rule requires real ids.
+CFN_LINT_ACCEPTED = {
+    (
+        "W1030",
+        "Resources/RecommendationFunctionSecurityGroup/Properties/SecurityGroupEgress/0/DestinationSecurityGroupId/Ref",
+    ),
+    ("W1030", "Resources/DatabaseIngressFromRecommender/Properties/GroupId/Ref"),
+    ("W1030", "Parameters/SubnetIds/Default"),
+}
+
+
+def _load_script() -> Any:
+    spec = importlib.util.spec_from_file_location("build_layer", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_layer"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_layer = _load_script()
+
+
+# --- the definition ------------------------------------------------------------------------------
+
+
+def rendered_definition(text: str | None = None) -> str:
+    """The ASL with its substitutions filled as CloudFormation fills them."""
+    substitutions = {
+        substitution: f"arn:aws:lambda:us-east-1:123456789012:function:{logical}"
+        for logical, (_path, substitution) in local.FUNCTIONS.items()
+    }
+    substitutions[local.BUCKET_SUBSTITUTION] = "my-bucket"
+    return local.render_definition(ASL.read_text() if text is None else text, substitutions)
+
+
+def statelint(definition: str, tmp_path: Path) -> list[str]:
+    executable = shutil.which("statelint", path=str(Path(sys.executable).parent))
+    if executable is None:
+        pytest.fail("statelint is not installed: pip install -e '.[dev]'")
+    path = tmp_path / "definition.asl.json"
+    path.write_text(definition)
+    result = subprocess.run([executable, str(path)], capture_output=True, text=True)
+    problems = [line.strip() for line in result.stdout.splitlines() if line.startswith(" ")]
+    assert result.returncode == 0 or problems, result.stdout + result.stderr
+    return [p for p in problems if not STATELINT_FALSE_POSITIVE.fullmatch(p)]
+
+
+def test_statelint_accepts_the_definition(tmp_path: Path) -> None:
+    assert statelint(rendered_definition(), tmp_path) == []
+
+
+def test_statelint_would_catch_a_broken_definition(tmp_path: Path) -> None:
+    broken = ASL.read_text().replace('"Next": "Train the model and plan the shards"', '"Next": "Nowhere"')
+    assert any("Nowhere" in problem for problem in statelint(rendered_definition(broken), tmp_path))
+
+
+def test_every_function_the_definition_invokes_is_in_the_template() -> None:
+    template = load_template()
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    used = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    assert used <= set(substitutions), f"not provided by the template: {used - set(substitutions)}"
+    tasks = [s for s in states(json.loads(ASL.read_text())).values() if s["Type"] == "Task"]
+    assert tasks
+    for task in tasks:
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+        name = re.fullmatch(r"\$\{(\w+)\}", task["Parameters"]["FunctionName"])
+        assert name, f"{task['Parameters']['FunctionName']} is not a substitution"
+        value = substitutions[name.group(1)]
+        logical, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn"
+        properties = functions(template)[logical]["Properties"]
+        module, _handler = properties["Handler"].split(".")
+        assert (ROOT / properties["CodeUri"] / f"{module}.py").is_file(), logical
+
+
+# --- the template, as CloudFormation will see it --------------------------------------------------
+
+
+def cfn_lint(template: dict[str, Any]) -> list[tuple[str, str, str]]:
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))
+    return [(m.rule.id, "/".join(map(str, m.path)), m.message) for m in matches]
+
+
+def test_cfn_lint_finds_no_error_in_the_translated_template() -> None:
+    problems = cfn_lint(translated_template())
+    errors = [p for p in problems if p[0].startswith("E")]
+    assert errors == []
+    unexpected = [p for p in problems if (p[0], p[1]) not in CFN_LINT_ACCEPTED]
+    assert unexpected == [], "new cfn-lint warnings: fix them or accept them here with a reason"
+
+
+def test_cfn_lint_would_catch_a_bad_template() -> None:
+    sam = load_template()
+    sam["Globals"]["Function"]["Runtime"] = "python2.7"
+    sam["Resources"]["RunFailedAlarm"]["Properties"]["ComparisonOperator"] = "Bigger"
+    rules = {rule for rule, _path, _message in cfn_lint(translated_template(sam))}
+    assert {r for r in rules if r.startswith("E")}, rules
+
+
+# --- the dependencies layer -----------------------------------------------------------------------
+
+
+def test_makefile_builds_for_the_template_runtime_and_architecture() -> None:
+    text = MAKEFILE.read_text()
+    target = build_layer.template_target()
+    assert (target.runtime, target.architecture) == (RUNTIME, ARCHITECTURE)
+    assert re.search(rf"^PYTHON_VERSION \?= {re.escape(target.python_version)}$", text, re.M)
+    assert re.search(rf"^ARCH \?= {target.machine}$", text, re.M)
+    # The glibc of the runtime's image bounds the manylinux tags accepted.
+    major, minor = build_layer.RUNTIME_GLIBC[RUNTIME]
+    assert re.search(rf"^GLIBC_MINOR \?= {minor}$", text, re.M) and major == 2
+    # SAM runs `make build-<LogicalId>` for BuildMethod: makefile.
+    assert re.search(r"^build-DependenciesLayer:", text, re.M)
+    for flag in ("--only-binary=:all:", "--no-deps", "--require-hashes", "--platform", "--target"):
+        assert flag in text, flag
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock as {name: (version, [sha256, ...])}."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    current = ""
+    for line in LOCK.read_text().splitlines():
+        line = line.strip().rstrip("\\").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash=sha256:"):
+            pins[current][1].append(line.removeprefix("--hash=sha256:"))
+        else:
+            name, version = line.split("==")
+            current = build_layer._canonical(name)
+            pins[current] = (version, [])
+    return pins
+
+
+def test_lock_pins_within_the_declared_ranges() -> None:
+    pins = _lock()
+    assert pins, "requirements.lock has no pin"
+    for name, (_version, hashes) in pins.items():
+        assert hashes, f"{name} has no hash"
+    declared = [
+        Requirement(line)
+        for line in REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for requirement in declared:
+        name = build_layer._canonical(requirement.name)
+        assert name in pins, f"{name} is declared but not locked"
+        assert SpecifierSet(str(requirement.specifier)).contains(pins[name][0]), name
+    for forbidden in build_layer.FORBIDDEN + build_layer.RUNTIME_PROVIDED:
+        assert build_layer._canonical(forbidden) not in pins, forbidden
+
+
+@pytest.fixture(scope="session")
+def target_layer() -> Path:
+    """The layer for the template's architecture, built by the Makefile (cached while unchanged)."""
+    return Path(build_layer.build(build_layer.template_target()))
+
+
+def test_layer_fits_lambda_with_a_margin(target_layer: Path) -> None:
+    report = build_layer.layer_report(build_layer.template_target(), target_layer, zipped=False)
+    assert report["largest_function_total_bytes"] <= build_layer.SIZE_BUDGET, report
+    assert build_layer.SIZE_BUDGET <= build_layer.LAMBDA_UNZIPPED_LIMIT // 2
+    # Each extension module is for the target machine and needs no newer glibc than the runtime's.
+    assert report["machines"] == [build_layer.MACHINES[ARCHITECTURE]], report["machines"]
+    assert build_layer.glibc_tuple(report["glibc_max"]) <= build_layer.RUNTIME_GLIBC[RUNTIME], report
+    assert report["forbidden_present"] == [] and report["runtime_provided_present"] == []
+
+
+def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
+    python = target_layer / "python"
+    for path in python.rglob("*"):
+        assert path.name not in ("tests", "__pycache__"), path
+        assert path.suffix not in (".pyc", ".pyo"), path
+    assert not (python / "bin").exists()
+    assert {"surprise", "numpy", "psycopg2", "aws_lambda_powertools", "aws_xray_sdk", "joblib"} <= (
+        build_layer.top_level_names(target_layer)
+    )
+
+
+def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
+    """Closed set: every dependency of a locked package is locked or provided by the runtime.
+    The one exception is on purpose: scikit-surprise declares scipy, which it never imports."""
+    pins = _lock()
+    installed = {}
+    for metadata in (target_layer / "python").glob("*.dist-info/METADATA"):
+        message = Parser().parsestr(metadata.read_text())
+        installed[build_layer._canonical(message["Name"])] = (message["Version"], message)
+    assert {name: version for name, (version, _) in installed.items()} == {
+        name: version for name, (version, _hashes) in pins.items()
+    }
+    environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
+    extras = {"aws-lambda-powertools": {"tracer"}}
+    allowed_missing = {("scikit-surprise", "scipy")}
+    provided = {build_layer._canonical(n) for n in build_layer.RUNTIME_PROVIDED} | {"python-dateutil"}
+    for name, (_version, message) in installed.items():
+        for line in message.get_all("Requires-Dist") or []:
+            requirement = Requirement(line)
+            if requirement.marker is not None:
+                wanted = extras.get(name, set()) or {""}
+                if not any(
+                    Marker(str(requirement.marker)).evaluate({**environment, "extra": e}) for e in wanted
+                ):
+                    continue
+            needed = build_layer._canonical(requirement.name)
+            if needed in provided or (name, needed) in allowed_missing:
+                continue
+            assert needed in installed, f"{name} needs {needed}, which the layer lacks"
+            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+
+
+@pytest.fixture(scope="session")
+def host_python() -> str:
+    python = build_layer.find_python(RUNTIME.removeprefix("python"))
+    if python is None:
+        pytest.skip(f"no {RUNTIME} interpreter on this machine: the handlers' import check needs one")
+    return str(python)
+
+
+def test_handlers_import_with_only_the_layers(host_python: str, tmp_path: Path) -> None:
+    """A fresh interpreter of the runtime's version, -I -S, with sys.path = the function's folder,
+    the two layers (the dependencies built for this machine, same lock), the standard library and
+    boto3 (which the runtime provides)."""
+    report = build_layer.import_report(build_layer.template_target(), tmp_path)
+    assert isinstance(report, dict), report
+    assert report["handlers"] == sorted(functions(load_template()))
+    assert report["forbidden_imported"] == [], "Surprise must not pull in scipy or pandas"
+
+
+def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-layer"
+    (empty / "python").mkdir(parents=True)
+    stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
+    with pytest.raises(RuntimeError, match="No module named"):
+        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", empty, stand_in)
+
+
+def test_the_script_reports_the_size(target_layer: Path) -> None:
+    """The command docs/deploy.md quotes (its import check is the test above)."""
+    command = [sys.executable, str(SCRIPT), "--no-imports"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"unzipped \d+\.\d MB \([\d,]+ bytes\)", result.stdout), result.stdout
+    assert re.search(r"zipped +\d+\.\d MB", result.stdout), result.stdout
+    assert "of Lambda's 250.0 MB" in result.stdout
+
+
+# --- the database secret ---------------------------------------------------------------------------
+
+PASSWORD = "p@ss:w/rd?#%&é"  # every character a URL has to quote
+
+
+@pytest.fixture
+def secrets_client() -> Any:
+    with mock_aws():
+        yield boto3.client("secretsmanager", region_name="us-east-1")
+
+
+def _secret(client: Any, value: str) -> str:
+    arn: str = client.create_secret(Name="recommender/db", SecretString=value)["ARN"]
+    return arn
+
+
+def test_rds_json_secret_becomes_a_url(secrets_client: Any) -> None:
+    arn = _secret(
+        secrets_client,
+        json.dumps(
+            {
+                "engine": "postgres",
+                "username": "reader",
+                "password": PASSWORD,
+                "host": "db.example.internal",
+                "port": 5433,
+                "dbname": "app",
+                "sslmode": "require",
+            }
+        ),
+    )
+    url = url_from_secret(arn, secrets_client)
+    parsed = psycopg2.extensions.parse_dsn(url)  # what libpq will connect with
+    assert parsed == {
+        "user": "reader",
+        "password": PASSWORD,
+        "host": "db.example.internal",
+        "port": "5433",
+        "dbname": "app",
+        "sslmode": "require",
+    }
+
+
+def test_url_secret_is_used_as_it_is(secrets_client: Any) -> None:
+    arn = _secret(secrets_client, "postgresql://reader:secret@db:5432/app\n")
+    assert url_from_secret(arn, secrets_client) == "postgresql://reader:secret@db:5432/app"
+
+
+def test_json_defaults_and_ipv6() -> None:
+    url = url_from_secret_string(
+        json.dumps({"username": "u", "password": "p", "host": "::1", "port": "6432"})
+    )
+    assert url == "postgresql://u:p@[::1]:6432/postgres"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (json.dumps({"username": "reader", "password": PASSWORD, "port": 5432}), "lacks host"),
+        (json.dumps({"username": "reader", "password": PASSWORD, "host": "h", "port": "x"}), "port"),
+        ("{" + PASSWORD, "neither a postgresql:// URL nor a JSON object"),
+        (json.dumps([PASSWORD]), "neither a postgresql:// URL nor a JSON object"),
+    ],
+)
+def test_a_bad_secret_is_named_without_its_password(secrets_client: Any, value: str, expected: str) -> None:
+    arn = _secret(secrets_client, value)
+    with pytest.raises(SecretError) as raised:
+        url_from_secret(arn, secrets_client)
+    message = str(raised.value)
+    assert expected in message and arn in message
+    assert PASSWORD not in message and "ss:w" not in message
+    # No chained exception whose message could quote the secret's text.
+    error = raised.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_an_unreadable_secret_names_the_error_code(secrets_client: Any) -> None:
+    missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nothing-AbC123"
+    with pytest.raises(SecretError, match="ResourceNotFoundException"):
+        url_from_secret(missing, secrets_client)
+
+
+def test_database_url_prefers_the_local_engine_setting(secrets_client: Any) -> None:
+    arn = _secret(secrets_client, "postgresql://from-secret/db")
+    both = Settings(bucket="b", database_url="postgresql://local/db", database_secret_arn=arn)
+    assert database_url(both, secrets_client) == "postgresql://local/db"
+    assert (
+        database_url(Settings(bucket="b", database_secret_arn=arn), secrets_client)
+        == "postgresql://from-secret/db"
+    )
+    with pytest.raises(ConfigError, match="DATABASE_SECRET_ARN"):
+        database_url(Settings(bucket="b"))
+
+
+def test_settings_read_the_secret_arn() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123"
+    settings = Settings.from_env({"RECOMMENDER_BUCKET": "b", "DATABASE_SECRET_ARN": arn})
+    assert settings.database_secret_arn == arn and settings.database_url is None
+    assert (
+        Settings.from_env({"RECOMMENDER_BUCKET": "b", "DATABASE_SECRET_ARN": ""}).database_secret_arn is None
+    )
+
+
+def test_extract_handler_reads_the_secret_when_there_is_no_url(secrets_client: Any) -> None:
+    """The deployed path: no DATABASE_URL, the secret's URL reaches connect(), nothing logs it."""
+    arn = _secret(secrets_client, json.dumps({"username": "u", "password": PASSWORD, "host": "db"}))
+    spec = importlib.util.spec_from_file_location("extract_app", ROOT / "functions/extract/app.py")
+    assert spec is not None and spec.loader is not None
+    environment = {"RECOMMENDER_BUCKET": "b", "DATABASE_SECRET_ARN": arn, "AWS_DEFAULT_REGION": "us-east-1"}
+    with mock.patch.dict("os.environ", environment):
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        settings = Settings.from_env()
+        url = database_url(settings)  # the same call the handler's connect makes
+    assert psycopg2.extensions.parse_dsn(url)["password"] == PASSWORD
+    source = (ROOT / "functions/extract/app.py").read_text()
+    assert "connect(database_url(settings)" in source
+    assert not re.search(r"log\w*\.\w+\([^)]*url", source, re.I)
+
+
+# --- samconfig.toml and the deploy guide ------------------------------------------------------------
+
+
+def test_samconfig_defaults() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    default = config["default"]
+    assert default["global"]["parameters"]["stack_name"]
+    deploy = default["deploy"]["parameters"]
+    # Roles are created without names: CAPABILITY_IAM is enough (and nothing broader is granted).
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["confirm_changeset"] is True and deploy["resolve_s3"] is True
+    # Nothing in it names a parameter the template does not have, nor holds a secret.
+    overrides = deploy.get("parameter_overrides", "")
+    names = set(re.findall(r"(\w+)=", overrides))
+    assert names <= set(load_template()["Parameters"])
+    assert "password" not in (ROOT / "samconfig.toml").read_text().lower()
+    # The state machine is named after the stack: 80 characters at most.
+    assert len(default["global"]["parameters"]["stack_name"]) <= 80
+
+
+def test_deploy_guide_shows_the_cost_script_table() -> None:
+    spec = importlib.util.spec_from_file_location("estimate_cost", ROOT / "scripts" / "estimate_cost.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["estimate_cost"] = module
+    spec.loader.exec_module(module)
+    assert module.table() in DEPLOY_DOC.read_text(), "run scripts/estimate_cost.py and paste its table"
+    # The prices are the published ones the guide quotes.
+    text = DEPLOY_DOC.read_text()
+    for price in ("$0.0000133334 per GB-second", "$0.20 per million", "$0.025 per 1,000", "$0.005 per 1,000"):
+        assert price in text, price
+
+
+def test_deploy_guide_covers_every_parameter_and_output() -> None:
+    text = DEPLOY_DOC.read_text()
+    template = load_template()
+    for name in list(template["Parameters"]) + list(template["Outputs"]):
+        assert f"`{name}`" in text, f"docs/deploy.md does not explain {name}"
+    for command in ("sam build", "sam deploy --guided", "aws stepfunctions start-execution"):
+        assert command in text, command
