@@ -22,6 +22,7 @@ import surprise
 from surprise import AlgoBase, PredictionImpossible, Trainset
 
 from . import kernels
+from .algorithms import PRODUCT_ALGORITHMS
 from .config import DEFAULT_SEED, ConfigError
 from .dataset import DatasetError, Ratings
 from .model import KIND_REFIT, ModelArrays, utf8_order
@@ -39,10 +40,13 @@ ALGORITHM_NAMES = (
     "CoClustering",
     "NormalPredictor",
 )
+#: the product's own algorithms (recommender/algorithms), named like Surprise's, each with a kernel
+PRODUCT_ALGORITHM_NAMES = tuple(PRODUCT_ALGORITHMS)
 
 
 def algorithm_class(name: str) -> type[AlgoBase]:
-    """A Surprise algorithm by name, or a user's own `AlgoBase` subclass as "module:Class".
+    """A Surprise algorithm by name, one of the product's own (`PRODUCT_ALGORITHM_NAMES`), or a
+    user's own `AlgoBase` subclass as "module:Class".
 
     A user's class must be importable where the steps run (in Lambda: from a layer). It is scored
     pair by pair, since no kernel knows its `estimate`.
@@ -56,9 +60,11 @@ def algorithm_class(name: str) -> type[AlgoBase]:
         if not (isinstance(cls, type) and issubclass(cls, AlgoBase)):
             raise ConfigError(f"algorithm {name!r} is not a surprise.AlgoBase subclass")
         return cls
+    if name in PRODUCT_ALGORITHMS:
+        return PRODUCT_ALGORITHMS[name]
     if name not in ALGORITHM_NAMES:
         raise ConfigError(
-            f"algorithm {name!r} is not one of: {', '.join(ALGORITHM_NAMES)}"
+            f"algorithm {name!r} is not one of: {', '.join(ALGORITHM_NAMES + PRODUCT_ALGORITHM_NAMES)}"
             " (or a 'module:Class' path to your own AlgoBase subclass)"
         )
     builtin: type[AlgoBase] = getattr(surprise, name)

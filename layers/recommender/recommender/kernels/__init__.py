@@ -74,12 +74,17 @@ def register(*names: str, export: Export, kernel: type[Kernel]) -> None:
 
 
 def kernel_name(algo: Any) -> str | None:
-    """The registered name serving this algorithm, or None. Only Surprise's own classes qualify:
-    a subclass may override `estimate`, and then only the per-pair path is exact."""
+    """The registered name serving this algorithm, or None. Only Surprise's own classes and the
+    product's own (`recommender.algorithms`) qualify, exactly: a subclass may override `estimate`,
+    and then only the per-pair path is exact."""
     import surprise
 
+    from ..algorithms import PRODUCT_ALGORITHMS
+
     name = type(algo).__name__
-    if name in REGISTRY and type(algo) is getattr(surprise, name, None):
+    if name not in REGISTRY:
+        return None
+    if type(algo) is getattr(surprise, name, None) or type(algo) is PRODUCT_ALGORITHMS.get(name):
         return name
     return None
 
@@ -99,4 +104,4 @@ def load_kernel(model: ModelArrays) -> Kernel:
 
 
 # Importing the families registers them.
-from . import co_clustering, factors, knn, normal, slope_one  # noqa: E402, F401
+from . import co_clustering, ease, factors, knn, normal, slope_one  # noqa: E402, F401

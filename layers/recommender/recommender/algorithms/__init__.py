@@ -1,0 +1,17 @@
+"""The product's own algorithms: `surprise.AlgoBase` subclasses that run in the same workflow as
+Surprise's, by name (`{"algorithm": "EASE"}`), with their own kernel (`kernels/`) and fold-in.
+
+Unlike a user's "module:Class" algorithm, each has a registered kernel: `kernels.kernel_name`
+accepts exactly these classes (never a subclass, which may change `estimate`).
+"""
+
+from __future__ import annotations
+
+from surprise import AlgoBase
+
+from .ease import EASE, TooManyItemsError
+
+__all__ = ["EASE", "PRODUCT_ALGORITHMS", "TooManyItemsError"]
+
+#: algorithm name (as given in the state machine input) -> class
+PRODUCT_ALGORITHMS: dict[str, type[AlgoBase]] = {"EASE": EASE}
