@@ -72,6 +72,12 @@ new user's similarities to them were never computed (nor are the co-rating stati
 SlopeOne: EXACT. est = mean of the given ratings + the mean of dev[i, j] over the rated items j
 that share a user with i (the model's dev/related arrays), summed in Surprise's order.
 
+EASE (recommender/algorithms/ease.py): EXACT. The given ratings are the user's row x of X (1.0
+for each known item rated with the model's implicit=True, the rating itself with implicit=False),
+and the scores are x @ B over every item, the rows of B added in the order of `ratings`, as
+Surprise's estimate adds them (Surprise's order for a training user). No solve: EASE has no user
+state beyond that row. Scores rank, they do not predict stars (the clipped scores mean nothing).
+
 Not supported (FoldInUnsupported, a ValueError naming the algorithm and the supported ones):
 user-based k-NN, CoClustering (a new user's cluster would need the co-cluster averages of a refit),
 NormalPredictor (no user state at all: its lists are random draws), and "refit" models (a user's
@@ -104,6 +110,7 @@ SUPPORTED: dict[str, str] = {
     "KNNWithZScore": "item-based only (user_based=False): Surprise's estimate, exact",
     "KNNBaseline": "item-based only (user_based=False): exact, the user's bias folded in as BaselineOnly",
     "SlopeOne": "user's mean plus the mean deviations: Surprise's estimate, exact",
+    "EASE": "the given ratings' row of X times the item-item weights (x @ B): the model's estimate, exact",
 }
 
 #: Surprise's defaults, for parameters the run's metadata does not name
@@ -287,6 +294,17 @@ def _slope_one_estimates(model: ModelArrays, items: np.ndarray, values: np.ndarr
     return est
 
 
+def _ease_estimates(model: ModelArrays, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """x @ B, the rows of B added left to right (bit for bit the model's estimate)."""
+    a = model.arrays
+    weights: np.ndarray = a["weights"]
+    x = np.ones(len(items)) if bool(a["implicit"]) else values
+    est = np.zeros(model.n_items)
+    for item, value in zip(items.tolist(), x.tolist()):
+        est += value * weights[item]
+    return est
+
+
 def estimates(
     model: ModelArrays, params: Mapping[str, Any], items: np.ndarray, values: np.ndarray
 ) -> np.ndarray:
@@ -301,6 +319,8 @@ def estimates(
         return _factor_estimates(model, params, items, values)
     if model.kind in KNN_KINDS:
         return _knn_estimates(model, params, items, values)
+    if model.kind == "EASE":
+        return _ease_estimates(model, items, values)
     return _slope_one_estimates(model, items, values)
 
 
