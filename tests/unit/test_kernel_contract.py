@@ -39,6 +39,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("SlopeOne", {}),
     ("CoClustering", {}),
     ("CoClustering", {"n_cltr_u": 2, "n_cltr_i": 4, "n_epochs": 10}),
+    ("EASE", {}),
+    ("EASE", {"reg": 2.5}),
+    ("EASE", {"implicit": False}),
+    ("EASE", {"implicit": False, "reg": 2.5}),
     *[
         (name, {"k": k, "min_k": min_k, "sim_options": {"name": sim, "user_based": user_based}})
         for name in KNN
