@@ -14,6 +14,8 @@ cache; it downloads the wheels from PyPI the first time) and reused while neithe
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import importlib.util
 import json
 import re
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from contextlib import closing
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
@@ -34,14 +37,21 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from recommender import local
-from recommender.config import ConfigError, Settings
+from recommender import aws, local
+from recommender.config import ConfigError, Settings, SourceTable
+from recommender.local import LocalEngine
+from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.secrets import SecretError, database_url, url_from_secret, url_from_secret_string
+from tests.conftest import Databases
 from tests.unit.test_template import (
     ARCHITECTURE,
     ASL,
+    BUCKET,
+    PREFIX,
     ROOT,
     RUNTIME,
+    allows,
+    function_statements,
     functions,
     load_template,
     state_machine,
@@ -161,6 +171,85 @@ def test_cfn_lint_would_catch_a_bad_template() -> None:
     sam["Resources"]["RunFailedAlarm"]["Properties"]["ComparisonOperator"] = "Bigger"
     rules = {rule for rule, _path, _message in cfn_lint(translated_template(sam))}
     assert {r for r in rules if r.startswith("E")}, rules
+
+
+# --- least privilege, against what a real run does -------------------------------------------------
+
+# The IAM action each S3 API call needs.
+S3_ACTIONS = {
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "DeleteObject": "s3:DeleteObject",
+    "DeleteObjects": "s3:DeleteObject",
+}
+
+
+def test_every_s3_call_of_real_runs_is_allowed_by_the_functions_role(databases: Databases) -> None:
+    """Run the real definition locally (a run, its resumption, a failing run), record every S3
+    call each handler makes, and evaluate each against that function's statements in the
+    template: a step that starts touching a new key or calling a new API fails here, not on AWS."""
+    url = databases.create()
+    with closing(psycopg2.connect(url)) as conn:
+        rows = synthetic_ratings(SyntheticSpec(users=90, items=40, ratings_per_user=12, seed=5))
+        load_ratings(conn, rows, SourceTable())
+    logical_of = {f"recommender-{name.removesuffix('Function').lower()}": name for name in local.FUNCTIONS}
+    current: contextvars.ContextVar[str] = contextvars.ContextVar("function", default="?")
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((current.get(), model.name, dict(params)))
+
+    # A handler's own worker threads (Merge verifies shards in a pool) act for that handler.
+    submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
+
+    with (
+        mock.patch.object(concurrent.futures.ThreadPoolExecutor, "submit", submit_in_context),
+        LocalEngine(url, bucket=BUCKET, prefix=PREFIX) as engine,
+    ):
+        client = aws.s3_client()  # the handlers' client (created under the mock, with its keys)
+        client.meta.events.register("provide-client-params.s3", record)
+        try:
+            for name, handler in list(local._handlers.items()):
+
+                def attributed(event: Any, context: Any, _handler: Any = handler, _name: str = name) -> Any:
+                    token = current.set(logical_of[_name])
+                    try:
+                        return _handler(event, context)
+                    finally:
+                        current.reset(token)
+
+                local._handlers[name] = attributed
+            first = engine.run({"users_per_shard": 30, "max_concurrency": 2})
+            assert first.status == "SUCCEEDED", first.cause
+            resumed = engine.run({"users_per_shard": 30, "max_concurrency": 2, "run_id": first.name})
+            assert resumed.status == "SUCCEEDED", resumed.cause
+            failed = engine.run({"source": {"table": "no_such_table"}})
+            assert failed.status == "FAILED"
+        finally:
+            client.meta.events.unregister("provide-client-params.s3", record)
+
+    template = load_template()
+    assert {function for function, _op, _params in calls} == set(local.FUNCTIONS)
+    for function, operation, params in calls:
+        assert operation in S3_ACTIONS, f"{function} calls s3 {operation}: add its IAM action here"
+        statements = function_statements(template, function)
+        if operation.startswith("List"):
+            resource, prefix = f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", "")
+        else:
+            resource, prefix = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", ""
+        assert allows(statements, S3_ACTIONS[operation], resource, prefix), (function, operation, resource)
+        if operation == "HeadObject":  # a missing key must read as 404, not 403
+            assert allows(statements, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", params["Key"]), function
 
 
 # --- the dependencies layer -----------------------------------------------------------------------
