@@ -60,7 +60,9 @@ class Store:
 
     def publish(self, run_id: str, seed: int, **run_input: Any) -> dict[str, Any]:
         settings = Settings(bucket=self.bucket, prefix=PREFIX)
-        manifest = publish(self.s3, settings, run_id, rows(seed), {"users_per_shard": 20, "evaluate": False, **run_input})
+        manifest = publish(
+            self.s3, settings, run_id, rows(seed), {"users_per_shard": 20, "evaluate": False, **run_input}
+        )
         if self.folder is not None:
             listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{PREFIX}/runs/{run_id}/")[
                 "Contents"
