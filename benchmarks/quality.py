@@ -1,0 +1,201 @@
+"""Recommendation quality on MovieLens: EASE against Surprise's algorithms and the popularity list.
+
+    .venv/bin/python benchmarks/quality.py                      # ml-latest-small, every algorithm
+    .venv/bin/python benchmarks/quality.py --data ~/ml-100k --skip SVDpp --regs 100 300
+
+The data is read from its folder (default /work/shared/data/ml-latest-small) and never copied: the
+MovieLens licence allows research use only. Without the folder the benchmark says so and exits.
+
+Protocol: `recommender.evaluation.evaluate` (k=10, fraction=0.2, seed=0). Each user's latest 20% of
+ratings are held out; the model is fitted on the rest with the product's `training.fit`; the list
+scored is what the product publishes (`scoring.recommend`: the top 10 unseen items under the
+product's ranking rule); every held-out item is relevant, whatever its rating. "popularity" is each
+user's 10 most-rated unseen items.
+
+EASE's `reg` and `implicit` are chosen on the TRAINING part only: the same hold-out applied again to
+the training ratings (each user's latest 20% of them) gives a validation split; the pair with the
+best NDCG@10 there is then fitted on the whole training part and scored once on the test split.
+The test split never takes part in the choice. (A first run tried reg 50, 100, 200, 500 and 1000
+with implicit=True only: 200 was best, 50 and 1000 clearly worse; hence the grid below.) With
+implicit=False, X holds ratings and G = X^T X grows with their squares, so that grid is multiplied
+by the mean squared rating of the validation's training ratings (about 13 on MovieLens). Surprise's algorithms run with their defaults (`random_state=0`),
+KNNBaseline item-based with pearson_baseline similarities (Surprise's recommendation for it).
+
+RMSE is shown where it means something: EASE's estimates are ranking scores, not ratings (see
+recommender/algorithms/ease.py), so its RMSE is left out. "fit s" is `training.fit`'s time.
+Prints a table, then everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommender import evaluation
+from recommender.dataset import Ratings, ratings_from_rows
+from recommender.sample_data import read_movielens
+
+DEFAULT_DATA = Path("/work/shared/data/ml-latest-small")
+K = 10
+FRACTION = 0.2
+SEED = 0
+REGS = (100.0, 150.0, 200.0, 300.0, 500.0)
+
+ALGORITHMS: list[tuple[str, str, dict[str, Any]]] = [
+    ("EASE", "EASE", {}),  # reg: tuned on the validation split, filled in at run time
+    ("SVD", "SVD", {}),
+    ("SVDpp", "SVDpp", {}),
+    ("BaselineOnly", "BaselineOnly", {}),
+    (
+        "KNNBaseline item-based",
+        "KNNBaseline",
+        {"sim_options": {"name": "pearson_baseline", "user_based": False}},
+    ),
+    ("SlopeOne", "SlopeOne", {}),
+    ("NMF", "NMF", {}),
+    ("CoClustering", "CoClustering", {}),
+]
+NO_RMSE = {"EASE"}  # scores, not ratings
+
+
+def tune(
+    ratings: Ratings, regs: list[float], implicits: list[bool], scale: tuple[float, float]
+) -> dict[str, Any]:
+    """NDCG@K of EASE for each (reg, implicit) on a validation split of the training part only."""
+    outer = evaluation.holdout_split(ratings, FRACTION, SEED)
+    inner = evaluation.holdout_split(outer.train, FRACTION, SEED)
+    trials: list[dict[str, Any]] = []
+    mean_square = float(np.mean(inner.train.ratings**2))
+    for implicit in implicits:
+        for base in regs:
+            reg = base if implicit else round(base * mean_square)
+            started = time.perf_counter()
+            result = evaluation.evaluate_split(inner, "EASE", {"reg": reg, "implicit": implicit}, scale, K)
+            trials.append({"reg": reg, "implicit": implicit, f"ndcg@{K}": result[f"ndcg@{K}"]})
+            print(
+                f"  validation: EASE reg={reg:g} implicit={implicit} ndcg@{K}={result[f'ndcg@{K}']:.4f}"
+                f" ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    best = max(trials, key=lambda trial: trial[f"ndcg@{K}"])  # the first of equals
+    return {
+        "validation_split": evaluation.split_summary(inner, FRACTION, SEED),
+        "trials": trials,
+        "chosen": {"reg": best["reg"], "implicit": best["implicit"]},
+    }
+
+
+def cell(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"| algorithm | NDCG@{K} | precision@{K} | recall@{K} | MAP@{K} | hit rate@{K} | coverage@{K}"
+        " | RMSE | fit s |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for row in rows:
+        m = row["metrics"]
+        rmse = None if row["label"] in NO_RMSE or "rmse" not in m else m["rmse"]
+        seconds = cell(m["seconds"], 1) if "seconds" in m else "—"
+        lines.append(
+            f"| {row['label']} | {cell(m[f'ndcg@{K}'])} | {cell(m[f'precision@{K}'])}"
+            f" | {cell(m[f'recall@{K}'])} | {cell(m[f'map@{K}'])} | {cell(m[f'hit_rate@{K}'], 3)}"
+            f" | {cell(m[f'coverage@{K}'], 3)} | {cell(rmse)} | {seconds} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a MovieLens folder")
+    parser.add_argument("--regs", type=float, nargs="+", default=list(REGS), help="EASE regs to try")
+    parser.add_argument(
+        "--implicit",
+        choices=["both", "true", "false"],
+        default="both",
+        help="EASE's implicit values to try (default both)",
+    )
+    parser.add_argument("--skip", nargs="*", default=[], help="labels of algorithms to leave out")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"skipped: {args.data} is not there (MovieLens is research-only: fetch it yourself)")
+        return 0
+
+    ratings = ratings_from_rows(read_movielens(args.data))
+    scale = (float(ratings.ratings.min()), float(ratings.ratings.max()))
+    print(
+        f"{args.data.name}: {ratings.n_ratings:,} ratings, {len(ratings.user_ids):,} users,"
+        f" {len(ratings.item_ids):,} items",
+        flush=True,
+    )
+    implicits = {"both": [True, False], "true": [True], "false": [False]}[args.implicit]
+    tuning = tune(ratings, args.regs, implicits, scale)
+    print(f"  chosen on validation: {tuning['chosen']}", flush=True)
+
+    rows: list[dict[str, Any]] = []
+    popularity: dict[str, float] | None = None
+    split: dict[str, Any] | None = None
+    for label, name, params in ALGORITHMS:
+        if label in args.skip:
+            continue
+        if name == "EASE":
+            params = dict(tuning["chosen"])
+        started = time.perf_counter()
+        report = evaluation.evaluate(ratings, name, params, scale, k=K, fraction=FRACTION, seed=SEED)
+        popularity, split = report["popularity"], report["split"]
+        model = report["model"]
+        print(
+            f"  {label}: ndcg@{K}={model[f'ndcg@{K}']:.4f} fit {model['seconds']:.1f} s,"
+            f" {time.perf_counter() - started:.0f} s in all",
+            flush=True,
+        )
+        rows.append({"label": label, "algorithm": name, "params": report["params"], "metrics": model})
+    if popularity is not None:
+        rows.append({"label": "popularity", "algorithm": None, "params": {}, "metrics": popularity})
+
+    print()
+    print(table(rows))
+    by_label = {row["label"]: row["metrics"] for row in rows}
+    verdict: dict[str, Any] = {}
+    if "EASE" in by_label and "SVD" in by_label and popularity is not None:
+        ease, svd = by_label["EASE"][f"ndcg@{K}"], by_label["SVD"][f"ndcg@{K}"]
+        verdict = {
+            "ease_over_svd_ndcg": ease / svd if svd else None,
+            "ease_at_least_3x_svd": bool(ease >= 3 * svd),
+            "ease_above_popularity": bool(ease > popularity[f"ndcg@{K}"]),
+        }
+        print(
+            f"\nEASE NDCG@{K} / SVD NDCG@{K} = {cell(verdict['ease_over_svd_ndcg'], 2)}"
+            f" (target >= 3: {'met' if verdict['ease_at_least_3x_svd'] else 'NOT met'});"
+            f" above popularity: {'yes' if verdict['ease_above_popularity'] else 'NO'}"
+        )
+    print(
+        json.dumps(
+            {
+                "data": args.data.name,
+                "ratings": ratings.n_ratings,
+                "rating_scale": list(scale),
+                "k": K,
+                "split": split,
+                "ease_tuning": tuning,
+                "results": rows,
+                "target": verdict,
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
