@@ -2,24 +2,17 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
 from recommender.config import Settings
 from recommender.database import connect
+from recommender.observability import MetricUnit, handler, logger, metrics
 from recommender.secrets import database_url
 from recommender.steps import extract
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
 
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
     config = extract.validate_input(event.get("input"))  # a bad input fails before connecting

@@ -2,22 +2,15 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
 from recommender.config import Settings
+from recommender.observability import MetricUnit, handler, logger, metrics
 from recommender.steps import train
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
 
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = train.run(s3_client(), Settings.from_env(), event["run_id"], event["config"])
     metrics.add_metric("UsersTrained", MetricUnit.Count, result["users"])
