@@ -41,7 +41,7 @@ from recommender import evaluation
 from recommender.dataset import Ratings, ratings_from_rows
 from recommender.sample_data import read_movielens
 
-DEFAULT_DATA = Path("/work/shared/data/ml-latest-small")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"  # beside the clone
 K = 10
 FRACTION = 0.2
 SEED = 0
