@@ -331,8 +331,10 @@ def evaluate(
     k: int = 10,
     fraction: float = 0.2,
     seed: int = 0,
+    split: Split | None = None,
 ) -> dict[str, Any]:
-    """Hold-out split, fit on train, score the test: a JSON-serialisable report.
+    """Hold-out split, fit on train, score the test: a JSON-serialisable report. `split`, when
+    given, is `holdout_split(ratings, fraction, seed)` already computed by the caller.
 
     {"split": {train_ratings, test_ratings, test_users, method, fraction, seed},
      "model": {rmse, mae, precision@k, recall@k, ndcg@k, map@k, hit_rate@k, coverage@k, seconds},
@@ -342,7 +344,7 @@ def evaluate(
     """
     _check_k(k)
     scale = rating_scale_of(ratings, rating_scale)
-    split = _nonempty(holdout_split(ratings, fraction, seed))
+    split = _nonempty(split or holdout_split(ratings, fraction, seed))
     return {
         "algorithm": algorithm,
         "params": effective_params(algorithm, params),

@@ -41,8 +41,11 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
     quality = None
     # Measured on a holdout split first (the published model then sees every rating), unless the
     # data is too small to hold anything out.
-    if config.evaluate and holdout_split(ratings).test.n_ratings > 0:
-        quality = evaluate(ratings, config.algorithm, config.params, config.rating_scale, k=config.top_n)
+    split = holdout_split(ratings) if config.evaluate else None
+    if split is not None and split.test.n_ratings > 0:
+        quality = evaluate(
+            ratings, config.algorithm, config.params, config.rating_scale, k=config.top_n, split=split
+        )
     fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
     model = model_from_fit(fitted)
     put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
