@@ -14,6 +14,17 @@ as the error. Both Step Functions tasks and our own `lambda.invoke` calls go thr
 The ASL file is used as it is, with `${...}` DefinitionSubstitutions filled in the way
 CloudFormation does it. The handlers share this process: the environment the template gives each
 function is set here, once, for all of them.
+
+OBSERVING INVOCATIONS: every handler call is recorded in `LocalEngine.invocations` (function, start,
+seconds, error) and passed to the optional `on_invoke` callback. With `measure_memory=True` each
+record also holds the process's resident memory at the start and its peak during the invocation:
+the kernel's peak counter (VmHWM) is reset at the start (writing "5" to /proc/self/clear_refs) and
+read at the end. Invocations that overlap (the DISTRIBUTED Map's items run in threads) share one
+process and one counter: a reset first folds the current peak into every invocation still running,
+so each record's peak is the process's peak over its own interval, other invocations' memory
+included; `concurrent` says how many were in flight at most. Off by default because the reset also
+lowers what `getrusage` reports as the process's maximum. Without /proc (macOS) the memory fields
+are None.
 """
 
 from __future__ import annotations
@@ -59,6 +70,8 @@ FUNCTION_TIMEOUT_SECONDS = 900
 Handler = Callable[[dict[str, Any], Any], Any]
 _handlers: dict[str, Handler] = {}
 _active = threading.Lock()
+PROC_STATUS = Path("/proc/self/status")
+PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 class LocalRunError(RuntimeError):
@@ -114,6 +127,111 @@ class LocalContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One handler call made by the local engine."""
+
+    function: str  # the function's name, e.g. "recommender-predict"
+    started: float  # time.monotonic() when the handler was called
+    seconds: float
+    error: str | None  # the exception's class name when the handler raised
+    rss_start_bytes: int | None  # the process's resident memory at the start (measure_memory)
+    peak_bytes: int | None  # the process's peak resident memory during the call (measure_memory)
+    concurrent: int  # the most invocations in flight at once during this one, itself included
+
+    @property
+    def growth_bytes(self) -> int | None:
+        """How far the process's peak rose above its resident memory at the start."""
+        if self.peak_bytes is None or self.rss_start_bytes is None:
+            return None
+        return self.peak_bytes - self.rss_start_bytes
+
+
+def _memory_status() -> tuple[int, int]:
+    """(VmRSS, VmHWM) of this process, in bytes."""
+    rss = peak = 0
+    for line in PROC_STATUS.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) * 1024
+    return rss, peak
+
+
+def _reset_peak() -> None:
+    PROC_CLEAR_REFS.write_text("5")  # resets VmHWM to the current VmRSS (Linux >= 4.0)
+
+
+def peak_counter_available() -> bool:
+    """Whether this process can reset and read its peak resident memory (Linux /proc)."""
+    try:
+        _reset_peak()
+        return _memory_status()[1] > 0
+    except OSError:
+        return False
+
+
+@dataclass
+class _Open:
+    function: str
+    started: float
+    rss_start: int | None
+    peak: int
+    concurrent: int = 1
+
+
+class _Recorder:
+    """Records every invocation; see "OBSERVING INVOCATIONS" in the module docstring."""
+
+    def __init__(self, measure_memory: bool, on_invoke: Callable[[Invocation], None] | None) -> None:
+        self.memory = measure_memory and peak_counter_available()
+        self.on_invoke = on_invoke
+        self.records: list[Invocation] = []
+        self._lock = threading.Lock()
+        self._open: dict[object, _Open] = {}
+
+    def begin(self, function: str) -> object:
+        token = object()
+        with self._lock:
+            rss: int | None = None
+            if self.memory:
+                if self._open:  # keep the running invocations' peaks before the reset
+                    peak = _memory_status()[1]
+                    for running in self._open.values():
+                        running.peak = max(running.peak, peak)
+                _reset_peak()
+                rss = _memory_status()[0]
+            self._open[token] = _Open(function, time.monotonic(), rss, rss or 0)
+            for running in self._open.values():
+                running.concurrent = max(running.concurrent, len(self._open))
+        return token
+
+    def end(self, token: object, error: str | None) -> Invocation:
+        with self._lock:
+            ended = time.monotonic()
+            call = self._open.pop(token)
+            peak = max(call.peak, _memory_status()[1]) if self.memory else None
+            record = Invocation(
+                function=call.function,
+                started=call.started,
+                seconds=ended - call.started,
+                error=error,
+                rss_start_bytes=call.rss_start,
+                peak_bytes=peak,
+                concurrent=call.concurrent,
+            )
+            self.records.append(record)
+        if self.on_invoke is not None:
+            try:
+                self.on_invoke(record)
+            except Exception as failure:  # an observer never fails the run
+                warnings.warn(f"on_invoke raised {failure!r}", RuntimeWarning, stacklevel=1)
+        return record
+
+
+_recorder: _Recorder | None = None
+
+
 def _invoke(
     self: LambdaSimpleBackend,
     function_name: str,
@@ -131,9 +249,13 @@ def _invoke(
             {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name}"}
         ).encode()
     event = json.loads(body) if body else {}
+    recorder = _recorder
+    token = recorder.begin(name) if recorder is not None else None
     try:
         result = handler(event, LocalContext(name))
     except Exception as error:  # reported to Step Functions exactly like Lambda does
+        if recorder is not None:
+            recorder.end(token, type(error).__name__)
         response_headers["x-amz-function-error"] = "Unhandled"
         return json.dumps(
             {
@@ -142,6 +264,8 @@ def _invoke(
                 "stackTrace": traceback.format_tb(error.__traceback__),
             }
         ).encode()
+    if recorder is not None:
+        recorder.end(token, None)
     return json.dumps(result).encode()
 
 
@@ -165,7 +289,10 @@ class LocalEngine:
         bucket: str = "recommender-local",
         prefix: str = "recommender",
         env: dict[str, str] | None = None,
+        measure_memory: bool = False,
+        on_invoke: Callable[[Invocation], None] | None = None,
     ) -> None:
+        """`measure_memory` and `on_invoke`: see "OBSERVING INVOCATIONS" in the module docstring."""
         self.root = project_root()
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.environment = {
@@ -182,6 +309,17 @@ class LocalEngine:
         }
         self._patches: list[Any] = []
         self.state_machine_arn = ""
+        self._recorder = _Recorder(measure_memory, on_invoke)
+
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every handler call so far, in the order they ended."""
+        return self._recorder.records
+
+    @property
+    def memory_measured(self) -> bool:
+        """Whether the invocations carry memory figures (asked for, and /proc allows it)."""
+        return self._recorder.memory
 
     def __enter__(self) -> LocalEngine:
         if not _active.acquire(blocking=False):
@@ -194,6 +332,8 @@ class LocalEngine:
         return self
 
     def _start(self) -> None:
+        global _recorder
+        _recorder = self._recorder
         self._patches = [
             mock.patch.dict(os.environ, self.environment),
             mock_aws(
@@ -237,6 +377,8 @@ class LocalEngine:
             patch.stop()
         self._patches = []
         _handlers.clear()
+        global _recorder
+        _recorder = None
         _active.release()
 
     def start(self, run_input: dict[str, Any], name: str | None = None) -> str:
