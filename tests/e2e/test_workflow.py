@@ -23,6 +23,7 @@ from recommender.client import Recommendations
 from recommender.config import SourceTable
 from recommender.local import LocalEngine
 from recommender.manifest import load_schema
+from recommender.model import ModelArrays, UserPart
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.sharding import decode_shard
 from recommender.steps import predict
@@ -119,6 +120,27 @@ def assert_same_ranking(got: list[str], expected: list[str], unclipped: dict[str
         assert a == b or abs(unclipped[a] - unclipped[b]) < 1e-9, (got, expected)
 
 
+def read_bytes(engine: LocalEngine, key: str) -> bytes:
+    data: bytes = engine.s3.get_object(Bucket=engine.bucket, Key=key)["Body"].read()
+    return data
+
+
+def assert_model_split_by_shard(engine: LocalEngine, manifest: dict[str, Any]) -> None:
+    """model.npz holds the item side only; each shard's users are in their own part, so a
+    predictor never reads another shard's users."""
+    model_key = f"{PREFIX}/{manifest['model']['key']}"
+    item_side = ModelArrays.from_bytes(read_bytes(engine, model_key))
+    assert item_side.users_in_parts and item_side.n_users == 0 and "pu" not in item_side.arrays
+    assert item_side.n_items == manifest["model"]["items"]
+    parts_prefix = model_key.rsplit("/", 1)[0] + "/users/"
+    listed = engine.s3.list_objects_v2(Bucket=engine.bucket, Prefix=parts_prefix)["Contents"]
+    assert len(listed) == len(manifest["shards"])
+    for shard, entry in zip(manifest["shards"], sorted(listed, key=lambda e: e["Key"])):
+        part = UserPart.from_bytes(read_bytes(engine, entry["Key"]))
+        assert len(part.user_ids) == shard["users"] == part.arrays["pu"].shape[0]
+        assert (part.user_ids[0], part.user_ids[-1]) == (shard["first_user"], shard["last_user"])
+
+
 def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path: Path) -> None:
     result = engine.run(run_input(), name="e2e-svd")
     assert result.status == "SUCCEEDED", (result.error, result.cause)
@@ -129,6 +151,7 @@ def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path:
     manifest = read_json(engine, latest["manifest"])
     jsonschema.validate(manifest, load_schema("manifest"))
     assert len(manifest["shards"]) == 4  # 241 users, 70 per shard
+    assert_model_split_by_shard(engine, manifest)
 
     lists = published_lists(engine, manifest)
     algo, trainset = surprise_reference(engine, manifest)

@@ -6,7 +6,8 @@ On small synthetic data with a fixed seed (integer stars, so similarities and es
 - every user's top-N equals the brute-force top-N under the ranking rule (selection.py);
 - items a user rated never appear, and a user who rated everything gets an empty list;
 - the published scores are Surprise's `predict()` (clipped) values;
-- cutting users into small blocks changes nothing.
+- cutting users into small blocks changes nothing;
+- a split model (item side + one shard's part) gives each shard's users the same lists.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import numpy as np
 import pytest
 
 from recommender.dataset import Ratings, ratings_from_rows
-from recommender.kernels import load_kernel
-from recommender.model import ModelArrays
+from recommender.kernels import load_kernel, user_layout
+from recommender.model import ModelArrays, UserPart
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import recommend
+from recommender.sharding import plan_shards, shard_users
 from recommender.training import FittedModel, estimate_or_default, fit, model_from_fit
 
 TOP_N = 7
@@ -116,3 +118,34 @@ def test_kernel_equals_surprise(case: tuple[str, dict[str, Any]], ratings: Ratin
         assert blocked[user].items.tolist() == got
     everything = model.user_ids.index("rated-everything")
     assert lists[everything].items.size == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_split_model_scores_each_shard_like_the_whole_model(
+    case: tuple[str, dict[str, Any]], ratings: Ratings
+) -> None:
+    """A predictor that reads the item side and its own shard's part (as written by Train and
+    read back from bytes) gives every user exactly the lists the whole model gives."""
+    name, params = case
+    whole = model_from_fit(fit(ratings, name, params, SCALE))
+    layout = user_layout(whole)
+    if layout is None:
+        assert name in KNN and params["sim_options"]["user_based"], f"{name} should be split"
+        return
+    item_side = ModelArrays.from_bytes(whole.item_side(layout).to_bytes())
+    assert item_side.users_in_parts and item_side.n_users == 0
+    assert not set(layout.names) & set(item_side.arrays), "user arrays left in the item side"
+    expected = {
+        top.user: top for top in recommend(whole, np.arange(whole.n_users), TOP_N, load_kernel(whole))
+    }
+    plan = plan_shards(whole, users_per_shard=10)
+    assert len(plan) > 2
+    for shard in plan:
+        users = shard_users(whole, shard)
+        part = UserPart.from_bytes(whole.user_part(users, layout).to_bytes())
+        joined = item_side.with_users(part)
+        got = list(recommend(joined, joined.user_order, TOP_N, load_kernel(joined)))
+        assert [joined.user_ids[top.user] for top in got] == [whole.user_ids[u] for u in users.tolist()]
+        for top, user in zip(got, users.tolist()):
+            assert top.items.tolist() == expected[user].items.tolist()
+            np.testing.assert_allclose(top.scores, expected[user].scores, rtol=1e-12, atol=1e-12)

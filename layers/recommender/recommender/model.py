@@ -11,6 +11,14 @@ The model's `kind` says how a predictor scores it:
 - `refit` (an algorithm without a kernel, such as a user's own `AlgoBase` subclass): the predictor
   refits the algorithm from the dataset snapshot with the same parameters and seed, then calls its
   `estimate` for every (user, item) pair. Correct, but slow; the model metadata says so.
+
+Split models. Most of a model's size grows with its users (their factors, the items each rated),
+yet a predictor needs only its own shard's users. When the kernel says which of its arrays are
+the users' (a `UserLayout`), Train writes `model.npz` with the item side only
+(`users_in_parts`) and one `UserPart` per shard, holding that shard's users in shard order; a
+predictor joins the two (`ModelArrays.with_users`). Memory per predictor then stays flat however
+many users there are. Kernels whose user side cannot be cut (user-based k-NN compares every pair
+of users; NormalPredictor draws by inner id; `refit`) keep one whole `model.npz`.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 KIND_REFIT = "refit"
 
 
@@ -47,6 +55,74 @@ def utf8_order(ids: list[str]) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class UserLayout:
+    """Which kernel arrays belong to the users, and how they are cut into a shard's part."""
+
+    rows: tuple[str, ...] = ()  # first axis is the inner user id
+    ratings: tuple[str, ...] = ()  # one value per (user, rated item), aligned with seen_indices
+    indptr: tuple[str, ...] = ()  # copies of seen_indptr, under the kernel's own name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.rows + self.ratings + self.indptr
+
+
+def _csr_rows(indptr: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the part's indptr, positions into the whole CSR's values) for these users, in order."""
+    starts = indptr[users]
+    lengths = indptr[users + 1] - starts
+    part_indptr = np.zeros(len(users) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=part_indptr[1:])
+    positions = np.repeat(starts - part_indptr[:-1], lengths) + np.arange(int(part_indptr[-1]))
+    return part_indptr, positions
+
+
+@dataclass
+class UserPart:
+    """One shard's users: their ids in shard order, what each rated, their kernel arrays."""
+
+    user_ids: list[str]
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        users, offsets = encode_strings(self.user_ids)
+        arrays: dict[str, Any] = {
+            "format_version": np.int64(FORMAT_VERSION),
+            "user_ids": users,
+            "user_offsets": offsets,
+            "seen_indptr": self.seen_indptr,
+            "seen_indices": self.seen_indices,
+        }
+        arrays.update({f"kernel_{name}": value for name, value in self.arrays.items()})
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UserPart:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            _check_version(npz)
+            return cls(
+                user_ids=decode_strings(npz["user_ids"], npz["user_offsets"]),
+                seen_indptr=npz["seen_indptr"],
+                seen_indices=npz["seen_indices"],
+                arrays=_kernel_arrays(npz),
+            )
+
+
+def _check_version(npz: Any) -> None:
+    version = int(npz["format_version"])
+    if version != FORMAT_VERSION:
+        raise ValueError(f"model format {version} is not {FORMAT_VERSION}")
+
+
+def _kernel_arrays(npz: Any) -> dict[str, np.ndarray]:
+    return {name.removeprefix("kernel_"): npz[name] for name in npz.files if name.startswith("kernel_")}
+
+
 @dataclass
 class ModelArrays:
     kind: str
@@ -60,6 +136,7 @@ class ModelArrays:
     unknown_user_scores: np.ndarray  # Surprise's estimate of every item for a never-seen user
     user_order: np.ndarray  # inner user ids in UTF-8 byte order of their raw ids: the shard order
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the kernel's own arrays
+    users_in_parts: bool = False  # the item side only: each shard's users are in a UserPart
 
     @property
     def n_users(self) -> int:
@@ -87,6 +164,55 @@ class ModelArrays:
         rank[order] = np.arange(self.n_items)
         return rank
 
+    def item_side(self, layout: UserLayout) -> ModelArrays:
+        """This model without its users, for `model.npz` when the users travel in parts."""
+        return ModelArrays(
+            kind=self.kind,
+            user_ids=[],
+            item_ids=self.item_ids,
+            seen_indptr=np.zeros(1, dtype=np.int64),
+            seen_indices=np.zeros(0, dtype=self.seen_indices.dtype),
+            item_counts=self.item_counts,
+            global_mean=self.global_mean,
+            rating_scale=self.rating_scale,
+            unknown_user_scores=self.unknown_user_scores,
+            user_order=np.zeros(0, dtype=np.int64),
+            arrays={name: value for name, value in self.arrays.items() if name not in layout.names},
+            users_in_parts=True,
+        )
+
+    def user_part(self, users: np.ndarray, layout: UserLayout) -> UserPart:
+        """The part holding these inner users, renumbered 0.. in the given order."""
+        users = np.asarray(users, dtype=np.int64)
+        indptr, positions = _csr_rows(self.seen_indptr, users)
+        arrays = {name: self.arrays[name][users] for name in layout.rows}
+        arrays.update({name: self.arrays[name][positions] for name in layout.ratings})
+        arrays.update({name: indptr.astype(self.arrays[name].dtype) for name in layout.indptr})
+        return UserPart(
+            user_ids=[self.user_ids[u] for u in users.tolist()],
+            seen_indptr=indptr,
+            seen_indices=self.seen_indices[positions],
+            arrays=arrays,
+        )
+
+    def with_users(self, part: UserPart) -> ModelArrays:
+        """The item side joined with one shard's users: a model whose users are the part's."""
+        if not self.users_in_parts:
+            raise ValueError("this model holds its users already")
+        return ModelArrays(
+            kind=self.kind,
+            user_ids=part.user_ids,
+            item_ids=self.item_ids,
+            seen_indptr=part.seen_indptr,
+            seen_indices=part.seen_indices,
+            item_counts=self.item_counts,
+            global_mean=self.global_mean,
+            rating_scale=self.rating_scale,
+            unknown_user_scores=self.unknown_user_scores,
+            user_order=np.arange(len(part.user_ids), dtype=np.int64),
+            arrays={**self.arrays, **part.arrays},
+        )
+
     def to_bytes(self) -> bytes:
         users, user_offsets = encode_strings(self.user_ids)
         items, item_offsets = encode_strings(self.item_ids)
@@ -104,6 +230,7 @@ class ModelArrays:
             "rating_scale": np.asarray(self.rating_scale, dtype=np.float64),
             "unknown_user_scores": self.unknown_user_scores,
             "user_order": self.user_order,
+            "users_in_parts": np.bool_(self.users_in_parts),
         }
         arrays.update({f"kernel_{name}": value for name, value in self.arrays.items()})
         buffer = io.BytesIO()
@@ -113,9 +240,7 @@ class ModelArrays:
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelArrays:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            version = int(npz["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"model format {version} is not {FORMAT_VERSION}")
+            _check_version(npz)
             scale = npz["rating_scale"]
             return cls(
                 kind=str(npz["kind"]),
@@ -128,9 +253,6 @@ class ModelArrays:
                 rating_scale=(float(scale[0]), float(scale[1])),
                 unknown_user_scores=npz["unknown_user_scores"],
                 user_order=npz["user_order"],
-                arrays={
-                    name.removeprefix("kernel_"): npz[name]
-                    for name in npz.files
-                    if name.startswith("kernel_")
-                },
+                arrays=_kernel_arrays(npz),
+                users_in_parts=bool(npz["users_in_parts"]),
             )

@@ -49,6 +49,10 @@ class RunPaths:
     def model(self) -> str:
         return _join(self.root, "model", "model.npz")
 
+    def model_users(self, index: int) -> str:
+        """The users of shard `index`, when the model is split (see `model.UserPart`)."""
+        return _join(self.root, "model", "users", f"users-{index:05d}.npz")
+
     @property
     def model_meta(self) -> str:
         return _join(self.root, "model", "metadata.json")

@@ -9,6 +9,8 @@ Each family registers two things for the Surprise class names it serves:
 - `export(algo, trainset) -> dict[str, np.ndarray]`: run in Train, the arrays the kernel needs
   (numeric dtypes only, so `np.load(..., allow_pickle=False)` reads them);
 - a `Kernel` subclass, built from the loaded `ModelArrays`.
+A kernel also says which of its arrays belong to the users (`user_layout`), so that Train can
+cut the model into an item side and one part per shard (see `model`).
 Algorithms without a kernel (a user's own `AlgoBase` subclass) take the per-pair path in
 `scoring.PairwiseScorer`.
 """
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..model import UserLayout
 from ..selection import mask_seen, select_top_n
 
 if TYPE_CHECKING:
@@ -42,6 +45,11 @@ class Kernel:
     def __init__(self, model: ModelArrays) -> None:
         self.model = model
         self.arrays = model.arrays
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout | None:
+        """The arrays a shard's part carries, or None when scoring a user needs every user."""
+        return None
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         """Unclipped estimates, shape (len(users), n_items), float64; impossible -> global mean."""
@@ -94,6 +102,12 @@ def export_arrays(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
     if name is None:
         raise KeyError(f"no kernel for {type(algo).__name__}")
     return REGISTRY[name].export(algo, trainset)
+
+
+def user_layout(model: ModelArrays) -> UserLayout | None:
+    """How this model's users are cut into shard parts; None: the model stays whole."""
+    spec = REGISTRY.get(model.kind)
+    return None if spec is None else spec.kernel.user_layout(model.arrays)
 
 
 def load_kernel(model: ModelArrays) -> Kernel:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import UserLayout
 from . import Kernel, register
 
 
@@ -30,6 +31,10 @@ def export_co_clustering(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
 class CoClusteringKernel(Kernel):
     # The scores are the only users x items matrix: every term is added in place, broadcast.
     block_matrices = 1
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout:
+        return UserLayout(rows=("cltr_u", "user_mean"))
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         a = self.arrays

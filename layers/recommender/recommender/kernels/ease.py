@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import UserLayout
 from . import SCORE_BLOCK_BYTES, Kernel, register
 
 
@@ -34,6 +35,10 @@ class EASEKernel(Kernel):
     # Peak: the scores, the product being added to them, and the block's X over U (smaller);
     # plus one chunk of B's rows (SCORE_BLOCK_BYTES). Selecting the top-n needs 3.
     block_matrices = 3
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout:
+        return UserLayout(ratings=("x",))
 
     def _block_x(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U, X[block][:, U]): the items the block rated and its rows of X over them."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import UserLayout
 from ..selection import seen_pairs
 from . import SCORE_BLOCK_BYTES, Kernel, register
 
@@ -68,6 +69,10 @@ class FactorKernel(Kernel):
     #: the sample: this fraction of the catalogue, but at least SAMPLE_MIN items and 4 N
     sample_fraction = 0.02
     sample_min = 64
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout:
+        return UserLayout(rows=tuple(name for name in ("pu", "bu") if name in arrays))
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)

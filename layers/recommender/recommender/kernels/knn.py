@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import UserLayout
 from . import SCORE_BLOCK_BYTES, Kernel, register
 
 KINDS = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
@@ -100,6 +101,18 @@ class KNNKernel(Kernel):
     # SCORE_BLOCK_BYTES bounds the temporaries: half for a chunk's candidates, a quarter for the
     # rank rows of a user-based block, a quarter for computing them.
     block_matrices = 3
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout | None:
+        """Item-based: a user's candidates are the items they rated (`yr` is Surprise's `ur`, in
+        the order of `seen`). User-based scoring reads every user's ratings: no parts."""
+        if bool(arrays["user_based"]):
+            return None
+        return UserLayout(
+            rows=("bu",) if "bu" in arrays else (),
+            ratings=("yr_x", "yr_rating"),
+            indptr=("yr_indptr",),
+        )
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..model import UserLayout
 from ..selection import seen_pairs
 from . import Kernel, register
 
@@ -35,6 +36,10 @@ class SlopeOneKernel(Kernel):
     # Peak: the 0/1 matrix in float64 and float32 (1.5) plus the sums (1); then the sums and the
     # counts (float32, 0.5). Selecting the top-n needs 3 too (scores, -scores, argpartition).
     block_matrices = 3
+
+    @classmethod
+    def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout:
+        return UserLayout(rows=("user_mean",))
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         a = self.arrays

@@ -116,7 +116,8 @@ def run(
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
-    quality = get_json(s3, settings.bucket, paths.model_meta).get("quality")
+    model_meta = get_json(s3, settings.bucket, paths.model_meta)
+    quality = model_meta.get("quality")
     decision = gate.decide(
         quality,
         published_manifest(s3, settings),
@@ -146,7 +147,7 @@ def run(
             "algorithm": config["algorithm"],
             "params": config["params"],
             "kind": model.kind,
-            "users": model.n_users,
+            "users": model_meta["users"],
             "items": model.n_items,
             "ratings": train["ratings"],
             "rating_scale": list(model.rating_scale),

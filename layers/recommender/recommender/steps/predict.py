@@ -7,17 +7,19 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ..config import Settings
 from ..dataset import read_snapshot
 from ..kernels import Kernel
-from ..model import KIND_REFIT, ModelArrays
+from ..model import KIND_REFIT, ModelArrays, UserPart
 from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
 from ..training import fit
 
 _cache_lock = threading.Lock()
-_cache: dict[str, tuple[ModelArrays, Kernel]] = {}
+_cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
 
 
 TIME_RESERVE_MS = 20_000  # enough to encode and write a shard object after the last block
@@ -32,8 +34,9 @@ class ShardTimeoutError(RuntimeError):
     """Too little Lambda time is left to finish the shard; nothing was written. Not retried."""
 
 
-def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArrays, Kernel]:
-    """The run's model and its kernel, kept for the next shard a warm Lambda (or thread) handles.
+def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArrays, Kernel | None]:
+    """The run's model and, when the model is whole, its kernel; kept for the next shard a warm
+    Lambda (or thread) handles.
 
     Kept by key and ETag: a model object written again under the same key is never served stale.
     """
@@ -42,18 +45,37 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
         if tag in _cache:
             return _cache[tag]
         model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
-        algorithm = None
+        kernel = None
         if model.kind == KIND_REFIT:
             # No kernel for this algorithm: refit it exactly as Train did (same snapshot,
             # parameters and seed) and score pair by pair. Nothing is unpickled.
             meta = get_json(s3, settings.bucket, paths.model_meta)
             body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
             fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], tuple(meta["rating_scale"]))
-            algorithm = fitted.algorithm
-        kernel = scorer_for(model, algorithm)
+            kernel = scorer_for(model, fitted.algorithm)
+        elif not model.users_in_parts:
+            kernel = scorer_for(model)
         _cache.clear()
         _cache[tag] = (model, kernel)
         return model, kernel
+
+
+def shard_model(
+    s3: Any, settings: Settings, paths: RunPaths, shard: dict[str, Any]
+) -> tuple[ModelArrays, Kernel, np.ndarray]:
+    """(model, kernel, inner ids of the shard's users): the item side joined with this shard's
+    part when the model is split, else the whole model."""
+    model, kernel = load_model(s3, settings, paths)
+    if kernel is not None:
+        return model, kernel, shard_users(model, shard)
+    part = UserPart.from_bytes(get_bytes(s3, settings.bucket, paths.model_users(int(shard["index"]))))
+    if len(part.user_ids) != shard["users"]:
+        raise ShardError(
+            f"shard {shard['index']}: the model part holds {len(part.user_ids)} users, the plan has"
+            f" {shard['users']}"
+        )
+    joined = model.with_users(part)
+    return joined, scorer_for(joined), joined.user_order
 
 
 def finished_shard(s3: Any, settings: Settings, key: str, planned: dict[str, Any]) -> bool:
@@ -84,8 +106,7 @@ def run(
     key = paths.shard(int(shard["index"]))
     if finished_shard(s3, settings, key, shard):
         return {"index": shard["index"], "key": key, "users": shard["users"], "seconds": 0.0, "reused": True}
-    model, kernel = load_model(s3, settings, paths)
-    users = shard_users(model, shard)
+    model, kernel, users = shard_model(s3, settings, paths, shard)
 
     def check_time() -> None:
         if remaining_ms is not None and remaining_ms() < TIME_RESERVE_MS:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import kernels
 from ..config import RunConfig, Settings
 from ..dataset import read_snapshot
 from ..evaluation import evaluate, holdout_split
 from ..gate import metric_name
-from ..sharding import plan_shards
+from ..model import ModelArrays
+from ..sharding import plan_shards, shard_users
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import fit, library_versions, model_from_fit
 
@@ -48,7 +50,8 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
         )
     fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
     model = model_from_fit(fitted)
-    put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
+    plan = plan_shards(model, config.users_per_shard)
+    in_parts = write_model(s3, settings, paths, model, plan)
     put_json(
         s3,
         settings.bucket,
@@ -65,9 +68,9 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
             "fit_seconds": round(fitted.seconds, 3),
             "versions": library_versions(),
             "quality": quality,
+            "users_in_parts": in_parts,
         },
     )
-    plan = plan_shards(model, config.users_per_shard)
     put_json(s3, settings.bucket, paths.shard_plan, plan)
     return {
         "model_key": paths.model,
@@ -81,6 +84,23 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
         "reused": False,
         "quality": summary(quality, config.top_n),
     }
+
+
+def write_model(
+    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[dict[str, Any]]
+) -> bool:
+    """Write the model, split into its item side and one part per shard when its kernel allows;
+    returns whether it was split. A predictor then reads the item side and its own shard's users
+    only, so its memory does not grow with the number of users."""
+    layout = kernels.user_layout(model)
+    if layout is None:
+        put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
+        return False
+    for shard in plan:
+        part = model.user_part(shard_users(model, shard), layout)
+        put_bytes(s3, settings.bucket, paths.model_users(int(shard["index"])), part.to_bytes())
+    put_bytes(s3, settings.bucket, paths.model, model.item_side(layout).to_bytes())
+    return True
 
 
 def summary(quality: dict[str, Any] | None, top_n: int) -> dict[str, float | None]:
