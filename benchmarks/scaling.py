@@ -44,6 +44,7 @@ the figures (format in `report()` below).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import json
@@ -96,15 +97,17 @@ def rss_bytes() -> int | None:
 
 def load_synthetic(url: str, ratings: int, item_exponent: float, seed: int, table: SourceTable) -> int:
     """Generate and COPY the size's ratings; returns the rows loaded. Uses the block generator
-    (exactly `ratings` rows) where `sample_data` has it, else the row-by-row one (about `ratings`)."""
+    (exactly `ratings` rows) where `sample_data` has it, else the row-by-row one (about `ratings`:
+    a user rates at most half the catalogue, which small sizes of this shape reach)."""
     users, items, per_user = shape(ratings, item_exponent)
     spec_type: Any = sample_data.SyntheticSpec
+    spec = spec_type(users=users, items=items, ratings_per_user=max(1, round(per_user)), seed=seed)
     with closing(psycopg2.connect(url)) as conn:
         if hasattr(sample_data, "load_synthetic") and hasattr(spec_type, "with_total"):
-            spec = spec_type.with_total(users, items, ratings, seed=seed)
+            with contextlib.suppress(ValueError):  # too many ratings for the catalogue: about `ratings`
+                spec = spec_type.with_total(users, items, ratings, seed=seed)
             loaded: int = getattr(sample_data, "load_synthetic")(conn, spec, table)  # noqa: B009
             return loaded
-        spec = spec_type(users=users, items=items, ratings_per_user=max(1, round(per_user)), seed=seed)
         return int(sample_data.load_ratings(conn, sample_data.synthetic_ratings(spec), table))
 
 
