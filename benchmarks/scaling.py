@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/scaling.py                                # 1M and 5M ratings
     .venv/bin/python benchmarks/scaling.py --sizes 1e6,5e6,25e6 --json scaling.json
-    .venv/bin/python benchmarks/scaling.py --sizes 25e6 --database-url postgresql://... # already loaded
+    .venv/bin/python benchmarks/scaling.py --sizes 25e6 --pg-data-dir /work/pg25m  # already loaded
+    .venv/bin/python benchmarks/scaling.py --sizes 25e6 --database-url postgresql://...  # the same
 
 Each size runs the real state machine (statemachine/recommender.asl.json on moto's Step Functions
 engine, every Lambda task in-process, as `recommender demo` and `run` do) with SVD at its default
@@ -116,6 +117,11 @@ def database(args: argparse.Namespace, ratings: int, say: Callable[[str], None])
     """The size's database: the given URL as it is, or an embedded server loaded with synthetic data."""
     if args.database_url:
         yield {"url": args.database_url, "source": "given", "load_seconds": None, "loaded_rows": None}
+        return
+    if args.pg_data_dir:
+        say(f"starting the embedded PostgreSQL on {args.pg_data_dir} (already loaded) ...")
+        with embedded_postgres(args.pg_data_dir) as url:
+            yield {"url": url, "source": str(args.pg_data_dir), "load_seconds": None, "loaded_rows": None}
         return
     with embedded_postgres() as url:
         source = SourceTable(table=args.table, timestamp_column=args.timestamp_column or None)
@@ -435,7 +441,7 @@ def report(args: argparse.Namespace, sizes: list[dict[str, Any]]) -> dict[str, A
             "item_exponent": args.item_exponent,
             "seed": args.seed,
             "reference": REFERENCE,
-            "database_url_given": bool(args.database_url),
+            "database_given": bool(args.database_url or args.pg_data_dir),
         },
         "sizes": sizes,
         "growth": growth(sizes),
@@ -458,6 +464,11 @@ def main() -> None:
         "--database-url",
         help="a database whose table already holds the ratings (one size only): nothing is loaded",
     )
+    parser.add_argument(
+        "--pg-data-dir",
+        type=Path,
+        help="an embedded PostgreSQL data directory whose table already holds the ratings (one size only)",
+    )
     parser.add_argument("--table", default="ratings")
     parser.add_argument(
         "--timestamp-column", default="rated_at", help="default rated_at; '' for a table without one"
@@ -469,8 +480,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one size, its result to this file
     args = parser.parse_args()
-    if args.database_url and len(args.sizes) != 1:
-        parser.error("--database-url holds one dataset: give exactly one size with it")
+    if args.database_url and args.pg_data_dir:
+        parser.error("give --database-url or --pg-data-dir, not both")
+    if (args.database_url or args.pg_data_dir) and len(args.sizes) != 1:
+        parser.error("a given database holds one dataset: give exactly one size with it")
 
     if args.child is not None:
         args.child.write_text(json.dumps(run_size(args, args.sizes[0])))
