@@ -176,8 +176,9 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     """Load (unless given a database) and run the workflow once at this size, in this process."""
     label = human(ratings)
 
-    def say(text: str) -> None:
-        print(f"  [{label}] {text}", flush=True)
+    def say(text: str) -> None:  # one write per line: predictor threads report concurrently
+        sys.stdout.write(f"  [{label}] {text}\n")
+        sys.stdout.flush()
 
     def on_invoke(call: Invocation) -> None:
         memory = (
@@ -186,7 +187,8 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
             else ""
         )
         error = f" FAILED ({call.error})" if call.error else ""
-        say(f"{call.function}: {call.seconds:.2f} s{memory}{error}")
+        overlap = f", {call.concurrent} invocations at once" if call.concurrent > 1 else ""
+        say(f"{call.function}: {call.seconds:.2f} s{memory}{overlap}{error}")
 
     run_input: dict[str, Any] = {
         "algorithm": "SVD",
