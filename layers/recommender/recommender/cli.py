@@ -1,4 +1,5 @@
-"""`recommender`: run the workflow locally (demo, run) and read its output (recommend)."""
+"""`recommender`: load ratings into PostgreSQL (load), run the workflow locally (demo, run), read its
+output (recommend) and compare algorithms offline (evaluate)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .client import Recommendations, RecommendationsError
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, SourceTable
 
 DEFAULT_OUT = Path("recommender-output")
 DEMO_SOURCE = {"table": "ratings", "timestamp_column": "rated_at"}
+ML25M_SHAPE = (162_000, 59_000, 25_000_000)  # users, items, ratings: `load --synthetic` defaults
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -40,11 +42,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--item-column")
     group.add_argument("--rating-column")
     group.add_argument("--timestamp-column")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("DATABASE_URL"),
-        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server)",
-    )
+    _add_database_options(parser, "(default: $DATABASE_URL, else an embedded server in a temporary folder)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -52,6 +50,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"folder the run's objects are exported to (default {DEFAULT_OUT})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_database_options(parser: argparse.ArgumentParser, default: str) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL"), help=f"PostgreSQL URL {default}"
+    )
+    target.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="use an embedded PostgreSQL (pgserver) whose data lives in DIR, created if missing:"
+        " what `recommender load --data-dir DIR` loaded is there for `run --data-dir DIR`",
+    )
 
 
 def run_input_from_args(args: argparse.Namespace, source_defaults: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_input["users_per_shard"] = max(1, -(-args.users // 4))  # four shards by default
     config = RunConfig.from_input(run_input)
     with ExitStack() as stack:
-        url = args.database_url or _embedded(stack)
+        url = _database(stack, args)
         spec = SyntheticSpec(
             users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed
         )
@@ -224,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_input = run_input_from_args(args, source_defaults)
     config = RunConfig.from_input(run_input)
     with ExitStack() as stack:
-        url = args.database_url or _embedded(stack)
+        url = _database(stack, args)
         if args.movielens:
             print(f"Loading {args.movielens} into table {config.source.table!r} (replacing it)")
             with closing(_writable(url)) as conn:
@@ -304,11 +316,106 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embedded(stack: ExitStack) -> str:
+def cmd_load(args: argparse.Namespace) -> int:
+    from .sample_data import SyntheticSpec, load_ratings, load_synthetic, ratings_table, read_movielens
+
+    source = SourceTable.from_input(
+        {
+            "table": args.table,
+            "schema": args.schema,
+            "user_column": args.user_column,
+            "item_column": args.item_column,
+            "rating_column": args.rating_column,
+            "timestamp_column": args.timestamp_column,
+        }
+    )
+    if not args.database_url and args.data_dir is None:
+        raise ConfigError(
+            "where to? give --database-url URL (or set DATABASE_URL), or --data-dir DIR for an embedded"
+            " PostgreSQL whose data stays in DIR"
+        )
+    shape = {"--users": args.users, "--items": args.items, "--ratings": args.ratings}
+    shape |= {"--ratings-per-user": args.ratings_per_user, "--factors": args.factors, "--seed": args.seed}
+    if args.movielens:
+        given = [name for name, value in shape.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: for --synthetic only, not --movielens")
+        spec = None
+    else:
+        users = ML25M_SHAPE[0] if args.users is None else args.users
+        items = ML25M_SHAPE[1] if args.items is None else args.items
+        # by default MovieLens 25M's ratings per user: 25,000,000 for its 162,000 users
+        total = round(ML25M_SHAPE[2] * users / ML25M_SHAPE[0])
+        factors = 8 if args.factors is None else args.factors
+        seed = 0 if args.seed is None else args.seed
+        if args.ratings_per_user is not None:
+            spec = SyntheticSpec(users, items, args.ratings_per_user, factors, seed)
+        else:
+            spec = SyntheticSpec.with_total(
+                users, items, total if args.ratings is None else args.ratings, factors, seed
+            )
+    name = f"{source.schema}.{source.table}" if source.schema else source.table
+    with ExitStack() as stack:
+        url = _database(stack, args)
+        with closing(_writable(url)) as conn:
+            started = time.monotonic()
+            if spec is not None:
+                expected = (
+                    f"{spec.total_ratings:,}"
+                    if spec.total_ratings is not None
+                    else f"~{spec.users * spec.ratings_per_user:,}"
+                )
+                print(
+                    f"Generating and loading synthetic ratings into table {name!r} (replacing it):"
+                    f" {spec.users:,} users x {spec.items:,} items, {expected} ratings (seed {spec.seed})",
+                    flush=True,
+                )
+                rows = load_synthetic(conn, spec, source)
+            else:
+                print(f"Loading {args.movielens} into table {name!r} (replacing it)", flush=True)
+                rows = load_ratings(conn, read_movielens(args.movielens), source)
+            seconds = time.monotonic() - started
+            with conn.cursor() as cursor:
+                qualified = ratings_table(source).as_string(conn)
+                cursor.execute("SELECT pg_size_pretty(pg_total_relation_size(%s::regclass))", (qualified,))
+                size = cursor.fetchone()[0]
+    rate = rows / max(seconds, 1e-9)
+    print(f"  loaded {rows:,} ratings in {seconds:.1f}s ({rate:,.0f} rows/s); table size {size}")
+    where = f"--data-dir {args.data_dir}" if args.data_dir is not None else "--database-url URL"
+    options = "" if source.table == "ratings" and not source.schema else f" --table {source.table}"
+    options += f" --schema {source.schema}" if source.schema else ""
+    for flag, value, default in (
+        ("--user-column", source.user_column, "user_id"),
+        ("--item-column", source.item_column, "item_id"),
+        ("--rating-column", source.rating_column, "rating"),
+    ):
+        options += f" {flag} {value}" if value != default else ""
+    if source.timestamp_column:
+        options += f" --timestamp-column {source.timestamp_column}"
+    print(f"Next: recommender run {where}{options}")
+    return 0
+
+
+def _database(stack: ExitStack, args: argparse.Namespace) -> str:
+    """The URL to use: an embedded server on --data-dir, else --database-url, else an embedded
+    server in a temporary folder. An embedded server stops when the command ends."""
+    if getattr(args, "data_dir", None) is not None:
+        return _embedded(stack, args.data_dir)
+    if args.database_url:
+        url: str = args.database_url
+        return url
+    return _embedded(stack)
+
+
+def _embedded(stack: ExitStack, data_dir: Path | None = None) -> str:
     from .local import embedded_postgres
 
-    print("No database URL given: starting an embedded PostgreSQL (pgserver)")
-    url: str = stack.enter_context(embedded_postgres())
+    if data_dir is None:
+        print("No database URL given: starting an embedded PostgreSQL (pgserver)")
+    else:
+        data_dir = data_dir.expanduser().resolve()
+        print(f"Starting an embedded PostgreSQL (pgserver) with its data in {data_dir}")
+    url: str = stack.enter_context(embedded_postgres(data_dir))
     return url
 
 
@@ -334,6 +441,43 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--movielens", type=Path, help="load a MovieLens folder into the table first")
     _add_run_options(run)
     run.set_defaults(handler=cmd_run)
+
+    load = commands.add_parser(
+        "load",
+        help="load ratings into a PostgreSQL table with COPY: synthetic at any scale, or MovieLens",
+        description="(Re)create a ratings table (user and item text, rating real, timestamp timestamptz)"
+        " and fill it with one streamed COPY. --synthetic generates ratings with latent tastes,"
+        " long-tail popularity and log-normal activity, by blocks of users, so memory stays small at"
+        " any size; by default MovieLens 25M's shape: 162,000 users x 59,000 items, 25,000,000"
+        " ratings. Then run the workflow on it: `recommender run --data-dir DIR"
+        " --timestamp-column rated_at` (or --database-url).",
+    )
+    data = load.add_mutually_exclusive_group(required=True)
+    data.add_argument("--synthetic", action="store_true", help="synthetic ratings")
+    data.add_argument(
+        "--movielens", type=Path, metavar="DIR", help="a MovieLens folder (ratings.csv or u.data)"
+    )
+    load.add_argument("--users", type=int, help=f"--synthetic: users (default {ML25M_SHAPE[0]:,})")
+    load.add_argument("--items", type=int, help=f"--synthetic: items (default {ML25M_SHAPE[1]:,})")
+    total = load.add_mutually_exclusive_group()
+    total.add_argument(
+        "--ratings",
+        type=int,
+        help="--synthetic: exactly this many ratings (default: MovieLens 25M's 154.3 per user,"
+        f" {ML25M_SHAPE[2]:,} for {ML25M_SHAPE[0]:,} users)",
+    )
+    total.add_argument("--ratings-per-user", type=int, help="--synthetic: a mean per user instead of a total")
+    load.add_argument("--factors", type=int, help="--synthetic: latent factors (default 8)")
+    load.add_argument("--seed", type=int, help="--synthetic: seed (default 0)")
+    _add_database_options(load, "(default: $DATABASE_URL)")
+    table = load.add_argument_group("the table (it is replaced)")
+    table.add_argument("--table", default="ratings")
+    table.add_argument("--schema")
+    table.add_argument("--user-column", default="user_id")
+    table.add_argument("--item-column", default="item_id")
+    table.add_argument("--rating-column", default="rating")
+    table.add_argument("--timestamp-column", default="rated_at", help="(default rated_at)")
+    load.set_defaults(handler=cmd_load)
 
     rec = commands.add_parser("recommend", help="a user's recommendations from published output")
     rec.add_argument("user_id", nargs="?", help="a user id (or use --rated)")
