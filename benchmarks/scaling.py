@@ -27,9 +27,11 @@ Data shape. MovieLens 25M has 162,541 users, 59,047 rated items and 25,000,095 r
 scales that shape down: users in proportion to ratings (MovieLens's releases keep about 150
 ratings per user at every size: ml-1m 165, ml-10m 143, ml-20m 144, ml-25m 154) and items in
 proportion to ratings ** --item-exponent (default 1: ~423 ratings per item at every size, the
-density falling as 1/size; ml-1m → ml-25m grew its catalogue as ratings ** 0.86). So 1M ratings are
-6,480 users x 2,360 items, and the 25M point is MovieLens 25M's own shape. Ratings come from
-`recommender.sample_data` (latent tastes, long-tail popularity, log-normal user activity).
+density falling as 1/size, from 6.5% at 1M to 0.26% at 25M; ml-1m → ml-25m grew its catalogue as
+ratings ** 0.86). So 1M ratings are 6,480 users x 2,360 items, and 25M are MovieLens 25M's shape
+rounded, 162,000 users x 59,000 items (as `recommender load --synthetic` prepares it). Ratings come
+from `recommender.sample_data`'s block generator (latent tastes, long-tail popularity, log-normal
+user activity), exactly the number asked for.
 Predicting scores every user against the whole catalogue, so its work grows as users x items:
 25x the ratings means 625x the pairs at this shape.
 
@@ -45,7 +47,6 @@ the figures (format in `report()` below).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import itertools
 import json
@@ -97,19 +98,16 @@ def rss_bytes() -> int | None:
 
 
 def load_synthetic(url: str, ratings: int, item_exponent: float, seed: int, table: SourceTable) -> int:
-    """Generate and COPY the size's ratings; returns the rows loaded. Uses the block generator
-    (exactly `ratings` rows) where `sample_data` has it, else the row-by-row one (about `ratings`:
-    a user rates at most half the catalogue, which small sizes of this shape reach)."""
+    """Generate and COPY the size's ratings (`recommender load --synthetic` does the same);
+    returns the rows loaded: exactly `ratings`, or about as many for sizes below ~1M, where this
+    shape asks more of a user than the generator allows (half the catalogue at most)."""
     users, items, per_user = shape(ratings, item_exponent)
-    spec_type: Any = sample_data.SyntheticSpec
-    spec = spec_type(users=users, items=items, ratings_per_user=max(1, round(per_user)), seed=seed)
+    try:
+        spec = sample_data.SyntheticSpec.with_total(users, items, ratings, seed=seed)
+    except ValueError:
+        spec = sample_data.SyntheticSpec(users, items, max(1, round(per_user)), seed=seed)
     with closing(psycopg2.connect(url)) as conn:
-        if hasattr(sample_data, "load_synthetic") and hasattr(spec_type, "with_total"):
-            with contextlib.suppress(ValueError):  # too many ratings for the catalogue: about `ratings`
-                spec = spec_type.with_total(users, items, ratings, seed=seed)
-            loaded: int = getattr(sample_data, "load_synthetic")(conn, spec, table)  # noqa: B009
-            return loaded
-        return int(sample_data.load_ratings(conn, sample_data.synthetic_ratings(spec), table))
+        return int(sample_data.load_synthetic(conn, spec, table))
 
 
 @contextmanager
