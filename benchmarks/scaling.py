@@ -21,6 +21,10 @@ interpreter's imports, about the "rss before run" line). Predictor shards run `-
 at once in threads of one process: with more than 1, a shard's peak also counts the shards
 overlapping it (the table shows how many did). The default, 1, gives each shard's own figures.
 
+Seconds are wall time, so other programs sharing the cores slow them down: the table also gives
+the CPU seconds this process spent in each step, which hardly change with that load, and the load
+average around each run.
+
 Every size runs in a fresh child process, so no size inherits another's memory.
 
 Data shape. MovieLens 25M has 162,541 users, 59,047 rated items and 25,000,095 ratings. Each size
@@ -64,7 +68,7 @@ from typing import Any
 
 import psycopg2
 
-from recommender import sample_data
+from recommender import local, sample_data
 from recommender.config import SourceTable
 from recommender.local import Invocation, LocalEngine, embedded_postgres, project_root
 
@@ -170,6 +174,28 @@ def state_seconds(events: list[dict[str, Any]]) -> tuple[dict[str, float], float
     return seconds, wall
 
 
+def time_cpu_of_handlers() -> dict[str, list[float]]:
+    """The CPU seconds of this process (all its threads: BLAS's too) during each handler call,
+    per step. Unlike seconds, they hardly change when other programs share the cores; they miss
+    what PostgreSQL's server process does for Extract, and with more than one predictor at once
+    each shard's figure includes the others'."""
+    cpu: dict[str, list[float]] = {}
+
+    def timed(handler: local.Handler, step: str) -> local.Handler:
+        def call(event: dict[str, Any], context: Any) -> Any:
+            started = time.process_time()
+            try:
+                return handler(event, context)
+            finally:
+                cpu.setdefault(step, []).append(time.process_time() - started)
+
+        return call
+
+    for name, handler in list(local._handlers.items()):
+        local._handlers[name] = timed(handler, STEPS.get(name, name))
+    return cpu
+
+
 def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     """Load (unless given a database) and run the workflow once at this size, in this process."""
     label = human(ratings)
@@ -199,7 +225,9 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     with ExitStack() as stack:
         db = stack.enter_context(database(args, ratings, say))
         engine = stack.enter_context(LocalEngine(db["url"], measure_memory=True, on_invoke=on_invoke))
+        cpu = time_cpu_of_handlers()
         gc.collect()
+        load_before = os.getloadavg()
         rss_before = rss_bytes()
         say(f"running the state machine (input {json.dumps(run_input)}) ...")
         result = engine.run(run_input, name=f"scaling-{label}")
@@ -218,6 +246,9 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     for record in records:
         by_step.setdefault(STEPS.get(record.function, record.function), []).append(record)
     steps = {step: summarise(calls) for step, calls in by_step.items()}
+    for name, seconds in cpu.items():
+        steps[name]["cpu_seconds"] = sum(seconds)
+        steps[name]["slowest_cpu_seconds"] = max(seconds)
     predict = steps.get("predict")
     if predict is not None:
         predict["map_wall_seconds"] = next(
@@ -233,6 +264,7 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         "data": {k: v for k, v in db.items() if k != "url"},
         "memory_measured": memory,
         "rss_before_run_bytes": rss_before,
+        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
         "wall_seconds": result.seconds,
         "execution_seconds": execution_wall,
         "steps": steps,
@@ -292,7 +324,14 @@ MEMORY: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     )
     for kind in ("peak", "growth")
 ]
-COLUMNS = SECONDS + MEMORY
+CPU: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
+    ("extract_cpu_seconds", "Extract (PostgreSQL's work not included)", step("extract", "cpu_seconds")),
+    ("train_cpu_seconds", "Train", step("train", "cpu_seconds")),
+    ("predict_slowest_shard_cpu_seconds", "Predict: slowest shard", step("predict", "slowest_cpu_seconds")),
+    ("predict_sum_cpu_seconds", "Predict: sum of all shards", step("predict", "cpu_seconds")),
+    ("merge_cpu_seconds", "Merge", step("merge", "cpu_seconds")),
+]
+COLUMNS = SECONDS + CPU + MEMORY
 
 
 def human(ratings: float) -> str:
@@ -347,6 +386,10 @@ def print_table(report: dict[str, Any]) -> None:
         ),
         ("rss before the run, MiB", lambda s: mib(s["rss_before_run_bytes"])),
         ("most shards running at once", lambda s: str(s["steps"].get("predict", {}).get("concurrent", "-"))),
+        (
+            "load average before / after the run",
+            lambda s: f"{s['load_average']['before']:.1f} / {s['load_average']['after']:.1f}",
+        ),
     ]
     for label, fmt in rows:
         print(f"  {label:<40}" + "".join(f"{fmt(s):>{width}}" for s in sizes))
@@ -362,6 +405,7 @@ def print_table(report: dict[str, Any]) -> None:
             print(line)
 
     block("seconds", SECONDS, lambda v: "-" if v is None else f"{v:,.2f}")
+    block("CPU seconds of this process", CPU, lambda v: "-" if v is None else f"{v:,.2f}")
     block("memory, MiB (peak / growth over start)", MEMORY, lambda v: mib(v))
     print(f"\n  {'seconds per million ratings':<40}{head}")
     for _key, label, get in SECONDS:
@@ -405,12 +449,14 @@ def report(args: argparse.Namespace, sizes: list[dict[str, Any]]) -> dict[str, A
     {"benchmark": "scaling", "revision", "machine": {...}, "settings": {...},
      "sizes": [{"target_ratings", "ratings", "users", "items", "shards", "data": {"source",
                 "load_seconds", "loaded_rows"}, "memory_measured", "rss_before_run_bytes",
+                "load_average": {"before", "after"} (1-minute, of the machine),
                 "wall_seconds" (start_execution until the poll saw it end),
                 "execution_seconds" (the history's ExecutionStarted to its end: the table's wall),
                 "steps": {"extract"|"train"|"predict"|"merge": {"invocations", "errors", "seconds"
                           (sum), "slowest_seconds", "peak_bytes" (max), "growth_bytes" (max),
-                          "rss_start_bytes" (min), "concurrent" (max); predict also
-                          "map_wall_seconds", "max_concurrency"}},
+                          "rss_start_bytes" (min), "concurrent" (max), "cpu_seconds" (sum),
+                          "slowest_cpu_seconds"; predict also "map_wall_seconds",
+                          "max_concurrency"}},
                 "states": {state name: seconds}, "handler_timings": the manifest's timings,
                 "quality": the manifest's model quality, "invocations": [{"function", "start"
                 (seconds after the first), "seconds", "rss_start_bytes", "peak_bytes",
