@@ -1,6 +1,7 @@
 """Everything about deploying to AWS that can be checked without an AWS account.
 
-- the definition passes statelint; the CloudFormation SAM makes of template.yaml passes cfn-lint;
+- the definition passes statelint and the CloudFormation SAM makes of template.yaml passes cfn-lint,
+  with TrainCompute=lambda (the default) and =fargate (tests/unit/test_fargate.py checks the rest);
 - every function and ${Substitution} the definition names comes from the template;
 - the dependencies layer, built by the same Makefile target `sam build` runs (pip --platform,
   hash-locked wheels), fits Lambda's 250 MB with a margin, is for the right machine and glibc,
@@ -79,6 +80,16 @@ CFN_LINT_ACCEPTED = {
     ),
     ("W1030", "Resources/DatabaseIngressFromRecommender/Properties/GroupId/Ref"),
     ("W1030", "Parameters/SubnetIds/Default"),
+    # The Fargate train task's group exists only with TrainCompute=fargate, when a Rule requires VpcId.
+    ("W1030", "Resources/TrainTaskSecurityGroup/Properties/VpcId/Ref"),
+}
+# TrainCompute=fargate with the parameters its rules require (cfn-lint checks the values it can).
+FARGATE_PARAMETERS = {
+    "TrainCompute": "fargate",
+    "TrainImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recommender-train:1.0",
+    "VpcId": "vpc-0abc12345678def90",
+    "SubnetIds": "subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f",
+    "DatabaseSecurityGroupId": "sg-0123456789abcdef0",
 }
 
 
@@ -97,13 +108,22 @@ build_layer = _load_script()
 # --- the definition ------------------------------------------------------------------------------
 
 
-def rendered_definition(text: str | None = None) -> str:
+def rendered_definition(text: str | None = None, train_compute: str = "lambda") -> str:
     """The ASL with its substitutions filled as CloudFormation fills them."""
     substitutions = {
         substitution: f"arn:aws:lambda:us-east-1:123456789012:function:{logical}"
         for logical, (_path, substitution) in local.FUNCTIONS.items()
     }
     substitutions[local.BUCKET_SUBSTITUTION] = "my-bucket"
+    substitutions.update(local.TRAIN_ON_LAMBDA)  # "none" for the Fargate task's settings
+    if train_compute == "fargate":
+        substitutions.update(
+            TrainCompute="fargate",
+            TrainClusterArn="arn:aws:ecs:us-east-1:123456789012:cluster/recommender-TrainCluster-AbC",
+            TrainTaskDefinitionArn="arn:aws:ecs:us-east-1:123456789012:task-definition/recommender-train:1",
+            TrainSubnetIds=FARGATE_PARAMETERS["SubnetIds"],
+            TrainSecurityGroupId="sg-0fedcba9876543210",
+        )
     return local.render_definition(ASL.read_text() if text is None else text, substitutions)
 
 
@@ -119,8 +139,9 @@ def statelint(definition: str, tmp_path: Path) -> list[str]:
     return [p for p in problems if not STATELINT_FALSE_POSITIVE.fullmatch(p)]
 
 
-def test_statelint_accepts_the_definition(tmp_path: Path) -> None:
-    assert statelint(rendered_definition(), tmp_path) == []
+@pytest.mark.parametrize("train_compute", ["lambda", "fargate"])
+def test_statelint_accepts_the_definition(tmp_path: Path, train_compute: str) -> None:
+    assert statelint(rendered_definition(train_compute=train_compute), tmp_path) == []
 
 
 def test_statelint_would_catch_a_broken_definition(tmp_path: Path) -> None:
@@ -134,9 +155,13 @@ def test_every_function_the_definition_invokes_is_in_the_template() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
     assert used <= set(substitutions), f"not provided by the template: {used - set(substitutions)}"
     tasks = [s for s in states(json.loads(ASL.read_text())).values() if s["Type"] == "Task"]
+    # Every task invokes a function, except the Fargate train task (tests/unit/test_fargate.py).
+    assert [t["Resource"] for t in tasks if t["Resource"] != "arn:aws:states:::lambda:invoke"] == [
+        "arn:aws:states:::ecs:runTask.sync"
+    ]
+    tasks = [t for t in tasks if t["Resource"] == "arn:aws:states:::lambda:invoke"]
     assert tasks
     for task in tasks:
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke"
         name = re.fullmatch(r"\$\{(\w+)\}", task["Parameters"]["FunctionName"])
         assert name, f"{task['Parameters']['FunctionName']} is not a substitution"
         value = substitutions[name.group(1)]
@@ -163,6 +188,17 @@ def test_cfn_lint_finds_no_error_in_the_translated_template() -> None:
     assert errors == []
     unexpected = [p for p in problems if (p[0], p[1]) not in CFN_LINT_ACCEPTED]
     assert unexpected == [], "new cfn-lint warnings: fix them or accept them here with a reason"
+
+
+def test_cfn_lint_finds_nothing_with_training_on_fargate() -> None:
+    """The same, with the parameters' defaults set to a Fargate deployment's values: cfn-lint then
+    resolves them into the conditional resources (the task definition, its roles and group)."""
+    sam = load_template()
+    for name, value in FARGATE_PARAMETERS.items():
+        sam["Parameters"][name]["Default"] = value
+    translated = translated_template(sam)
+    assert {"TrainTaskDefinition", "TrainCluster", "TrainTaskRole"} <= set(translated["Resources"])
+    assert cfn_lint(translated) == []
 
 
 def test_cfn_lint_would_catch_a_bad_template() -> None:

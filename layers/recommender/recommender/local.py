@@ -65,6 +65,16 @@ FUNCTIONS = {
     "RecordFailureFunction": ("functions/record_failure/app.py", "RecordFailureFunctionArn"),
 }
 BUCKET_SUBSTITUTION = "RecommendationsBucket"
+# The Train step's placement (template parameter TrainCompute and the Fargate task's settings): the
+# local engine always trains in the Train function, so the Fargate task's values are the
+# placeholders the template gives them with TrainCompute=lambda; the Choice state never reads them.
+TRAIN_ON_LAMBDA = {
+    "TrainCompute": "lambda",
+    "TrainClusterArn": "none",
+    "TrainTaskDefinitionArn": "none",
+    "TrainSubnetIds": "none",
+    "TrainSecurityGroupId": "none",
+}
 FUNCTION_TIMEOUT_SECONDS = 900
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -354,7 +364,7 @@ class LocalEngine:
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
-        substitutions = {BUCKET_SUBSTITUTION: self.bucket}
+        substitutions = {BUCKET_SUBSTITUTION: self.bucket, **TRAIN_ON_LAMBDA}
         for logical, (path, substitution) in FUNCTIONS.items():
             name = f"recommender-{logical.removesuffix('Function').lower()}"
             _handlers[name] = load_handler(self.root / path)

@@ -33,7 +33,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
             "users": meta["users"],
             "items": meta["items"],
             "ratings": meta["ratings"],
-            "fit_seconds": 0.0,
+            "fit_seconds": meta.get("fit_seconds", 0.0),  # the fit that wrote them (e.g. on Fargate)
             "seconds": 0.0,
             "reused": True,
             "quality": summary(meta.get("quality"), config.top_n),

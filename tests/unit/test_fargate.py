@@ -1,0 +1,856 @@
+"""Training on Fargate (the template's TrainCompute=fargate), checked without AWS and without Docker.
+
+- the template: the parameters and the rules that guard them (the task sizes Fargate allows, cross-
+  checked with cfn-lint's own table), the conditional resources, the task definition, the task role
+  (exactly the Train function's S3 grants), the execution role, and what the state machine may do;
+- the definition: the choice reaches the Fargate task for `fargate` and the Train function for
+  `lambda`, the task state passes what `recommender.task` reads, retries only ECS's transient
+  errors and records any other failure; the local engine fills every substitution;
+- `recommender.task`, the container's command: trains a run from a snapshot in (moto's) S3, prints
+  its result, after which the Train function returns the stored model without fitting again; bad
+  input and failures exit non-zero with a clear message;
+- the image: the Dockerfile installs the two hash-locked requirement files, which together hold every
+  package their packages need; with a Python 3.13 on this machine, `python -m recommender.task`
+  runs with only those packages and the recommender package on its path (the image's contents,
+  built for this machine's architecture rather than ARM64), against S3 served by moto over HTTP.
+
+statelint and cfn-lint with TrainCompute=fargate and =lambda are in tests/unit/test_deploy.py; the
+e2e tests run the definition's Lambda path on the local engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from email.parser import Parser
+from pathlib import Path
+from typing import Any
+
+import boto3
+import jsonschema
+import numpy as np
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+
+from recommender import local, task
+from recommender.config import RunConfig, Settings
+from recommender.steps import train
+from recommender.storage import RunPaths, get_json, object_exists
+from tests.publishing import write_snapshot
+from tests.unit.test_template import (
+    ASL,
+    BUCKET,
+    PREFIX,
+    ROOT,
+    RUN,
+    S3_ACCESS,
+    S3_DENIED,
+    _resolve,
+    allows,
+    function_environment,
+    function_statements,
+    load_template,
+    state_machine,
+    states,
+)
+
+DOCKERFILE = ROOT / "containers" / "train" / "Dockerfile"
+DOCKERIGNORE = DOCKERFILE.with_name("Dockerfile.dockerignore")
+CONTAINER_LOCK = ROOT / "containers" / "train" / "requirements.lock"
+LAYER_LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
+PACKAGE = ROOT / "layers" / "recommender"
+BUILD = ROOT / "build" / "container"
+
+FARGATE_STATE = "Train the model on Fargate"
+TRAIN_STATE = "Train the model and plan the shards"
+CHOICE_STATE = "Choose where to train"
+LOOKUP_STATE = "Look up where to train"
+CONTAINER = "train"
+CONDITION = "TrainsOnFargate"
+FARGATE_RESOURCES = {
+    "TrainCluster",
+    "TrainTaskLogGroup",
+    "TrainTaskSecurityGroup",
+    "TrainTaskExecutionRole",
+    "TrainTaskRole",
+    "TrainTaskDefinition",
+}
+
+# What the intrinsics of the Fargate resources resolve to in these tests.
+ACCOUNT, REGION = "123456789012", "us-east-1"
+CLUSTER = "recommender-TrainCluster-AbCdEf123456"
+TASK_DEFINITION = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/recommender-train:3"
+NAMES = {
+    "TrainCluster": CLUSTER,
+    "TrainCluster.Arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}",
+    "TrainTaskDefinition": TASK_DEFINITION,
+    "TrainTaskRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/recommender-TrainTaskRole-1A2B3C",
+    "TrainTaskExecutionRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/recommender-TrainTaskExecutionRole-4D5E6F",
+    "TrainTaskLogGroup": "/ecs/recommender-train",
+    "TrainTaskLogGroup.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/ecs/recommender-train:*",
+    "TrainTaskSecurityGroup.GroupId": "sg-0fedcba9876543210",
+    "VpcId": "vpc-0abc12345678def90",
+    "TrainImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/recommender-train:1.0",
+}
+SUBNETS = ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"]
+
+
+def resolve(value: Any) -> Any:
+    return _resolve(value, NAMES)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def asl() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(ASL.read_text())
+    return loaded
+
+
+def fargate_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The state machine's statements that exist only with TrainCompute=fargate."""
+    conditional = [
+        p["Fn::If"] for p in state_machine(template)["Policies"] if isinstance(p, dict) and "Fn::If" in p
+    ]
+    (policy,) = [c for c in conditional if c[0] == CONDITION]
+    _condition, document, otherwise = policy
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    return [resolve(s) for s in document["Statement"]]
+
+
+def role_statements(template: dict[str, Any], logical: str) -> list[dict[str, Any]]:
+    role = template["Resources"][logical]["Properties"]
+    return [resolve(s) for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+# --- parameters and rules ------------------------------------------------------------------------
+
+
+def test_train_compute_defaults_to_the_lambda(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    compute = parameters["TrainCompute"]
+    assert compute["Default"] == "lambda" and compute["AllowedValues"] == ["lambda", "fargate"]
+    assert template["Conditions"][CONDITION] == {"Fn::Equals": [{"Ref": "TrainCompute"}, "fargate"]}
+    assert parameters["TrainImageUri"]["Default"] == ""  # required only with fargate (a rule)
+    assert (parameters["TrainTaskCpu"]["Default"], parameters["TrainTaskMemory"]["Default"]) == (
+        "2048",
+        "16384",
+    )
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (fargate_group,) = [g for g in groups if "Fargate" in g["Label"]["default"]]
+    assert fargate_group["Parameters"] == ["TrainCompute", "TrainImageUri", "TrainTaskCpu", "TrainTaskMemory"]
+
+
+def test_image_uri_is_an_ecr_image(template: dict[str, Any]) -> None:
+    pattern = re.compile(template["Parameters"]["TrainImageUri"]["AllowedPattern"])
+    for good in (
+        "",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/recommender-train:1.0",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/recommender-train",
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/recommender-train:v2",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/recommender-train@sha256:" + "a" * 64,
+    ):
+        assert pattern.fullmatch(good), good
+    for bad in (
+        "python:3.13-slim",  # Docker Hub: the execution role only pulls from this account's ECR
+        "public.ecr.aws/docker/library/python:3.13",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/Recommender:1",
+    ):
+        assert not pattern.fullmatch(bad), bad
+
+
+def _fargate_memory_table(cpu: str) -> list[int]:
+    """The memory (MiB) Fargate allows with `cpu` units, from cfn-lint's own table (rule E3047)."""
+    import cfnlint.data.schemas.extensions.aws_ecs_taskdefinition as schemas
+
+    schema = json.loads(importlib.resources.files(schemas).joinpath("fargate_cpu_memory.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [
+        memory
+        for memory in range(512, 131072 + 1, 512)
+        if validator.is_valid({"RequiresCompatibilities": ["FARGATE"], "Cpu": cpu, "Memory": memory})
+    ]
+
+
+def _rule_value(value: Any, parameters: dict[str, str]) -> Any:
+    """Evaluate the rule functions this template uses, with the given parameter values."""
+    if isinstance(value, dict):
+        ((name, arguments),) = value.items()
+        if name == "Ref":
+            return parameters[arguments]
+        evaluated = [_rule_value(a, parameters) for a in arguments]
+        if name == "Fn::Equals":
+            return evaluated[0] == evaluated[1]
+        if name == "Fn::Not":
+            return not evaluated[0]
+        if name == "Fn::And":
+            return all(evaluated)
+        if name == "Fn::Contains":
+            return evaluated[1] in evaluated[0]
+        if name == "Fn::EachMemberEquals":
+            return all(member == evaluated[1] for member in evaluated[0].split(","))
+        raise AssertionError(f"rule function {name} is not evaluated here")
+    if isinstance(value, list):
+        return [_rule_value(v, parameters) for v in value]
+    return value
+
+
+def rule_failures(template: dict[str, Any], **given: str) -> list[str]:
+    """The AssertDescriptions CloudFormation would stop a deployment with, for these parameters."""
+    parameters = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    parameters.update(given)
+    failures = []
+    for rule in template["Rules"].values():
+        if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], parameters):
+            continue
+        for assertion in rule["Assertions"]:
+            if not _rule_value(assertion["Assert"], parameters):
+                failures.append(assertion["AssertDescription"])
+    return failures
+
+
+FARGATE_READY = {
+    "TrainCompute": "fargate",
+    "TrainImageUri": NAMES["TrainImageUri"],
+    "VpcId": NAMES["VpcId"],
+    "SubnetIds": ",".join(SUBNETS),
+    "DatabaseSecurityGroupId": "sg-0123456789abcdef0",
+}
+
+
+def test_rules_require_an_image_and_subnets_with_fargate(template: dict[str, Any]) -> None:
+    assert rule_failures(template) == []  # the defaults: Lambda, no VPC
+    assert rule_failures(template, **FARGATE_READY) == []
+    missing = rule_failures(template, TrainCompute="fargate")
+    assert len(missing) == 3
+    assert any("TrainImageUri" in m for m in missing)
+    assert any("VpcId" in m for m in missing) and any("SubnetIds" in m for m in missing)
+    # With Lambda, a wrong task size does not matter (and is not checked).
+    assert rule_failures(template, TrainTaskCpu="1024", TrainTaskMemory="122880") == []
+
+
+@pytest.mark.parametrize("cpu", ["1024", "2048", "4096", "8192", "16384"])
+def test_rules_allow_exactly_the_task_sizes_fargate_allows(template: dict[str, Any], cpu: str) -> None:
+    assert cpu in template["Parameters"]["TrainTaskCpu"]["AllowedValues"]
+    allowed = _fargate_memory_table(cpu)
+    assert allowed, cpu
+    accepted = [
+        memory
+        for memory in range(512, 131072 + 1, 512)
+        if rule_failures(template, **FARGATE_READY, TrainTaskCpu=cpu, TrainTaskMemory=str(memory)) == []
+    ]
+    assert accepted == allowed
+    step = allowed[1] - allowed[0]
+    assert allowed == list(range(allowed[0], allowed[-1] + 1, step))
+    failing = rule_failures(
+        template, **FARGATE_READY, TrainTaskCpu=cpu, TrainTaskMemory=str(allowed[-1] + step)
+    )
+    assert len(failing) == 1 and f"TrainTaskCpu={cpu}" in failing[0]
+    # The parameter's description quotes the same range and step.
+    description = " ".join(template["Parameters"]["TrainTaskMemory"]["Description"].split())
+    quoted = {
+        c: (int(low), int(high), int(by))
+        for c, low, high, by in re.findall(
+            r"(\d+): (\d+)-(\d+)(?: MiB)? (?:in steps of|by) (\d+)", description
+        )
+    }
+    assert quoted[cpu] == (allowed[0], allowed[-1], step)
+    if cpu == template["Parameters"]["TrainTaskCpu"]["Default"]:
+        assert int(template["Parameters"]["TrainTaskMemory"]["Default"]) in allowed
+
+
+# --- the resources --------------------------------------------------------------------------------
+
+
+def references_outside_the_condition(value: Any, inside: bool = False) -> list[str]:
+    """Fargate resources named by Ref, GetAtt or Sub where TrainsOnFargate may be false."""
+    found: list[str] = []
+    if isinstance(value, list):
+        for item in value:
+            found += references_outside_the_condition(item, inside)
+    elif isinstance(value, dict):
+        if set(value) == {"Fn::If"} and value["Fn::If"][0] == CONDITION:
+            _condition, when_true, when_false = value["Fn::If"]
+            return references_outside_the_condition(when_true, True) + references_outside_the_condition(
+                when_false, inside
+            )
+        if not inside:
+            named = []
+            if set(value) == {"Ref"}:
+                named = [value["Ref"]]
+            elif set(value) == {"Fn::GetAtt"}:
+                named = [value["Fn::GetAtt"][0]]
+            elif set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+                named = [n.split(".")[0] for n in re.findall(r"\$\{([\w.:]+)\}", value["Fn::Sub"])]
+            found += [n for n in named if n in FARGATE_RESOURCES]
+        for item in value.values():
+            found += references_outside_the_condition(item, inside)
+    return found
+
+
+def test_fargate_resources_exist_only_with_fargate(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    conditional = {name for name, r in resources.items() if r.get("Condition") == CONDITION}
+    assert conditional == FARGATE_RESOURCES
+    # Everything else names them only inside !If [TrainsOnFargate, ...].
+    others = {n: r for n, r in resources.items() if n not in FARGATE_RESOURCES}
+    assert references_outside_the_condition([others, template["Outputs"]]) == []
+    control = [
+        {"Ref": "TrainCluster"},
+        {"Fn::If": ["HasVpc", {"Ref": "TrainTaskRole"}, "none"]},
+        {"Fn::If": [CONDITION, {"Fn::Sub": "${TrainCluster}"}, "none"]},
+    ]
+    assert references_outside_the_condition(control) == ["TrainCluster", "TrainTaskRole"]
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    for name in set(local.TRAIN_ON_LAMBDA) - {"TrainCompute"}:
+        condition, when_fargate, otherwise = substitutions[name]["Fn::If"]
+        assert condition == CONDITION and otherwise == local.TRAIN_ON_LAMBDA[name] == "none", name
+        assert when_fargate
+    assert substitutions["TrainCompute"] == {"Ref": "TrainCompute"}
+
+
+def test_substitutions_of_the_local_engine_and_the_template_agree(template: dict[str, Any]) -> None:
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    local_names = {s for _path, s in local.FUNCTIONS.values()} | {local.BUCKET_SUBSTITUTION}
+    assert local_names | set(local.TRAIN_ON_LAMBDA) == set(substitutions)
+    assert not local_names & set(local.TRAIN_ON_LAMBDA)
+    # The local engine always trains in the function: the template's default.
+    assert local.TRAIN_ON_LAMBDA["TrainCompute"] == template["Parameters"]["TrainCompute"]["Default"]
+    # What the Fargate state reads, resolved with TrainCompute=fargate.
+    when_fargate = {
+        name: substitutions[name]["Fn::If"][1] for name in set(local.TRAIN_ON_LAMBDA) - {"TrainCompute"}
+    }
+    assert when_fargate == {
+        "TrainClusterArn": {"Fn::GetAtt": ["TrainCluster", "Arn"]},
+        "TrainTaskDefinitionArn": {"Ref": "TrainTaskDefinition"},
+        "TrainSubnetIds": {"Fn::Join": [",", {"Ref": "SubnetIds"}]},
+        "TrainSecurityGroupId": {"Fn::GetAtt": ["TrainTaskSecurityGroup", "GroupId"]},
+    }
+
+
+def test_task_definition(template: dict[str, Any], asl: dict[str, Any]) -> None:
+    properties = template["Resources"]["TrainTaskDefinition"]["Properties"]
+    assert properties["RequiresCompatibilities"] == ["FARGATE"]
+    assert properties["NetworkMode"] == "awsvpc"  # the only mode Fargate has
+    assert properties["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
+    assert properties["Cpu"] == {"Ref": "TrainTaskCpu"} and properties["Memory"] == {"Ref": "TrainTaskMemory"}
+    assert properties["ExecutionRoleArn"] == {"Fn::GetAtt": ["TrainTaskExecutionRole", "Arn"]}
+    assert properties["TaskRoleArn"] == {"Fn::GetAtt": ["TrainTaskRole", "Arn"]}
+    (container,) = properties["ContainerDefinitions"]
+    assert container["Name"] == CONTAINER and container["Essential"] is True
+    assert container["Image"] == {"Ref": "TrainImageUri"}
+    # The Train function's environment (Globals merged with its own), and the region for boto3.
+    environment = {v["Name"]: v["Value"] for v in container["Environment"]}
+    assert environment == {
+        **function_environment(template, "TrainFunction"),
+        "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"},
+    }
+    assert not {"RUN_ID", "RUN_CONFIG"} & set(environment)  # per run, from the state machine
+    logs = container["LogConfiguration"]
+    assert logs["LogDriver"] == "awslogs"
+    assert logs["Options"]["awslogs-group"] == {"Ref": "TrainTaskLogGroup"}
+    assert logs["Options"]["awslogs-region"] == {"Ref": "AWS::Region"}
+    group = template["Resources"]["TrainTaskLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    # The container the definition's overrides name is this one.
+    overrides = states(asl)[FARGATE_STATE]["Parameters"]["Overrides"]["ContainerOverrides"]
+    assert [o["Name"] for o in overrides] == [CONTAINER]
+    cluster = template["Resources"]["TrainCluster"]["Properties"]
+    assert cluster["ClusterSettings"] == [{"Name": "containerInsights", "Value": "disabled"}]
+
+
+def test_task_role_has_exactly_the_train_functions_s3_grants(template: dict[str, Any]) -> None:
+    task = role_statements(template, "TrainTaskRole")
+    function = [resolve(s) for s in function_statements(template, "TrainFunction")]
+    assert task == function
+    for action, resource in S3_ACCESS["TrainFunction"]:
+        assert allows(task, action, resource, s3_prefix=RUN.dataset), (action, resource)
+    for action, resource in S3_DENIED["TrainFunction"]:
+        assert not allows(task, action, resource, s3_prefix="elsewhere/"), (action, resource)
+    (trust,) = template["Resources"]["TrainTaskRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert "ManagedPolicyArns" not in template["Resources"]["TrainTaskRole"]["Properties"]
+
+
+def test_execution_role_pulls_the_image_and_writes_the_logs_only(template: dict[str, Any]) -> None:
+    statements = role_statements(template, "TrainTaskExecutionRole")
+    repository = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/recommender-train"
+    for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+        assert allows(statements, action, repository), action
+        assert not allows(statements, action, "arn:aws:ecr:us-east-1:999999999999:repository/x"), action
+    assert allows(statements, "ecr:GetAuthorizationToken", "*")
+    stream = NAMES["TrainTaskLogGroup.Arn"].removesuffix("*") + "log-stream:train/train/abc"
+    assert allows(statements, "logs:PutLogEvents", stream) and allows(
+        statements, "logs:CreateLogStream", stream
+    )
+    assert not allows(statements, "logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:other:*")
+    actions = [
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
+    assert not [a for a in actions if not a.startswith(("ecr:", "logs:"))]
+    wildcard = [s for s in statements if s["Resource"] == "*"]
+    assert [s["Action"] for s in wildcard] == ["ecr:GetAuthorizationToken"]  # it takes no resource
+
+
+def test_security_group_allows_https_out_only(template: dict[str, Any]) -> None:
+    group = template["Resources"]["TrainTaskSecurityGroup"]["Properties"]
+    assert group["VpcId"] == {"Ref": "VpcId"}
+    (egress,) = group["SecurityGroupEgress"]
+    assert (egress["IpProtocol"], egress["FromPort"], egress["ToPort"]) == ("tcp", 443, 443)
+    assert "SecurityGroupIngress" not in group
+
+
+def test_state_machine_may_run_and_watch_only_the_train_task(template: dict[str, Any]) -> None:
+    statements = fargate_statements(template)
+    cluster_arn = NAMES["TrainCluster.Arn"]
+    assert allows(statements, "ecs:RunTask", TASK_DEFINITION)
+    assert not allows(statements, "ecs:RunTask", TASK_DEFINITION.replace("recommender-train", "other"))
+    (run,) = [s for s in statements if s["Action"] == "ecs:RunTask"]
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": cluster_arn}}
+    task = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/0123456789abcdef0123456789abcdef"
+    for action in ("ecs:StopTask", "ecs:DescribeTasks"):
+        assert allows(statements, action, task), action
+        assert not allows(statements, action, task.replace(CLUSTER, "another-cluster")), action
+    rule = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventsForECSTaskRule"
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        assert allows(statements, action, rule), action
+        assert not allows(statements, action, rule.replace("ECSTask", "Batch")), action
+    for role in ("TrainTaskRole.Arn", "TrainTaskExecutionRole.Arn"):
+        assert allows(statements, "iam:PassRole", NAMES[role])
+    assert not allows(statements, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
+    (passing,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert all(s["Resource"] != "*" for s in statements)
+    # The bucket stays out of reach: the task role, not the state machine, touches S3.
+    assert not allows(statements, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/{RUN.dataset}")
+
+
+# --- the definition -------------------------------------------------------------------------------
+
+
+def rendered(compute: str) -> dict[str, Any]:
+    """The definition with the substitutions CloudFormation gives it for `compute`."""
+    substitutions = {
+        s: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{n}" for n, (_p, s) in local.FUNCTIONS.items()
+    }
+    substitutions[local.BUCKET_SUBSTITUTION] = BUCKET
+    if compute == "lambda":
+        substitutions.update(local.TRAIN_ON_LAMBDA)
+    else:
+        substitutions.update(
+            TrainCompute=compute,
+            TrainClusterArn=NAMES["TrainCluster.Arn"],
+            TrainTaskDefinitionArn=TASK_DEFINITION,
+            TrainSubnetIds=",".join(SUBNETS),  # !Join [",", !Ref SubnetIds]
+            TrainSecurityGroupId=NAMES["TrainTaskSecurityGroup.GroupId"],
+        )
+    loaded: dict[str, Any] = json.loads(local.render_definition(ASL.read_text(), substitutions))
+    return loaded
+
+
+def next_after_choice(definition: dict[str, Any], state_input: dict[str, Any]) -> str:
+    """Run the Pass and Choice states on an input, as Step Functions would."""
+    machine = definition["States"]
+    lookup = machine[LOOKUP_STATE]
+    assert lookup["Type"] == "Pass" and lookup["ResultPath"] == "$.train_on"
+    data = {**state_input, "train_on": lookup["Result"]}
+    assert lookup["Next"] == CHOICE_STATE
+    choice = machine[CHOICE_STATE]
+    for rule in choice["Choices"]:
+        assert rule["Variable"] == "$.train_on" and set(rule) == {"Variable", "StringEquals", "Next"}
+        if data["train_on"] == rule["StringEquals"]:
+            return str(rule["Next"])
+    return str(choice["Default"])
+
+
+@pytest.mark.parametrize("compute", ["lambda", "fargate"])
+def test_the_choice_covers_both_values(template: dict[str, Any], compute: str) -> None:
+    assert compute in template["Parameters"]["TrainCompute"]["AllowedValues"]
+    definition = rendered(compute)
+    machine = definition["States"]
+    assert machine["Extract the ratings from PostgreSQL"]["Next"] == LOOKUP_STATE
+    after = next_after_choice(definition, {"run_id": "r", "config": {}})
+    if compute == "lambda":
+        assert after == TRAIN_STATE  # the Lambda path, unchanged from here on
+    else:
+        assert after == FARGATE_STATE
+        assert machine[FARGATE_STATE]["Next"] == TRAIN_STATE  # returns what the task stored
+    assert machine[TRAIN_STATE]["Next"] == "Recommend for every shard of users"
+    # Both values reach a different state: no value falls through to the other path by accident.
+    choice = machine[CHOICE_STATE]
+    assert [r["StringEquals"] for r in choice["Choices"]] == ["fargate"]
+    assert choice["Default"] == TRAIN_STATE
+
+
+def test_the_fargate_state(asl: dict[str, Any]) -> None:
+    state = states(asl)[FARGATE_STATE]
+    assert state["Resource"] == "arn:aws:states:::ecs:runTask.sync"  # waits for the task to stop
+    parameters = state["Parameters"]
+    assert parameters["Cluster"] == "${TrainClusterArn}"
+    assert parameters["TaskDefinition"] == "${TrainTaskDefinitionArn}"
+    assert parameters["LaunchType"] == "FARGATE"
+    network = parameters["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network == {
+        "Subnets.$": "States.StringSplit('${TrainSubnetIds}', ',')",
+        "SecurityGroups": ["${TrainSecurityGroupId}"],
+        "AssignPublicIp": "DISABLED",
+    }
+    (override,) = parameters["Overrides"]["ContainerOverrides"]
+    environment = {e["Name"]: e["Value.$"] for e in override["Environment"]}
+    assert environment == {"RUN_ID": "$.run_id", "RUN_CONFIG": "States.JsonToString($.config)"}
+    # What the container reads is what is passed; the Train function gets the same two fields.
+    source = Path(task.__file__).read_text()
+    assert set(re.findall(r'env\.get\("(RUN_\w+)"', source)) == set(environment)
+    train_payload = states(asl)[TRAIN_STATE]["Parameters"]["Payload"]
+    assert train_payload == {"run_id.$": "$.run_id", "config.$": "$.config"}
+    # The task's description is not kept: the Train function's result becomes $.train.
+    assert state["ResultPath"] is None
+    assert 900 < state["TimeoutSeconds"] <= 24 * 3600
+    # Only ECS's transient errors are retried; a task that stopped with an error is not (bad data,
+    # out of memory or an image that cannot be pulled would fail the same way again).
+    (retry,) = state["Retry"]
+    assert "States.TaskFailed" not in retry["ErrorEquals"] and "States.ALL" not in retry["ErrorEquals"]
+    assert set(retry["ErrorEquals"]) >= {"ECS.AmazonECSException", "AmazonECS.Unknown"}
+    assert all(e.startswith(("ECS.", "AmazonECS.")) for e in retry["ErrorEquals"])
+    assert retry["MaxAttempts"] <= 3
+    # Any failure is recorded like the Train function's.
+    assert state["Catch"] == states(asl)[TRAIN_STATE]["Catch"]
+    assert state["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Record the failure"}
+    ]
+
+
+def test_the_subnets_reach_the_task_as_a_list() -> None:
+    """States.StringSplit of the joined SubnetIds gives back the list (as Step Functions splits)."""
+    network = rendered("fargate")["States"][FARGATE_STATE]["Parameters"]["NetworkConfiguration"]
+    call = network["AwsvpcConfiguration"]["Subnets.$"]
+    match = re.fullmatch(r"States\.StringSplit\('([^']*)', '(.)'\)", call)
+    assert match
+    assert match.group(1).split(match.group(2)) == SUBNETS
+
+
+# --- the container's command ---------------------------------------------------------------------
+
+
+def ratings(users: int = 60, items: int = 30, per_user: int = 8) -> list[tuple[str, str, float]]:
+    rng = np.random.default_rng(11)
+    rows = []
+    for user in range(users):
+        for item in rng.choice(items, size=per_user, replace=False):
+            rows.append((f"u{user}", f"i{item}", float(rng.integers(1, 6))))
+    return rows
+
+
+RUN_ID = "fargate-run-1"
+CONFIG = RunConfig.from_input({"users_per_shard": 25, "top_n": 5}).to_dict()
+
+
+def task_environment(**overrides: str) -> dict[str, str]:
+    environment = {
+        "RECOMMENDER_BUCKET": BUCKET,
+        "RECOMMENDER_PREFIX": PREFIX,
+        "POWERTOOLS_SERVICE_NAME": "recommender",
+        "RUN_ID": RUN_ID,
+        "RUN_CONFIG": json.dumps(CONFIG),
+    }
+    environment.update(overrides)
+    return {k: v for k, v in environment.items() if v is not None}
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name=REGION)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def run_task(s3: Any, environment: dict[str, str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = task.main(environment, s3=s3, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_task_trains_a_run_and_the_function_then_reuses_it(s3: Any) -> None:
+    settings = Settings(bucket=BUCKET, prefix=PREFIX)
+    write_snapshot(s3, settings, RUN_ID, ratings())
+    code, out, err = run_task(s3, task_environment())
+    assert (code, err) == (0, "")
+    result = json.loads(out.strip().splitlines()[-1])
+    paths = RunPaths(PREFIX, RUN_ID)
+    assert result["model_key"] == paths.model and result["shard_plan_key"] == paths.shard_plan
+    assert result["reused"] is False and result["users"] == 60 and result["shards"] == 3
+    for key in (paths.model, paths.model_meta, paths.shard_plan):
+        assert object_exists(s3, BUCKET, key), key
+    assert len(get_json(s3, BUCKET, paths.shard_plan)) == result["shards"]
+    # What the state machine does next: the Train function, same run id and config, finds the
+    # model and returns the stored result with the fit's own seconds, without fitting again.
+    reused = train.run(s3, settings, RUN_ID, CONFIG)
+    assert reused["reused"] is True
+    assert (
+        reused["fit_seconds"]
+        == result["fit_seconds"]
+        == get_json(s3, BUCKET, paths.model_meta)["fit_seconds"]
+    )
+    assert reused["fit_seconds"] > 0
+    for field in ("model_key", "shard_plan_key", "shards", "users", "items", "ratings", "quality"):
+        assert reused[field] == result[field], field
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"RUN_ID": None}, "RUN_ID is not set"),
+        ({"RUN_ID": "../escape"}, "RUN_ID: run_id must be"),
+        ({"RUN_CONFIG": None}, "RUN_CONFIG is not set"),
+        ({"RUN_CONFIG": "{not json"}, "RUN_CONFIG is not JSON"),
+        ({"RUN_CONFIG": "[1, 2]"}, "RUN_CONFIG must be a JSON object"),
+        ({"RECOMMENDER_BUCKET": None}, "RECOMMENDER_BUCKET is not set"),
+        ({"RUN_CONFIG": json.dumps({**CONFIG, "algorithm": "NoSuchAlgorithm"})}, "NoSuchAlgorithm"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(s3: Any, overrides: dict[str, Any], message: str) -> None:
+    write_snapshot(s3, Settings(bucket=BUCKET, prefix=PREFIX), RUN_ID, ratings())
+    code, out, err = run_task(s3, task_environment(**overrides))
+    assert code == task.EXIT_BAD_INPUT == 2
+    assert message in err and err.startswith("recommender.task: ")
+    assert out == ""
+    assert not object_exists(s3, BUCKET, RunPaths(PREFIX, RUN_ID).shard_plan)
+
+
+def test_a_failed_training_exits_1_naming_the_error(s3: Any) -> None:
+    code, out, err = run_task(s3, task_environment())  # no snapshot was extracted
+    assert code == task.EXIT_FAILED == 1
+    assert f"run {RUN_ID} failed" in err and "NoSuchKey" in err
+    assert out == ""
+
+
+# --- the image ------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            instruction, _, arguments = line.partition(" ")
+            found.append((instruction.upper(), arguments.strip()))
+    return found
+
+
+def test_dockerfile_installs_the_locks_and_the_package() -> None:
+    instructions = dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.13-slim")  # the functions' Python (template Runtime)
+    assert load_template()["Globals"]["Function"]["Runtime"] == "python3.13"
+    runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
+    assert any('"$(uname -m)" = aarch64' in r for r in runs), "the image must refuse to build for x86"
+    (install,) = [r for r in runs if "pip install" in r]
+    for flag in ("--no-deps", "--require-hashes", "--only-binary=:all:"):
+        assert flag in install, flag
+    copies = dict(
+        (destination, source)
+        for instruction, arguments in instructions
+        if instruction == "COPY"
+        for source, destination in [arguments.split()]
+    )
+    assert copies["/tmp/locks/layer.lock"] == LAYER_LOCK.relative_to(ROOT).as_posix()
+    assert copies["/tmp/locks/container.lock"] == CONTAINER_LOCK.relative_to(ROOT).as_posix()
+    assert "--requirement /tmp/locks/layer.lock --requirement /tmp/locks/container.lock" in install
+    assert copies["/opt/recommender/recommender"] == "layers/recommender/recommender"
+    assert ("ENV", "PYTHONPATH=/opt/recommender") in instructions
+    assert instructions[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
+    assert any(instruction == "USER" and arguments != "root" for instruction, arguments in instructions)
+    # The Dockerfile's own ignore file lets exactly the copied paths into the build context.
+    ignored = DOCKERIGNORE.read_text().splitlines()
+    assert "*" in ignored
+    for source in copies.values():
+        assert f"!{source}" in ignored or f"!{source}/" in ignored, source
+
+
+def _pins(lock: Path) -> dict[str, tuple[str, list[str]]]:
+    pins: dict[str, tuple[str, list[str]]] = {}
+    current = ""
+    for line in lock.read_text().splitlines():
+        line = line.strip().rstrip("\\").strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("--hash=sha256:"):
+            pins[current][1].append(line.removeprefix("--hash=sha256:"))
+        else:
+            name, version = line.split("==")
+            current = re.sub(r"[-_.]+", "-", name).lower()
+            pins[current] = (version, [])
+    return pins
+
+
+def test_container_lock_holds_what_lambdas_runtime_provides() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_layer
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    pins = _pins(CONTAINER_LOCK)
+    assert all(hashes for _version, hashes in pins.values())
+    # boto3 and what it needs (dateutil's distribution is python-dateutil).
+    provided = {"python-dateutil" if n == "dateutil" else n for n in build_layer.RUNTIME_PROVIDED}
+    assert set(pins) == provided
+    assert not set(pins) & set(_pins(LAYER_LOCK))
+
+
+@pytest.fixture(scope="module")
+def image_site() -> tuple[Path, Path]:
+    """The image's third-party packages, built for this machine: the dependencies layer (the same
+    Makefile and lock, cached by tests/unit/test_deploy.py's build) and the container lock."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_layer
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    machine = os.uname().machine
+    if machine not in ("x86_64", "aarch64"):
+        pytest.skip(f"no Lambda architecture here ({machine})")
+    layer = Path(build_layer.build(build_layer.template_target(), machine)) / "python"
+    key = hashlib.sha256(CONTAINER_LOCK.read_bytes()).hexdigest()[:16]
+    container = BUILD / key / "site"
+    if not (container.parent / ".complete").is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-compile",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.13",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp313",
+                "--abi",
+                "none",
+                "--target",
+                str(container),
+                "--requirement",
+                str(CONTAINER_LOCK),
+            ],
+            check=True,
+            env={**os.environ, "PIP_CONSTRAINT": ""},
+        )
+        (container.parent / ".complete").write_text("ok")
+    return layer, container
+
+
+def test_the_two_locks_hold_everything_their_packages_need(image_site: tuple[Path, Path]) -> None:
+    installed: dict[str, tuple[str, Any]] = {}
+    for folder in image_site:
+        for metadata in folder.glob("*.dist-info/METADATA"):
+            message = Parser().parsestr(metadata.read_text())
+            installed[re.sub(r"[-_.]+", "-", message["Name"]).lower()] = (message["Version"], message)
+    expected = {**_pins(LAYER_LOCK), **_pins(CONTAINER_LOCK)}
+    assert {n: v for n, (v, _m) in installed.items()} == {n: v for n, (v, _h) in expected.items()}
+    environment = {
+        "python_version": "3.13",
+        "sys_platform": "linux",
+        "platform_python_implementation": "CPython",
+    }
+    extras = {"aws-lambda-powertools": {"tracer"}}
+    for name, (_version, message) in installed.items():
+        for line in message.get_all("Requires-Dist") or []:
+            requirement = Requirement(line)
+            if requirement.marker is not None:
+                wanted = extras.get(name, set()) or {""}
+                if not any(
+                    Marker(str(requirement.marker)).evaluate({**environment, "extra": e}) for e in wanted
+                ):
+                    continue
+            needed = re.sub(r"[-_.]+", "-", requirement.name).lower()
+            if (name, needed) == ("scikit-surprise", "scipy"):  # declared, never imported
+                continue
+            assert needed in installed, f"{name} needs {needed}, which neither lock holds"
+            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+
+
+@pytest.fixture(scope="module")
+def python313() -> str:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_layer
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    python = build_layer.find_python("3.13")
+    if python is None:
+        pytest.skip("no Python 3.13 here: the image's command is not run")
+    return str(python)
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_the_images_command_runs_with_only_the_images_packages(
+    python313: str, image_site: tuple[Path, Path], s3_server: str
+) -> None:
+    """`python -m recommender.task` in a Python 3.13 whose path is the image's: the standard library
+    (-S: no site-packages), both locks' packages and the recommender package; S3 over HTTP."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    bucket = "image-bucket"
+    client.create_bucket(Bucket=bucket)
+    settings = Settings(bucket=bucket, prefix=PREFIX)
+    write_snapshot(client, settings, RUN_ID, ratings())
+    layer, container = image_site
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(PACKAGE), str(layer), str(container)]),
+        "AWS_ENDPOINT_URL_S3": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **{k: v for k, v in task_environment(RECOMMENDER_BUCKET=bucket).items()},
+        "AWS_DEFAULT_REGION": REGION,  # as the task definition sets it
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    command = [python313, "-S", "-B", "-m", "recommender.task"]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd="/", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    printed = json.loads(lines[-1])
+    assert printed["reused"] is False and printed["users"] == 60
+    assert any(json.loads(line).get("message") == "trained" for line in lines[:-1])  # Powertools JSON
+    assert object_exists(client, bucket, RunPaths(PREFIX, RUN_ID).shard_plan)
+    # The same command with bad input fails before touching S3.
+    bad = subprocess.run(
+        command, capture_output=True, text=True, env={**environment, "RUN_CONFIG": "{"}, cwd="/", timeout=600
+    )
+    assert bad.returncode == 2 and "RUN_CONFIG is not JSON" in bad.stderr
