@@ -2,8 +2,15 @@
 
 The trainset is built from compact arrays, without pandas, yet identical to what
 `Dataset.load_from_df(df, reader).build_full_trainset()` builds from the snapshot's rows in their
-stored order: same inner ids, same rating order in `ur` and `ir`. Anyone can therefore reproduce a
-published model with Surprise alone from the snapshot, the seed and the parameters.
+stored order: same inner ids, same rating order in `ur` and `ir`, same `all_ratings()` sequence
+and `global_mean`. Anyone can therefore reproduce a published model with Surprise alone from the
+snapshot, the seed and the parameters.
+
+It is an `ArrayTrainset`: Surprise's `Trainset` holding the ratings as arrays (CSR by user, in
+`ur`'s order) instead of dicts of lists of tuples, which take about 200 bytes per rating (5 GB at
+25 million ratings). `all_ratings()`, all that SVD, NMF and SGD baselines read, iterates the
+arrays; `ur` and `ir` are built on first use, for the algorithms that read them (k-NN, SVD++,
+SlopeOne, co-clustering, ALS baselines).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +128,131 @@ def rating_scale_of(ratings: Ratings, configured: tuple[float, float] | None) ->
     return configured
 
 
-def build_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Trainset:
+def _is_inner_id(value: Any, n: int) -> bool:
+    """`value in d` for a dict `d` keyed by 0..n-1, without the dict: 3, 3.0, True and
+    numpy.int64(3) are keys; "3", 3.5 and None are not."""
+    if isinstance(value, int):
+        return 0 <= value < n
+    try:
+        return bool(0 <= value < n) and bool(value == int(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _rating_lists(
+    indptr: np.ndarray, keys: np.ndarray, values: np.ndarray
+) -> defaultdict[int, list[tuple[int, float]]]:
+    """Surprise's `ur` (or `ir`) from CSR arrays: row -> [(column, rating), ...]."""
+    lists: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
+    bounds, columns, ratings = indptr.tolist(), keys.tolist(), values.tolist()
+    for row in range(len(bounds) - 1):
+        a, b = bounds[row], bounds[row + 1]
+        lists[row] = list(zip(columns[a:b], ratings[a:b]))
+    return lists
+
+
+class ArrayTrainset(Trainset):  # type: ignore[misc]  # Surprise has no type hints
+    """Surprise's `Trainset` over compact arrays, identical in everything Surprise reads.
+
+    - `all_ratings()` yields (user, item, rating) as Python int, int, float, users in inner id
+      order and each user's ratings in row order: Surprise's order (its `ur` keys are inner ids
+      in first-appearance order, each list in row order). It iterates the arrays at C speed
+      (`zip` over memoryviews), without a Python object per stored rating.
+    - `global_mean` is `np.mean` over the ratings in that order, as Surprise computes it.
+    - `ur` and `ir` are Surprise's dicts of lists, built on first access.
+    - `knows_user`/`knows_item` answer as `u in ur` would, without building `ur`.
+    Memory: the rows' arrays (shared, not copied, when users come sorted, as from a snapshot of
+    a table with timestamps), the per-user order when they do not, and the id dicts.
+    """
+
+    def __init__(self, ratings: Ratings, rating_scale: tuple[float, float]) -> None:
+        n_users, n_items = len(ratings.user_ids), len(ratings.item_ids)
+        users = np.ascontiguousarray(ratings.users, dtype=np.int32)
+        items = np.ascontiguousarray(ratings.items, dtype=np.int32)
+        values = np.ascontiguousarray(ratings.ratings, dtype=np.float64)
+        user_counts = np.bincount(users, minlength=n_users)
+        item_counts = np.bincount(items, minlength=n_items)
+        if user_counts.size != n_users or item_counts.size != n_items:
+            raise ValueError("inner ids beyond the ids given")
+        if (n_users and user_counts.min() == 0) or (n_items and item_counts.min() == 0):
+            raise ValueError("every user and item id must have a rating")
+        if users.size < 2 or bool(np.all(users[1:] >= users[:-1])):
+            by_user = (users, items, values)  # already in Surprise's order: no copy
+        else:
+            order = np.argsort(users, kind="stable")
+            by_user = (users[order], items[order], values[order])
+        self.rows = (users, items, values)  # in row order
+        self.user_of, self.user_items, self.user_ratings = by_user
+        self.user_indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(user_counts, out=self.user_indptr[1:])
+        self.item_counts = item_counts.astype(np.int64)
+        self.user_ids = ratings.user_ids
+        self.item_ids = ratings.item_ids
+        # what Trainset.__init__ sets
+        self._ur: defaultdict[int, list[tuple[int, float]]] | None = None
+        self._ir: defaultdict[int, list[tuple[int, float]]] | None = None
+        self.n_users = n_users
+        self.n_items = n_items
+        self.n_ratings = int(values.size)
+        self.rating_scale = rating_scale
+        self._raw2inner_id_users = {raw: inner for inner, raw in enumerate(ratings.user_ids)}
+        self._raw2inner_id_items = {raw: inner for inner, raw in enumerate(ratings.item_ids)}
+        self._global_mean: Any = None
+        self._inner2raw_id_users = None
+        self._inner2raw_id_items = None
+
+    @property
+    def ur(self) -> defaultdict[int, list[tuple[int, float]]]:
+        if self._ur is None:
+            self._ur = _rating_lists(self.user_indptr, self.user_items, self.user_ratings)
+        return self._ur
+
+    @ur.setter
+    def ur(self, value: defaultdict[int, list[tuple[int, float]]]) -> None:
+        self._ur = value
+
+    @property
+    def ir(self) -> defaultdict[int, list[tuple[int, float]]]:
+        if self._ir is None:
+            users, items, values = self.rows
+            order = np.argsort(items, kind="stable")  # each item's ratings in row order
+            indptr = np.zeros(self.n_items + 1, dtype=np.int64)
+            np.cumsum(self.item_counts, out=indptr[1:])
+            self._ir = _rating_lists(indptr, users[order], values[order])
+        return self._ir
+
+    @ir.setter
+    def ir(self, value: defaultdict[int, list[tuple[int, float]]]) -> None:
+        self._ir = value
+
+    def knows_user(self, uid: Any) -> bool:
+        if self._ur is not None:  # exactly Surprise's answer, even after ur grew a key
+            return uid in self._ur
+        return _is_inner_id(uid, self.n_users)
+
+    def knows_item(self, iid: Any) -> bool:
+        if self._ir is not None:
+            return iid in self._ir
+        return _is_inner_id(iid, self.n_items)
+
+    def all_ratings(self) -> Iterator[tuple[int, int, float]]:
+        return zip(self.user_of.data, self.user_items.data, self.user_ratings.data)
+
+    @property
+    def global_mean(self) -> Any:
+        if self._global_mean is None:
+            self._global_mean = np.mean(self.user_ratings)
+        return self._global_mean
+
+
+def build_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> ArrayTrainset:
     """Surprise's Trainset from arrays; see the module docstring for why it must be identical."""
+    return ArrayTrainset(ratings, rating_scale)
+
+
+def surprise_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Trainset:
+    """The same trainset as Surprise's own class, with `ur` and `ir` as dicts of lists (about
+    200 bytes per rating): for comparisons, and for code that needs a plain Trainset."""
     ur: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
     ir: defaultdict[int, list[tuple[int, float]]] = defaultdict(list)
     for u, i, r in zip(ratings.users.tolist(), ratings.items.tolist(), ratings.ratings.tolist()):
@@ -178,26 +309,42 @@ def estimate_or_default(algo: Any, user: Any, item: Any) -> float:
     return float(est[0] if isinstance(est, tuple) else est)
 
 
-def model_from_fit(fitted: FittedModel) -> ModelArrays:
-    algo, trainset = fitted.algorithm, fitted.trainset
+def seen_arrays(trainset: Trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
+    """(CSR indptr and indices of the items each user rated, ratings per item, raw user ids,
+    raw item ids), from an ArrayTrainset's arrays, or from any Trainset's `ur` and `ir`."""
     n_users, n_items = trainset.n_users, trainset.n_items
+    if isinstance(trainset, ArrayTrainset):
+        return (
+            trainset.user_indptr,
+            trainset.user_items,
+            trainset.item_counts,
+            list(trainset.user_ids),
+            list(trainset.item_ids),
+        )
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
     indices = np.fromiter(
         (i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int32, count=int(indptr[-1])
     )
     counts = np.asarray([len(trainset.ir[i]) for i in range(n_items)], dtype=np.int64)
+    user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
+    item_ids = [trainset.to_raw_iid(i) for i in range(n_items)]
+    return indptr, indices, counts, user_ids, item_ids
+
+
+def model_from_fit(fitted: FittedModel) -> ModelArrays:
+    algo, trainset = fitted.algorithm, fitted.trainset
+    indptr, indices, counts, user_ids, item_ids = seen_arrays(trainset)
     unknown = np.asarray(
-        [estimate_or_default(algo, UNKNOWN_USER, i) for i in range(n_items)], dtype=np.float64
+        [estimate_or_default(algo, UNKNOWN_USER, i) for i in range(trainset.n_items)], dtype=np.float64
     )
     name = kernels.kernel_name(algo)
     kind = KIND_REFIT if name is None else name
     arrays = {} if name is None else kernels.export_arrays(algo, trainset)
-    user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
     return ModelArrays(
         kind=kind,
         user_ids=user_ids,
-        item_ids=[trainset.to_raw_iid(i) for i in range(n_items)],
+        item_ids=item_ids,
         seen_indptr=indptr,
         seen_indices=indices,
         item_counts=counts,
