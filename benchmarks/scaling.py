@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/scaling.py --sizes 1e6,5e6,25e6 --json scaling.json
     .venv/bin/python benchmarks/scaling.py --sizes 25e6 --pg-data-dir /work/pg25m  # already loaded
     .venv/bin/python benchmarks/scaling.py --sizes 25e6 --database-url postgresql://...  # the same
+    .venv/bin/python benchmarks/scaling.py --sizes 25e6 --pg-data-dir /work/pg25m --include small.json
+        # 25M run, shown with the 1M and 5M sizes of an earlier run's --json small.json
 
 Each size runs the real state machine (statemachine/recommender.asl.json on moto's Step Functions
 engine, every Lambda task in-process, as `recommender demo` and `run` do) with SVD at its default
@@ -524,6 +526,14 @@ def main() -> None:
     parser.add_argument("--item-exponent", type=float, default=1.0, help="items ∝ ratings ** this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also show the sizes of an earlier run's --json (not run again), e.g. 1M and 5M next to 25M",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one size, its result to this file
     args = parser.parse_args()
     if args.database_url and args.pg_data_dir:
@@ -543,6 +553,13 @@ def main() -> None:
             if subprocess.run(command, check=False).returncode != 0:
                 sys.exit(f"the {human(ratings)} run failed")
             results.append(json.loads(out.read_text()))
+    for path in args.include:
+        earlier = json.loads(path.read_text())
+        if earlier["settings"]["users_per_shard"] != args.users_per_shard:
+            print(f"note: {path} used {earlier['settings']['users_per_shard']} users per shard")
+        ran = {size["target_ratings"] for size in results}
+        results += [size for size in earlier["sizes"] if size["target_ratings"] not in ran]
+    results.sort(key=lambda size: size["ratings"])
     figures = report(args, results)
     print_table(figures)
     if args.json:
