@@ -184,3 +184,55 @@ def test_every_step_of_a_real_run_is_measured(database_url: str) -> None:
         assert record.peak_bytes is not None and record.rss_start_bytes is not None
         assert record.peak_bytes >= record.rss_start_bytes > 0
         assert 1 <= record.concurrent <= 2
+
+
+def published_lists(engine: LocalEngine) -> dict[str, list[str]]:
+    """Every user's published items, read back from the run's shards."""
+    from recommender.sharding import decode_shard
+
+    latest = json.loads(
+        engine.s3.get_object(Bucket=engine.bucket, Key=f"{engine.prefix}/latest.json")["Body"].read()
+    )
+    manifest_key = f"{engine.prefix}/{latest['manifest']}"
+    manifest = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
+    lists: dict[str, list[str]] = {}
+    for shard in manifest["shards"]:
+        data = engine.s3.get_object(Bucket=engine.bucket, Key=f"{engine.prefix}/{shard['key']}")[
+            "Body"
+        ].read()
+        lists.update({record["user"]: record["items"] for record in decode_shard(data)})
+    return lists
+
+
+@pytest.mark.e2e
+def test_isolated_invocations_publish_the_same_run_and_measure_each_process(database_url: str) -> None:
+    """Each invocation in its own process (S3 over moto's server): the run publishes exactly what
+    an in-process run publishes, and every record carries that process's own memory."""
+    with closing(psycopg2.connect(database_url)) as conn:
+        spec = SyntheticSpec(users=120, items=60, ratings_per_user=10, seed=1)
+        load_ratings(conn, synthetic_ratings(spec), SourceTable())
+    run_input = {"users_per_shard": 30, "max_concurrency": 2}
+    with LocalEngine(database_url) as engine:
+        assert engine.run(run_input).status == "SUCCEEDED"
+        in_process = published_lists(engine)
+    with LocalEngine(database_url, isolate=True) as engine:
+        result = engine.run(run_input)
+        assert result.status == "SUCCEEDED", result.cause
+        assert published_lists(engine) == in_process
+        assert engine.memory_measured
+        names = [record.function for record in engine.invocations]
+        assert names.count("recommender-predict") == 4 and names[-1] == "recommender-merge"
+        for record in engine.invocations:
+            assert record.error is None
+            assert record.rss_start_bytes is not None and record.peak_bytes is not None
+            # a fresh interpreter with numpy imported holds tens of MB; its peak is at least that
+            assert record.peak_bytes >= record.rss_start_bytes > 20 * MB
+
+
+@pytest.mark.e2e
+def test_an_isolated_failure_reaches_the_state_machine_like_lambdas(database_url: str) -> None:
+    with LocalEngine(database_url, isolate=True) as engine:
+        result = engine.run({"source": {"table": "no_such_table"}})
+    assert result.status == "FAILED"
+    assert result.error == "ConfigError" and "no_such_table" in (result.cause or "")
+    assert engine.invocations[0].error == "ConfigError"

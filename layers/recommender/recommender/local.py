@@ -25,23 +25,30 @@ so each record's peak is the process's peak over its own interval, other invocat
 included; `concurrent` says how many were in flight at most. Off by default because the reset also
 lowers what `getrusage` reports as the process's maximum. Without /proc (macOS) the memory fields
 are None.
+
+ISOLATED INVOCATIONS: with `isolate=True` every invocation runs in a fresh Python process
+(`lambda_process`), as a cold Lambda would: the child imports only its handler, reaches S3 over
+HTTP (moto's server, started here, serves the same mocked state), and reports its own peak
+resident memory, its imports included and moto's storage excluded. That is the figure to compare
+with a function's memory setting; the in-process figures above include moto's copies of every
+object. Slower (each invocation pays its imports), so off by default.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,10 +57,20 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.server import ThreadedMotoServer
+
+from . import lambda_process
+from .lambda_process import (
+    FUNCTION_TIMEOUT_SECONDS,
+    REGION,
+    Handler,
+    HandlerImportError,
+    LocalContext,
+    lambda_error,
+    load_handler,
+)
 
 PINNED_MOTO = "5.2.5"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 DEFINITION = Path("statemachine") / "recommender.asl.json"
 
 # Logical function name in template.yaml -> (handler file, ASL substitution naming its ARN)
@@ -75,9 +92,6 @@ TRAIN_ON_LAMBDA = {
     "TrainSubnetIds": "none",
     "TrainSecurityGroupId": "none",
 }
-FUNCTION_TIMEOUT_SECONDS = 900
-
-Handler = Callable[[dict[str, Any], Any], Any]
 _handlers: dict[str, Handler] = {}
 _active = threading.Lock()
 PROC_STATUS = Path("/proc/self/status")
@@ -105,36 +119,6 @@ def render_definition(text: str, substitutions: dict[str, str]) -> str:
     if missing:
         raise LocalRunError(f"the definition uses undefined substitution(s): {', '.join(missing)}")
     return re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], text)
-
-
-def load_handler(path: Path) -> Handler:
-    spec = importlib.util.spec_from_file_location(f"local_{path.parent.name}_app", path)
-    if spec is None or spec.loader is None:
-        raise LocalRunError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    handler: Handler = module.lambda_handler
-    return handler
-
-
-@dataclass
-class LocalContext:
-    """What the handlers (and Powertools) read from Lambda's context object."""
-
-    function_name: str
-    memory_limit_in_mb: int = 1024
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "local"
-    log_stream_name: str = "local"
-    deadline: float = field(default_factory=lambda: time.monotonic() + FUNCTION_TIMEOUT_SECONDS)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)
@@ -200,11 +184,12 @@ class _Recorder:
         self._lock = threading.Lock()
         self._open: dict[object, _Open] = {}
 
-    def begin(self, function: str) -> object:
+    def begin(self, function: str, measure: bool = True) -> object:
+        """Start a record; with `measure=False` the caller brings the memory figures to `end`."""
         token = object()
         with self._lock:
             rss: int | None = None
-            if self.memory:
+            if self.memory and measure:
                 if self._open:  # keep the running invocations' peaks before the reset
                     peak = _memory_status()[1]
                     for running in self._open.values():
@@ -216,11 +201,17 @@ class _Recorder:
                 running.concurrent = max(running.concurrent, len(self._open))
         return token
 
-    def end(self, token: object, error: str | None) -> Invocation:
+    def end(
+        self, token: object, error: str | None, memory: tuple[int | None, int | None] | None = None
+    ) -> Invocation:
+        """Close a record; `memory` is (start, peak) measured elsewhere (an isolated process)."""
         with self._lock:
             ended = time.monotonic()
             call = self._open.pop(token)
-            peak = max(call.peak, _memory_status()[1]) if self.memory else None
+            if memory is not None:
+                call.rss_start, peak = memory
+            else:
+                peak = max(call.peak, _memory_status()[1]) if self.memory else None
             record = Invocation(
                 function=call.function,
                 started=call.started,
@@ -258,8 +249,10 @@ def _invoke(
         return json.dumps(
             {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name}"}
         ).encode()
-    event = json.loads(body) if body else {}
     recorder = _recorder
+    if _isolation is not None:
+        return _invoke_in_process(_isolation, name, body, response_headers, recorder)
+    event = json.loads(body) if body else {}
     token = recorder.begin(name) if recorder is not None else None
     try:
         result = handler(event, LocalContext(name))
@@ -267,16 +260,63 @@ def _invoke(
         if recorder is not None:
             recorder.end(token, type(error).__name__)
         response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(
-            {
-                "errorType": type(error).__name__,
-                "errorMessage": str(error),
-                "stackTrace": traceback.format_tb(error.__traceback__),
-            }
-        ).encode()
+        return json.dumps(lambda_error(error)).encode()
     if recorder is not None:
         recorder.end(token, None)
     return json.dumps(result).encode()
+
+
+@dataclass(frozen=True)
+class _Isolation:
+    """How `isolate` mode starts a handler's process: its file and the environment to give it."""
+
+    handler_files: dict[str, Path]
+    environment: dict[str, str]
+
+
+_isolation: _Isolation | None = None
+
+
+def _invoke_in_process(
+    isolation: _Isolation,
+    name: str,
+    body: Any,
+    response_headers: dict[str, str],
+    recorder: _Recorder | None,
+) -> bytes:
+    """Run one invocation in a fresh Python process (see `lambda_process`)."""
+    token = recorder.begin(name, measure=False) if recorder is not None else None
+    with tempfile.TemporaryDirectory(prefix="recommender-invoke-") as folder:
+        result_file = Path(folder) / "result.json"
+        command = [sys.executable, "-m", lambda_process.__name__, str(isolation.handler_files[name])]
+        completed = subprocess.run(
+            [*command, name, str(result_file)],
+            input=body if isinstance(body, bytes) else (body or "{}").encode(),
+            env=isolation.environment,
+            check=False,
+        )
+        if completed.returncode != 0 or not result_file.is_file():
+            outcome: dict[str, Any] = {
+                "error": {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"the {name} process exited with {completed.returncode}",
+                },
+                "init_bytes": None,
+                "peak_bytes": None,
+            }
+        else:
+            outcome = json.loads(result_file.read_text())
+    error = outcome.get("error")
+    if recorder is not None:
+        recorder.end(
+            token,
+            error["errorType"] if error else None,
+            memory=(outcome["init_bytes"], outcome["peak_bytes"]),
+        )
+    if error:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps(error).encode()
+    return json.dumps(outcome["result"]).encode()
 
 
 @dataclass
@@ -301,8 +341,10 @@ class LocalEngine:
         env: dict[str, str] | None = None,
         measure_memory: bool = False,
         on_invoke: Callable[[Invocation], None] | None = None,
+        isolate: bool = False,
     ) -> None:
-        """`measure_memory` and `on_invoke`: see "OBSERVING INVOCATIONS" in the module docstring."""
+        """`measure_memory` and `on_invoke`: see "OBSERVING INVOCATIONS" in the module docstring;
+        `isolate`: see "ISOLATED INVOCATIONS"."""
         self.root = project_root()
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.environment = {
@@ -320,6 +362,8 @@ class LocalEngine:
         self._patches: list[Any] = []
         self.state_machine_arn = ""
         self._recorder = _Recorder(measure_memory, on_invoke)
+        self.isolate = isolate
+        self._server: ThreadedMotoServer | None = None
 
     @property
     def invocations(self) -> list[Invocation]:
@@ -329,7 +373,7 @@ class LocalEngine:
     @property
     def memory_measured(self) -> bool:
         """Whether the invocations carry memory figures (asked for, and /proc allows it)."""
-        return self._recorder.memory
+        return self._recorder.memory or self.isolate
 
     def __enter__(self) -> LocalEngine:
         if not _active.acquire(blocking=False):
@@ -365,9 +409,14 @@ class LocalEngine:
         )["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
         substitutions = {BUCKET_SUBSTITUTION: self.bucket, **TRAIN_ON_LAMBDA}
+        handler_files: dict[str, Path] = {}
         for logical, (path, substitution) in FUNCTIONS.items():
             name = f"recommender-{logical.removesuffix('Function').lower()}"
-            _handlers[name] = load_handler(self.root / path)
+            handler_files[name] = self.root / path
+            try:
+                _handlers[name] = load_handler(self.root / path)
+            except HandlerImportError as error:
+                raise LocalRunError(str(error)) from None
             arn = lam.create_function(
                 FunctionName=name,
                 Runtime="python3.12",
@@ -381,8 +430,30 @@ class LocalEngine:
         self.state_machine_arn = self.sfn.create_state_machine(
             name="recommender", definition=definition, roleArn=role
         )["stateMachineArn"]
+        if self.isolate:
+            self._serve_isolated(handler_files)
+
+    def _serve_isolated(self, handler_files: dict[str, Path]) -> None:
+        """Serve the mocked state over HTTP for the handlers' own processes."""
+        global _isolation
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        environment = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+        }
+        environment.pop("AWS_SESSION_TOKEN", None)
+        _isolation = _Isolation(handler_files, environment)
 
     def __exit__(self, *exc: Any) -> None:
+        global _isolation
+        _isolation = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
         for patch in reversed(self._patches):
             patch.stop()
         self._patches = []
