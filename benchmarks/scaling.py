@@ -8,10 +8,20 @@
         # 25M run, shown with the 1M and 5M sizes of an earlier run's --json small.json
 
 Each size runs the real state machine (statemachine/recommender.asl.json on moto's Step Functions
-engine, every Lambda task in-process, as `recommender demo` and `run` do) with SVD at its default
-parameters and the run's default `evaluate` (Train measures a holdout split, then fits on every
-rating). The local engine records each Lambda invocation's seconds and memory
-(`LocalEngine(measure_memory=True)`):
+engine) with SVD at its default parameters and the run's default `evaluate` (Train measures a
+holdout split, then fits on every rating). The local engine records each Lambda invocation's
+seconds and memory.
+
+By default every invocation runs in its own fresh process, as a cold Lambda would
+(`LocalEngine(isolate=True)`, S3 reached over HTTP through moto's server):
+- "peak": that process's peak resident memory, its imports included and moto's storage excluded:
+  the figure to compare with a function's memory setting;
+- "growth": that peak minus the process's resident memory once the handler was imported (the
+  step's own work).
+Each invocation pays its imports (about a second), as a cold start does; a warm Lambda would not.
+
+With --in-process the handlers run in this process's threads, as `recommender demo` does
+(`LocalEngine(measure_memory=True)`), and the table also gets CPU seconds per step:
 - "peak": the process's peak resident memory during the invocation (the kernel's VmHWM, reset when
   the invocation starts). It includes what the process already held: Python, the libraries, moto's
   in-memory S3 (the snapshot, the model, the shards written so far) and anything earlier steps
@@ -226,7 +236,11 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         run_input["source"]["timestamp_column"] = args.timestamp_column
     with ExitStack() as stack:
         db = stack.enter_context(database(args, ratings, say))
-        engine = stack.enter_context(LocalEngine(db["url"], measure_memory=True, on_invoke=on_invoke))
+        engine = stack.enter_context(
+            LocalEngine(
+                db["url"], measure_memory=args.in_process, on_invoke=on_invoke, isolate=not args.in_process
+            )
+        )
         cpu = time_cpu_of_handlers()
         gc.collect()
         load_before = os.getloadavg()
@@ -373,7 +387,8 @@ def print_table(report: dict[str, Any]) -> None:
     grow = "".join(f"{human(g['from']) + '→' + human(g['to']):>{width + 8}}" for g in report["growth"])
     print(
         f"\nWorkflow scaling: SVD (default params), evaluate on, {settings['users_per_shard']:,} users per"
-        f" shard, Map max_concurrency {settings['max_concurrency']}"
+        f" shard, Map max_concurrency {settings['max_concurrency']},"
+        + (" one process per invocation" if settings.get("isolated") else " handlers in one process")
     )
     print(f"  {'':<40}{head}")
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
@@ -486,6 +501,7 @@ def report(args: argparse.Namespace, sizes: list[dict[str, Any]]) -> dict[str, A
             "evaluate": True,
             "users_per_shard": args.users_per_shard,
             "max_concurrency": args.max_concurrency,
+            "isolated": not args.in_process,
             "item_exponent": args.item_exponent,
             "seed": args.seed,
             "reference": REFERENCE,
@@ -533,6 +549,11 @@ def main() -> None:
         default=[],
         metavar="JSON",
         help="also show the sizes of an earlier run's --json (not run again), e.g. 1M and 5M next to 25M",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the handlers in this process (as the demo does) instead of one process per invocation",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)  # one size, its result to this file
     args = parser.parse_args()

@@ -215,6 +215,7 @@ def test_isolated_invocations_publish_the_same_run_and_measure_each_process(data
     with LocalEngine(database_url) as engine:
         assert engine.run(run_input).status == "SUCCEEDED"
         in_process = published_lists(engine)
+    held = np.ones(ALLOCATE // 8)  # this process grows; the invocations' own figures must not
     with LocalEngine(database_url, isolate=True) as engine:
         result = engine.run(run_input)
         assert result.status == "SUCCEEDED", result.cause
@@ -227,6 +228,8 @@ def test_isolated_invocations_publish_the_same_run_and_measure_each_process(data
             assert record.rss_start_bytes is not None and record.peak_bytes is not None
             # a fresh interpreter with numpy imported holds tens of MB; its peak is at least that
             assert record.peak_bytes >= record.rss_start_bytes > 20 * MB
+            assert record.peak_bytes < ALLOCATED, "the parent's memory counted as the child's"
+    del held
 
 
 @pytest.mark.e2e

@@ -78,19 +78,30 @@ def lambda_error(error: BaseException) -> dict[str, Any]:
     }
 
 
-def _resident_bytes() -> int:
+def _memory_status(field: str) -> int | None:
+    """A /proc/self/status figure in bytes (Linux), None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return None
+
+
+def _resident_bytes() -> int:
+    return _memory_status("VmRSS") or 0
 
 
 def _peak_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
+    """This program's peak resident memory. VmHWM belongs to the address space exec created;
+    getrusage's maximum, used where /proc is missing, would also count the parent's resident
+    memory at the fork (Linux keeps it across exec)."""
+    peak = _memory_status("VmHWM")
+    if peak is not None:
+        return peak
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024  # Linux reports KiB, macOS bytes
 
 
 def main(argv: list[str]) -> int:
