@@ -258,7 +258,9 @@ def _extract(
         check_invalid_share(total, valid, dropped, max_invalid_fraction)
         copy = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(export_query(q, checks))
         with S3Writer(s3, bucket, key, "application/gzip") as writer:
-            with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=6, mtime=0) as compressed:
+            # Level 1: five times the speed of level 6 on this CSV for 15% more bytes; compressing
+            # is Extract's own bottleneck, while S3 bytes are cheap and Train reads at any level.
+            with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=1, mtime=0) as compressed:
                 cursor.copy_expert(copy, compressed, size=1024 * 1024)
             rows = cursor.rowcount
     return ExtractSummary(
