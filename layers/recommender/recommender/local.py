@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -436,6 +437,7 @@ class LocalEngine:
     def _serve_isolated(self, handler_files: dict[str, Path]) -> None:
         """Serve the mocked state over HTTP for the handlers' own processes."""
         global _isolation
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
