@@ -262,6 +262,9 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     for record in records:
         by_step.setdefault(STEPS.get(record.function, record.function), []).append(record)
     steps = {step: summarise(calls) for step, calls in by_step.items()}
+    for record in records:  # isolated invocations measured their own process's CPU time
+        if record.cpu_seconds is not None:
+            cpu.setdefault(STEPS.get(record.function, record.function), []).append(record.cpu_seconds)
     for name, seconds in cpu.items():
         steps[name]["cpu_seconds"] = sum(seconds)
         steps[name]["slowest_cpu_seconds"] = max(seconds)
@@ -422,7 +425,7 @@ def print_table(report: dict[str, Any]) -> None:
             print(line)
 
     block("seconds", SECONDS, lambda v: "-" if v is None else f"{v:,.2f}")
-    block("CPU seconds of this process", CPU, lambda v: "-" if v is None else f"{v:,.2f}")
+    block("CPU seconds of the handlers", CPU, lambda v: "-" if v is None else f"{v:,.2f}")
     block("memory, MiB (peak / growth over start)", MEMORY, lambda v: mib(v))
     print(f"\n  {'seconds per million ratings':<40}{head}")
     for _key, label, get in SECONDS:
@@ -430,9 +433,14 @@ def print_table(report: dict[str, Any]) -> None:
         cells = ["-" if v is None else f"{v / millions:,.2f}" for v, millions in values]
         print(f"  {label:<40}" + "".join(f"{cell:>{width}}" for cell in cells))
     print(
-        "\n  peak: the process's peak resident memory during the step (moto's S3 and earlier steps"
-        " included);\n  growth: that peak above the step's starting RSS (its own allocations)."
-        " b: value ∝ ratings ** b."
+        (
+            "\n  peak: the peak resident memory of the invocation's own process, imports included;"
+            "\n  growth: that peak above its resident memory once the handler was imported."
+            if settings.get("isolated")
+            else "\n  peak: the process's peak resident memory during the step (moto's S3 and earlier"
+            " steps included);\n  growth: that peak above the step's starting RSS (its own allocations)."
+        )
+        + " b: value ∝ ratings ** b."
     )
 
 

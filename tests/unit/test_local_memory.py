@@ -229,6 +229,7 @@ def test_isolated_invocations_publish_the_same_run_and_measure_each_process(data
             # a fresh interpreter with numpy imported holds tens of MB; its peak is at least that
             assert record.peak_bytes >= record.rss_start_bytes > 20 * MB
             assert record.peak_bytes < ALLOCATED, "the parent's memory counted as the child's"
+            assert record.cpu_seconds is not None and record.cpu_seconds > 0.1  # its imports at least
     del held
 
 

@@ -11,7 +11,8 @@ This module imports nothing heavy itself; the engine reuses its context and hand
 
 Protocol: argv is `<handler file> <function name> <result file>`, the event is JSON on stdin, and
 the result file receives `{"result": ...}` or `{"error": {errorType, errorMessage, stackTrace}}`,
-plus `init_bytes` (resident memory once the handler is imported) and `peak_bytes`.
+plus `init_bytes` (resident memory once the handler is imported), `peak_bytes` and `cpu_seconds`
+(the process's, imports included).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def main(argv: list[str]) -> int:
         outcome = {"result": handler(event, LocalContext(function_name))}
     except Exception as error:
         outcome = {"error": lambda_error(error)}
-    outcome.update(init_bytes=init, peak_bytes=_peak_bytes())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    outcome.update(init_bytes=init, peak_bytes=_peak_bytes(), cpu_seconds=usage.ru_utime + usage.ru_stime)
     Path(result_file).write_text(json.dumps(outcome))
     return 0
 

@@ -133,6 +133,7 @@ class Invocation:
     rss_start_bytes: int | None  # the process's resident memory at the start (measure_memory)
     peak_bytes: int | None  # the process's peak resident memory during the call (measure_memory)
     concurrent: int  # the most invocations in flight at once during this one, itself included
+    cpu_seconds: float | None = None  # isolated invocations: the CPU time of the handler's process
 
     @property
     def growth_bytes(self) -> int | None:
@@ -203,7 +204,11 @@ class _Recorder:
         return token
 
     def end(
-        self, token: object, error: str | None, memory: tuple[int | None, int | None] | None = None
+        self,
+        token: object,
+        error: str | None,
+        memory: tuple[int | None, int | None] | None = None,
+        cpu_seconds: float | None = None,
     ) -> Invocation:
         """Close a record; `memory` is (start, peak) measured elsewhere (an isolated process)."""
         with self._lock:
@@ -221,6 +226,7 @@ class _Recorder:
                 rss_start_bytes=call.rss_start,
                 peak_bytes=peak,
                 concurrent=call.concurrent,
+                cpu_seconds=cpu_seconds,
             )
             self.records.append(record)
         if self.on_invoke is not None:
@@ -304,6 +310,7 @@ def _invoke_in_process(
                 },
                 "init_bytes": None,
                 "peak_bytes": None,
+                "cpu_seconds": None,
             }
         else:
             outcome = json.loads(result_file.read_text())
@@ -313,6 +320,7 @@ def _invoke_in_process(
             token,
             error["errorType"] if error else None,
             memory=(outcome["init_bytes"], outcome["peak_bytes"]),
+            cpu_seconds=outcome["cpu_seconds"],
         )
     if error:
         response_headers["x-amz-function-error"] = "Unhandled"
