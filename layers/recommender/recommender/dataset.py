@@ -631,7 +631,10 @@ class _SnapshotParser:
         self.rows = 0  # data rows parsed so far (the header is row 1)
         self.users = _IdIndex()
         self.items = _IdIndex()
-        self.parts: dict[str, list[np.ndarray]] = {"users": [], "items": [], "ratings": [], "timestamps": []}
+        self.users_column = _GrowingArray(np.int32)
+        self.items_column = _GrowingArray(np.int32)
+        self.ratings_column = _GrowingArray(np.float64)
+        self.timestamps_column = _GrowingArray(np.float64)
 
     def feed(self, block: bytes, final: bool) -> int:
         """Parse the complete records at the start of `block` (all of it when `final`); return
@@ -778,27 +781,41 @@ class _SnapshotParser:
         self, users: np.ndarray, items: np.ndarray, ratings: np.ndarray, stamps: np.ndarray | None
     ) -> None:
         self.rows += users.size
-        self.parts["users"].append(users)
-        self.parts["items"].append(items)
-        self.parts["ratings"].append(ratings)
+        self.users_column.extend(users)
+        self.items_column.extend(items)
+        self.ratings_column.extend(ratings)
         if stamps is not None:
-            self.parts["timestamps"].append(stamps)
+            self.timestamps_column.extend(stamps)
 
     def result(self) -> Ratings:
-        def column(name: str, dtype: type) -> np.ndarray:
-            parts = self.parts.pop(name)
-            joined = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-            parts.clear()
-            return joined.astype(dtype, copy=False)
-
         return Ratings(
             user_ids=self.users.ids(),
             item_ids=self.items.ids(),
-            users=column("users", np.int32),
-            items=column("items", np.int32),
-            ratings=column("ratings", np.float64),
-            timestamps=column("timestamps", np.float64) if self.columns > 3 else None,
+            users=self.users_column.result(),
+            items=self.items_column.result(),
+            ratings=self.ratings_column.result(),
+            timestamps=self.timestamps_column.result() if self.columns > 3 else None,
         )
+
+
+class _GrowingArray:
+    """A 1-d array grown in place by a quarter at a time: numpy's resize reallocates, which for
+    large arrays moves pages rather than copying them, so the parsed columns never exist twice."""
+
+    def __init__(self, dtype: type) -> None:
+        self.array: np.ndarray = np.zeros(1 << 16, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + values.size
+        if end > self.array.size:
+            self.array.resize(max(end, self.array.size * 5 // 4), refcheck=False)
+        self.array[self.size : end] = values
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        self.array.resize(self.size, refcheck=False)
+        return self.array
 
 
 def _str(value: bytes | str) -> str:
