@@ -261,7 +261,11 @@ def _extract(
             # Level 1: five times the speed of level 6 on this CSV for 15% more bytes; compressing
             # is Extract's own bottleneck, while S3 bytes are cheap and Train reads at any level.
             with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=1, mtime=0) as compressed:
-                cursor.copy_expert(copy, compressed, size=1024 * 1024)
+                # psycopg2 writes every row separately: batch them, or gzip pays per row (1.5 µs
+                # each, a third of Extract's CPU at 25M rows, against 0.25 µs buffered).
+                batched = io.BufferedWriter(compressed, buffer_size=1024 * 1024)
+                cursor.copy_expert(copy, batched, size=1024 * 1024)
+                batched.flush()
             rows = cursor.rowcount
     return ExtractSummary(
         rows=rows,
