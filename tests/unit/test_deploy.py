@@ -575,17 +575,40 @@ def test_samconfig_defaults() -> None:
     assert len(default["global"]["parameters"]["stack_name"]) <= 80
 
 
-def test_deploy_guide_shows_the_cost_script_table() -> None:
+def estimate_cost() -> Any:
     spec = importlib.util.spec_from_file_location("estimate_cost", ROOT / "scripts" / "estimate_cost.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["estimate_cost"] = module
     spec.loader.exec_module(module)
+    return module
+
+
+def test_deploy_guide_shows_the_cost_script_table() -> None:
+    module = estimate_cost()
     assert module.table() in DEPLOY_DOC.read_text(), "run scripts/estimate_cost.py and paste its table"
     # The prices are the published ones the guide quotes.
     text = DEPLOY_DOC.read_text()
     for price in ("$0.0000133334 per GB-second", "$0.20 per million", "$0.025 per 1,000", "$0.005 per 1,000"):
         assert price in text, price
+
+
+def test_scaling_guide_shows_the_projection_and_the_limits() -> None:
+    module = estimate_cost()
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    assert module.table() in text, "run scripts/estimate_cost.py and paste its table into docs/scaling.md"
+    assert module.lambda_limits() in text
+    assert "@" not in text.replace("`@", ""), "a placeholder is left in docs/scaling.md"
+
+
+def test_the_projection_moves_train_to_fargate_only_past_lambdas_limits() -> None:
+    module = estimate_cost()
+    measured, small, large = (module.steps(s) for s in module.SCENARIOS)
+    assert measured[1].where.startswith("Lambda") and small[1].where.startswith("Lambda")
+    assert large[1].where.startswith("Fargate")
+    # the measured run's projected memory is its measured peak
+    measured_run = module.MEASURED
+    assert module.train_memory_mb(measured_run.ratings, measured_run.users) == measured_run.train_peak_mb
 
 
 def test_deploy_guide_covers_every_parameter_and_output() -> None:
