@@ -35,6 +35,20 @@ def published(ndcg: float, **split: Any) -> dict[str, Any]:
         (quality(0.26), None, False, "no-baseline"),
         (quality(0.26), {"run_id": "before", "quality": None}, False, "no-baseline"),
         (quality(0.26), published(0.30, fraction=0.1), False, "no-baseline"),  # not comparable
+        # a sampled evaluation (large data) is not compared with a full one, nor another budget's
+        (quality(0.26, sample_max_ratings=2_000_000), published(0.30), False, "no-baseline"),
+        (
+            quality(0.26, sample_max_ratings=2_000_000),
+            published(0.30, sample_max_ratings=1),
+            False,
+            "no-baseline",
+        ),
+        (
+            quality(0.26, sample_max_ratings=2_000_000),
+            published(0.30, sample_max_ratings=2_000_000),
+            False,
+            "held",
+        ),
         (None, published(0.30), False, "not-evaluated"),
     ],
 )

@@ -7,16 +7,17 @@ fell by more than `quality_gate_max_drop` (a fraction of the published value), w
 manifest as `held` and leaves `latest.json` alone. `force_publish` overrides the gate.
 
 Two runs are compared only when their measurements are comparable: same metric (k), same split
-method, holdout fraction and seed. Otherwise, or when nothing is published yet, or when the new
-run was not evaluated, the gate has no baseline and lets the run through; the manifest's `gate`
-says which case applied.
+method, holdout fraction, seed and sampling budget (above 2M ratings the evaluation fits on a
+sample of users, whose NDCG is lower: each item is learnt from fewer users). Otherwise, or when
+nothing is published yet, or when the new run was not evaluated, the gate has no baseline and
+lets the run through; the manifest's `gate` says which case applied.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-PROTOCOL = ("method", "fraction", "seed")
+PROTOCOL = ("method", "fraction", "seed", "sample_max_ratings")
 
 
 def metric_name(top_n: int) -> str:
