@@ -96,10 +96,7 @@ class UserPart:
             "seen_indptr": self.seen_indptr,
             "seen_indices": self.seen_indices,
         }
-        arrays.update({f"kernel_{name}": value for name, value in self.arrays.items()})
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        return _npz_bytes(arrays, self.arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UserPart:
@@ -111,6 +108,14 @@ class UserPart:
                 seen_indices=npz["seen_indices"],
                 arrays=_kernel_arrays(npz),
             )
+
+
+def _npz_bytes(arrays: dict[str, Any], kernel_arrays: dict[str, np.ndarray]) -> bytes:
+    """An .npz of the arrays, the kernel's own under a `kernel_` prefix (see `_kernel_arrays`)."""
+    named: dict[str, Any] = {**arrays, **{f"kernel_{name}": value for name, value in kernel_arrays.items()}}
+    buffer = io.BytesIO()
+    np.savez(buffer, **named)
+    return buffer.getvalue()
 
 
 def _check_version(npz: Any) -> None:
@@ -232,10 +237,7 @@ class ModelArrays:
             "user_order": self.user_order,
             "users_in_parts": np.bool_(self.users_in_parts),
         }
-        arrays.update({f"kernel_{name}": value for name, value in self.arrays.items()})
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        return _npz_bytes(arrays, self.arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelArrays:
