@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from surprise import SVD
 
-from recommender.dataset import ratings_from_rows
 from recommender.model import ModelArrays, utf8_order
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import recommend
+from recommender.snapshot import ratings_from_rows
 from recommender.training import build_trainset, fit, model_from_fit
 
 TOP_N = 10

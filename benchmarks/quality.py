@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from recommender import evaluation
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.sample_data import read_movielens
+from recommender.snapshot import ratings_from_rows
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"  # beside the clone
 K = 10

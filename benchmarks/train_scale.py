@@ -16,7 +16,7 @@ Stages, each timed in this process (wall and CPU seconds) with its peak resident
 kernel's VmHWM, reset as the stage starts; "held" is the resident memory at its start, which the
 peak includes: the ratings arrays, the interpreter and the libraries):
 - read_snapshot: the seed's reader (`csv` row by row into Python lists) against
-  `dataset.read_snapshot`, on the same file; their results must be identical.
+  `snapshot.read_snapshot`, on the same file; their results must be identical.
 - build_trainset: the seed's (dicts of lists of tuples) against `ArrayTrainset`.
 - svd_fit: SVD with its default parameters (100 factors, 20 epochs, random_state 0) on either
   trainset; the factors must be bit-identical.
@@ -54,9 +54,10 @@ import numpy as np
 from surprise import SVD, Trainset
 
 from recommender import evaluation, kernels, training
-from recommender.dataset import SNAPSHOT_COLUMNS, DatasetError, Ratings, read_snapshot
+from recommender.dataset import SNAPSHOT_COLUMNS, DatasetError, Ratings
 from recommender.evaluation import EVALUATION_MAX_RATINGS, evaluate, evaluation_split, holdout_split, subset
 from recommender.model import KIND_REFIT, ModelArrays, utf8_order
+from recommender.snapshot import read_snapshot
 from recommender.training import (
     UNKNOWN_USER,
     FittedModel,

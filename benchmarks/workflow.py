@@ -25,10 +25,10 @@ import psycopg2
 
 from recommender.client import Recommendations
 from recommender.config import SourceTable
-from recommender.dataset import ratings_from_rows
 from recommender.local import LocalEngine, embedded_postgres
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.scoring import recommend
+from recommender.snapshot import ratings_from_rows
 from recommender.training import fit, model_from_fit
 
 

@@ -12,9 +12,9 @@ from surprise import SVD, BaselineOnly, Dataset, Reader
 from surprise.model_selection import KFold, cross_validate
 
 from recommender.cli import main
-from recommender.dataset import ratings_from_rows
 from recommender.evaluation import cross_validate_ratings, evaluate
 from recommender.sample_data import SyntheticSpec, read_movielens, synthetic_ratings
+from recommender.snapshot import ratings_from_rows
 
 MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest-small"
 SMALL = ["--synthetic", "--users", "200", "--items", "150", "--ratings-per-user", "15"]

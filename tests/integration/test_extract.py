@@ -19,7 +19,8 @@ from moto import mock_aws
 from recommender import storage
 from recommender.config import ConfigError, Settings, SourceTable
 from recommender.database import DatabaseUnavailableError
-from recommender.dataset import DatasetError, extract_to_s3, read_snapshot, source_query
+from recommender.dataset import DatasetError, extract_to_s3, source_query
+from recommender.snapshot import read_snapshot
 from recommender.steps import extract
 
 BUCKET = "test-bucket"

@@ -12,7 +12,8 @@ import pytest
 import surprise
 from surprise import SVD, Dataset, Reader, Trainset
 
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
+from recommender.snapshot import ratings_from_rows
 from recommender.training import (
     ArrayTrainset,
     FittedModel,

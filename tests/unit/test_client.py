@@ -14,11 +14,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from recommender.client import Recommendations, RecommendationsError
-from recommender.dataset import ratings_from_rows
 from recommender.manifest import build_latest, build_manifest, load_schema
 from recommender.model import ModelArrays
 from recommender.scoring import fallback, recommend
 from recommender.sharding import encode_shard, plan_shards, shard_users
+from recommender.snapshot import ratings_from_rows
 from recommender.storage import RunPaths, latest_key, relative_key, sha256_hex
 from recommender.training import fit, library_versions, model_from_fit
 

@@ -12,11 +12,12 @@ from recommender import foldin
 from recommender.algorithms import EASE, PRODUCT_ALGORITHMS, TooManyItemsError
 from recommender.algorithms.ease import DEFAULT_MAX_ITEMS, gram, user_rows
 from recommender.config import ConfigError
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.kernels import kernel_name, load_kernel
 from recommender.model import KIND_REFIT, ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import fallback, recommend
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, algorithm_class, effective_params, fit, model_from_fit
 
 SCALE = (1.0, 5.0)

@@ -13,7 +13,7 @@ import pytest
 from surprise import SVD, BaselineOnly, Dataset, KNNBaseline, Reader
 from surprise.model_selection import KFold, cross_validate
 
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.evaluation import (
     RatingsDataset,
     cross_validate_ratings,
@@ -26,6 +26,7 @@ from recommender.evaluation import (
     user_metrics,
 )
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
+from recommender.snapshot import ratings_from_rows
 from recommender.training import fit, model_from_fit
 
 SCALE = (1.0, 5.0)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.evaluation import (
     EVALUATION_MAX_RATINGS,
     evaluate,
@@ -20,6 +20,7 @@ from recommender.evaluation import (
     user_sample,
 )
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
+from recommender.snapshot import ratings_from_rows
 
 SPEC = SyntheticSpec(users=300, items=200, ratings_per_user=20, seed=5)
 BUDGET = 1_500

@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 
 from recommender import foldin
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.foldin import SUPPORTED, FoldInUnsupported, estimates, recommend_for_ratings, user_factors
 from recommender.kernels import load_kernel
 from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import fallback
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, estimate_or_default, fit, model_from_fit
 
 SCALE = (1.0, 5.0)

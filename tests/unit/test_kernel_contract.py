@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.kernels import load_kernel, user_layout
 from recommender.model import ModelArrays, UserPart
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import recommend
 from recommender.sharding import plan_shards, shard_users
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, estimate_or_default, fit, model_from_fit
 
 TOP_N = 7

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from surprise import PredictionImpossible
 
-from recommender.dataset import Ratings, ratings_from_rows
+from recommender.dataset import Ratings
 from recommender.kernels import load_kernel
 from recommender.kernels.knn import KNNKernel
 from recommender.model import ModelArrays
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, fit, model_from_fit
 
 KNN = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")

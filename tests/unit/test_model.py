@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from surprise import SVD, AlgoBase, BaselineOnly
 
-from recommender.dataset import ratings_from_rows
 from recommender.model import KIND_REFIT, ModelArrays, decode_strings, encode_strings, utf8_order
+from recommender.snapshot import ratings_from_rows
 from recommender.training import fit, model_from_fit
 
 TRICKY = [

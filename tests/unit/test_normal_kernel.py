@@ -16,12 +16,12 @@ import pytest
 import surprise
 
 from recommender.config import DEFAULT_SEED
-from recommender.dataset import ratings_from_rows
 from recommender.kernels import kernel_name, load_kernel
 from recommender.kernels.normal import NormalKernel
 from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import UserTopN, recommend
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, fit, model_from_fit
 
 TOP_N = 7

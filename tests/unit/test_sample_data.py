@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from recommender.dataset import ratings_from_rows
 from recommender.evaluation import holdout_split, rating_metrics
 from recommender.sample_data import (
     RNG_CHUNK_USERS,
@@ -29,6 +28,7 @@ from recommender.sample_data import (
     synthetic_ratings,
     timestamp_text,
 )
+from recommender.snapshot import ratings_from_rows
 from recommender.training import fit
 
 FIELDS = ("users", "items", "ratings", "timestamps")

@@ -9,7 +9,6 @@ import pytest
 from surprise import PredictionImpossible
 
 from recommender import scoring
-from recommender.dataset import ratings_from_rows
 from recommender.kernels import load_kernel
 from recommender.model import KIND_REFIT, ModelArrays
 from recommender.scoring import (
@@ -19,6 +18,7 @@ from recommender.scoring import (
     recommend,
     select_top_n,
 )
+from recommender.snapshot import ratings_from_rows
 from recommender.training import FittedModel, fit, model_from_fit
 
 N_USERS, N_ITEMS, PER_USER = 60, 40, 15

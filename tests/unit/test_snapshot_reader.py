@@ -12,14 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recommender import dataset
-from recommender.dataset import (
-    DatasetError,
-    Ratings,
-    iter_snapshot_rows,
-    ratings_from_rows,
-    read_snapshot,
-)
+from recommender import snapshot
+from recommender.dataset import DatasetError, Ratings
+from recommender.snapshot import iter_snapshot_rows, ratings_from_rows, read_snapshot
 
 PLAIN_IDS = [
     "1",
@@ -88,7 +83,7 @@ def _reference(data: bytes) -> Ratings:
     return ratings_from_rows(iter_snapshot_rows(io.BytesIO(gzip.compress(data))))
 
 
-def _fast(data: bytes, chunk_bytes: int = dataset.READ_CHUNK_BYTES) -> Ratings:
+def _fast(data: bytes, chunk_bytes: int = snapshot.READ_CHUNK_BYTES) -> Ratings:
     return read_snapshot(io.BytesIO(gzip.compress(data)), chunk_bytes=chunk_bytes)
 
 
@@ -166,7 +161,7 @@ def test_many_ids_in_many_blocks() -> None:
 
 def test_hash_collisions_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every id hashing alike: the byte-for-byte check sends them all the exact way."""
-    monkeypatch.setattr(dataset, "_hash_rows", lambda words, widths: np.zeros(widths.size, dtype=np.uint64))
+    monkeypatch.setattr(snapshot, "_hash_rows", lambda words, widths: np.zeros(widths.size, dtype=np.uint64))
     rng = np.random.default_rng(2)
     data = _csv(_rows(rng, 500, PLAIN_IDS + EDGE_IDS, timed=False, sort=False), ["user", "item", "rating"])
     assert_same(_fast(data, 500), _reference(data))
@@ -183,10 +178,10 @@ def test_numbers_exactly_as_float() -> None:
         texts.append(("-" if rng.random() < 0.3 else "") + text)
     texts += ["-", ".", "-.", "", "1.2.3", "--1", "1-", "4x", "0x10", "١٢"]
     data = "\n".join(texts).encode() + b"\n"
-    block = dataset._Block(data)
+    block = snapshot._Block(data)
     ends = np.flatnonzero(block.buf == ord("\n"))
     starts = np.concatenate([[0], ends[:-1] + 1])
-    numbers, others = dataset._numbers(block, starts, ends)
+    numbers, others = snapshot._numbers(block, starts, ends)
     left = set(others.tolist())
     parsed_here = 0
     for k, text in enumerate(texts):

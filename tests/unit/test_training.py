@@ -8,7 +8,8 @@ import pytest
 from surprise import SVD, Dataset, KNNBasic, Reader, Trainset
 
 from recommender.config import ConfigError
-from recommender.dataset import DatasetError, ratings_from_rows
+from recommender.dataset import DatasetError
+from recommender.snapshot import ratings_from_rows
 from recommender.training import (
     ALGORITHM_NAMES,
     algorithm_class,

@@ -272,8 +272,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluation
-    from .dataset import ratings_from_rows
     from .sample_data import SyntheticSpec, read_movielens, synthetic_ratings
+    from .snapshot import ratings_from_rows
     from .training import effective_params, rating_scale_of
 
     algorithms = list(args.algorithms or evaluation.DEFAULT_ALGORITHMS)

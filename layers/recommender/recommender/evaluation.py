@@ -116,7 +116,7 @@ def _renumber(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def subset(ratings: Ratings, rows: np.ndarray) -> Ratings:
     """The ratings of the given rows (a boolean mask or indices), in their original order, with
-    ids renumbered by first appearance among them, as `dataset.ratings_from_rows` would."""
+    ids renumbered by first appearance among them, as `snapshot.ratings_from_rows` would."""
     index = np.flatnonzero(rows) if rows.dtype == np.bool_ else np.asarray(rows, dtype=np.int64)
     user_codes, users = _renumber(ratings.users[index])
     item_codes, items = _renumber(ratings.items[index])

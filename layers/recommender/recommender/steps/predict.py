@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
-from ..dataset import read_snapshot
 from ..kernels import Kernel
 from ..model import KIND_REFIT, ModelArrays, UserPart
 from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
+from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
 from ..training import fit
 

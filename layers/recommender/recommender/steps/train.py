@@ -11,11 +11,11 @@ from typing import Any
 
 from .. import kernels
 from ..config import RunConfig, Settings
-from ..dataset import read_snapshot
 from ..evaluation import evaluate, evaluation_split
 from ..gate import metric_name
 from ..model import ModelArrays
 from ..sharding import plan_shards, shard_users
+from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import fit, library_versions, model_from_fit
 
