@@ -86,6 +86,7 @@ CFN_LINT_ACCEPTED = {
 # TrainCompute=fargate with the parameters its rules require (cfn-lint checks the values it can).
 FARGATE_PARAMETERS = {
     "TrainCompute": "fargate",
+    "ExtractCompute": "fargate",
     "TrainImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recommender-train:1.0",
     "VpcId": "vpc-0abc12345678def90",
     "SubnetIds": "subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f",
@@ -108,7 +109,9 @@ build_layer = _load_script()
 # --- the definition ------------------------------------------------------------------------------
 
 
-def rendered_definition(text: str | None = None, train_compute: str = "lambda") -> str:
+def rendered_definition(
+    text: str | None = None, train_compute: str = "lambda", extract_compute: str = "lambda"
+) -> str:
     """The ASL with its substitutions filled as CloudFormation fills them."""
     substitutions = {
         substitution: f"arn:aws:lambda:us-east-1:123456789012:function:{logical}"
@@ -116,6 +119,7 @@ def rendered_definition(text: str | None = None, train_compute: str = "lambda") 
     }
     substitutions[local.BUCKET_SUBSTITUTION] = "my-bucket"
     substitutions.update(local.TRAIN_ON_LAMBDA)  # "none" for the Fargate task's settings
+    substitutions.update(local.EXTRACT_ON_LAMBDA)
     if train_compute == "fargate":
         substitutions.update(
             TrainCompute="fargate",
@@ -123,6 +127,14 @@ def rendered_definition(text: str | None = None, train_compute: str = "lambda") 
             TrainTaskDefinitionArn="arn:aws:ecs:us-east-1:123456789012:task-definition/recommender-train:1",
             TrainSubnetIds=FARGATE_PARAMETERS["SubnetIds"],
             TrainSecurityGroupId="sg-0fedcba9876543210",
+        )
+    if extract_compute == "fargate":
+        substitutions.update(
+            ExtractCompute="fargate",
+            ExtractClusterArn="arn:aws:ecs:us-east-1:123456789012:cluster/recommender-ExtractCluster-AbC",
+            ExtractTaskDefinitionArn="arn:aws:ecs:us-east-1:123456789012:task-definition/recommender-extract:1",
+            ExtractSubnetIds=FARGATE_PARAMETERS["SubnetIds"],
+            ExtractSecurityGroupId="sg-0a1b2c3d4e5f60718",
         )
     return local.render_definition(ASL.read_text() if text is None else text, substitutions)
 
@@ -139,9 +151,11 @@ def statelint(definition: str, tmp_path: Path) -> list[str]:
     return [p for p in problems if not STATELINT_FALSE_POSITIVE.fullmatch(p)]
 
 
+@pytest.mark.parametrize("extract_compute", ["lambda", "fargate"])
 @pytest.mark.parametrize("train_compute", ["lambda", "fargate"])
-def test_statelint_accepts_the_definition(tmp_path: Path, train_compute: str) -> None:
-    assert statelint(rendered_definition(train_compute=train_compute), tmp_path) == []
+def test_statelint_accepts_the_definition(tmp_path: Path, train_compute: str, extract_compute: str) -> None:
+    definition = rendered_definition(train_compute=train_compute, extract_compute=extract_compute)
+    assert statelint(definition, tmp_path) == []
 
 
 def test_statelint_would_catch_a_broken_definition(tmp_path: Path) -> None:
@@ -155,10 +169,11 @@ def test_every_function_the_definition_invokes_is_in_the_template() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
     assert used <= set(substitutions), f"not provided by the template: {used - set(substitutions)}"
     tasks = [s for s in states(json.loads(ASL.read_text())).values() if s["Type"] == "Task"]
-    # Every task invokes a function, except the Fargate train task (tests/unit/test_fargate.py).
+    # Every task invokes a function, except the Fargate extract and train tasks
+    # (tests/unit/test_fargate.py).
     assert [t["Resource"] for t in tasks if t["Resource"] != "arn:aws:states:::lambda:invoke"] == [
         "arn:aws:states:::ecs:runTask.sync"
-    ]
+    ] * 2
     tasks = [t for t in tasks if t["Resource"] == "arn:aws:states:::lambda:invoke"]
     assert tasks
     for task in tasks:
@@ -190,14 +205,20 @@ def test_cfn_lint_finds_no_error_in_the_translated_template() -> None:
     assert unexpected == [], "new cfn-lint warnings: fix them or accept them here with a reason"
 
 
-def test_cfn_lint_finds_nothing_with_training_on_fargate() -> None:
+FARGATE_PLACEMENTS = [("fargate", "fargate"), ("fargate", "lambda"), ("lambda", "fargate")]
+
+
+@pytest.mark.parametrize(("train_compute", "extract_compute"), FARGATE_PLACEMENTS)
+def test_cfn_lint_finds_nothing_with_fargate(train_compute: str, extract_compute: str) -> None:
     """The same, with the parameters' defaults set to a Fargate deployment's values: cfn-lint then
-    resolves them into the conditional resources (the task definition, its roles and group)."""
+    resolves them into the conditional resources (the task definitions, their roles and group)."""
     sam = load_template()
-    for name, value in FARGATE_PARAMETERS.items():
+    parameters = {**FARGATE_PARAMETERS, "TrainCompute": train_compute, "ExtractCompute": extract_compute}
+    for name, value in parameters.items():
         sam["Parameters"][name]["Default"] = value
     translated = translated_template(sam)
     assert {"TrainTaskDefinition", "TrainCluster", "TrainTaskRole"} <= set(translated["Resources"])
+    assert {"ExtractTaskDefinition", "ExtractCluster", "ExtractTaskRole"} <= set(translated["Resources"])
     assert cfn_lint(translated) == []
 
 

@@ -14,8 +14,15 @@
   runs with only those packages and the recommender package on its path (the image's contents,
   built for this machine's architecture rather than ARM64), against S3 served by moto over HTTP.
 
-statelint and cfn-lint with TrainCompute=fargate and =lambda are in tests/unit/test_deploy.py; the
-e2e tests run the definition's Lambda path on the local engine.
+Extracting on Fargate (ExtractCompute=fargate), the same way: the parameter, rule and conditional
+resources, the task definition (the same image, command `extract`, the Extract function's
+environment), the task role (exactly the Extract function's grants), what the state machine may do,
+the choice for both values with the Extract function receiving the execution's input unchanged, and
+`recommender.task extract` against moto's S3 and the test PostgreSQL, after which the Extract step
+returns the stored snapshot without reading the database.
+
+statelint and cfn-lint with TrainCompute and ExtractCompute =fargate and =lambda are in
+tests/unit/test_deploy.py; the e2e tests run the definition's Lambda path on the local engine.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,7 @@ from typing import Any
 import boto3
 import jsonschema
 import numpy as np
+import psycopg2
 import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
@@ -43,8 +52,9 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 
 from recommender import local, task
-from recommender.config import RunConfig, Settings
-from recommender.steps import train
+from recommender.config import RunConfig, Settings, SourceTable
+from recommender.sample_data import load_ratings
+from recommender.steps import extract, train
 from recommender.storage import RunPaths, get_json, object_exists
 from tests.publishing import write_snapshot
 from tests.unit.test_template import (
@@ -151,7 +161,13 @@ def test_train_compute_defaults_to_the_lambda(template: dict[str, Any]) -> None:
     )
     groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
     (fargate_group,) = [g for g in groups if "Fargate" in g["Label"]["default"]]
-    assert fargate_group["Parameters"] == ["TrainCompute", "TrainImageUri", "TrainTaskCpu", "TrainTaskMemory"]
+    assert fargate_group["Parameters"] == [
+        "TrainCompute",
+        "ExtractCompute",
+        "TrainImageUri",
+        "TrainTaskCpu",
+        "TrainTaskMemory",
+    ]
 
 
 def test_image_uri_is_an_ecr_image(template: dict[str, Any]) -> None:
@@ -326,8 +342,9 @@ def test_fargate_resources_exist_only_with_fargate(template: dict[str, Any]) -> 
 def test_substitutions_of_the_local_engine_and_the_template_agree(template: dict[str, Any]) -> None:
     substitutions = state_machine(template)["DefinitionSubstitutions"]
     local_names = {s for _path, s in local.FUNCTIONS.values()} | {local.BUCKET_SUBSTITUTION}
-    assert local_names | set(local.TRAIN_ON_LAMBDA) == set(substitutions)
+    assert local_names | set(local.TRAIN_ON_LAMBDA) | set(local.EXTRACT_ON_LAMBDA) == set(substitutions)
     assert not local_names & set(local.TRAIN_ON_LAMBDA)
+    assert not (local_names | set(local.TRAIN_ON_LAMBDA)) & set(local.EXTRACT_ON_LAMBDA)
     # The local engine always trains in the function: the template's default.
     assert local.TRAIN_ON_LAMBDA["TrainCompute"] == template["Parameters"]["TrainCompute"]["Default"]
     # What the Fargate state reads, resolved with TrainCompute=fargate.
@@ -443,12 +460,13 @@ def test_state_machine_may_run_and_watch_only_the_train_task(template: dict[str,
 # --- the definition -------------------------------------------------------------------------------
 
 
-def rendered(compute: str) -> dict[str, Any]:
+def rendered(compute: str, extract_substitutions: dict[str, str] | None = None) -> dict[str, Any]:
     """The definition with the substitutions CloudFormation gives it for `compute`."""
     substitutions = {
         s: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{n}" for n, (_p, s) in local.FUNCTIONS.items()
     }
     substitutions[local.BUCKET_SUBSTITUTION] = BUCKET
+    substitutions.update(extract_substitutions or local.EXTRACT_ON_LAMBDA)
     if compute == "lambda":
         substitutions.update(local.TRAIN_ON_LAMBDA)
     else:
@@ -515,7 +533,8 @@ def test_the_fargate_state(asl: dict[str, Any]) -> None:
     assert environment == {"RUN_ID": "$.run_id", "RUN_CONFIG": "States.JsonToString($.config)"}
     # What the container reads is what is passed; the Train function gets the same two fields.
     source = Path(task.__file__).read_text()
-    assert set(re.findall(r'env\.get\("(RUN_\w+)"', source)) == set(environment)
+    # (RUN_INPUT is the extract command's: test_the_extract_fargate_state.)
+    assert set(re.findall(r'env\.get\("(RUN_\w+)"', source)) - {"RUN_INPUT"} == set(environment)
     train_payload = states(asl)[TRAIN_STATE]["Parameters"]["Payload"]
     assert train_payload == {"run_id.$": "$.run_id", "config.$": "$.config"}
     # The task's description is not kept: the Train function's result becomes $.train.
@@ -854,3 +873,378 @@ def test_the_images_command_runs_with_only_the_images_packages(
         command, capture_output=True, text=True, env={**environment, "RUN_CONFIG": "{"}, cwd="/", timeout=600
     )
     assert bad.returncode == 2 and "RUN_CONFIG is not JSON" in bad.stderr
+
+
+# --- extracting on Fargate (ExtractCompute=fargate) ----------------------------------------------
+
+EXTRACT_CONDITION = "ExtractsOnFargate"
+EXTRACT_FARGATE_STATE = "Extract the ratings on Fargate"
+EXTRACT_STATE = "Extract the ratings from PostgreSQL"
+EXTRACT_CHOICE_STATE = "Choose where to extract"
+EXTRACT_LOOKUP_STATE = "Look up where to extract"
+EXTRACT_CONTAINER = "extract"
+EXTRACT_RESOURCES = {
+    "ExtractCluster",
+    "ExtractTaskLogGroup",
+    "ExtractTaskExecutionRole",
+    "ExtractTaskRole",
+    "ExtractTaskDefinition",
+}
+EXTRACT_NAMES = {
+    "ExtractCluster": "recommender-ExtractCluster-GhIjKl789012",
+    "ExtractCluster.Arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/recommender-ExtractCluster-GhIjKl789012",
+    "ExtractTaskDefinition": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/recommender-extract:2",
+    "ExtractTaskRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/recommender-ExtractTaskRole-7G8H9I",
+    "ExtractTaskExecutionRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/recommender-ExtractTaskExecRole-0J1K2L",
+    "RecommendationFunctionSecurityGroup.GroupId": "sg-0a1b2c3d4e5f60718",
+}
+
+
+def test_extract_compute_defaults_to_the_lambda(template: dict[str, Any]) -> None:
+    compute = template["Parameters"]["ExtractCompute"]
+    assert compute["Default"] == "lambda" and compute["AllowedValues"] == ["lambda", "fargate"]
+    assert template["Conditions"][EXTRACT_CONDITION] == {
+        "Fn::And": [{"Fn::Equals": [{"Ref": "ExtractCompute"}, "fargate"]}, {"Condition": "HasVpc"}]
+    }
+    assert local.EXTRACT_ON_LAMBDA["ExtractCompute"] == compute["Default"]
+
+
+def test_rules_require_an_image_and_the_databases_network_to_extract_on_fargate(
+    template: dict[str, Any],
+) -> None:
+    ready = {**FARGATE_READY, "TrainCompute": "lambda", "ExtractCompute": "fargate"}
+    assert rule_failures(template, **ready) == []
+    assert rule_failures(template, **{**FARGATE_READY, "ExtractCompute": "fargate"}) == []
+    missing = rule_failures(template, ExtractCompute="fargate")
+    assert len(missing) == 3
+    assert any("TrainImageUri" in m for m in missing)
+    assert any("VpcId" in m for m in missing) and any("SubnetIds" in m for m in missing)
+    # With a VPC, the existing rule also requires the database's security group.
+    without_group = {**ready, "DatabaseSecurityGroupId": ""}
+    assert any("DatabaseSecurityGroupId" in m for m in rule_failures(template, **without_group))
+
+
+def test_extract_resources_exist_only_with_fargate(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    conditional = {name for name, r in resources.items() if r.get("Condition") == EXTRACT_CONDITION}
+    assert conditional == EXTRACT_RESOURCES
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    for name in set(local.EXTRACT_ON_LAMBDA) - {"ExtractCompute"}:
+        condition, when_fargate, otherwise = substitutions[name]["Fn::If"]
+        assert condition == EXTRACT_CONDITION and otherwise == local.EXTRACT_ON_LAMBDA[name] == "none", name
+        assert when_fargate
+    assert substitutions["ExtractCompute"] == {"Ref": "ExtractCompute"}
+    when_fargate = {
+        name: substitutions[name]["Fn::If"][1] for name in set(local.EXTRACT_ON_LAMBDA) - {"ExtractCompute"}
+    }
+    # The Extract function's network placement: its subnets and its security group.
+    assert when_fargate == {
+        "ExtractClusterArn": {"Fn::GetAtt": ["ExtractCluster", "Arn"]},
+        "ExtractTaskDefinitionArn": {"Ref": "ExtractTaskDefinition"},
+        "ExtractSubnetIds": {"Fn::Join": [",", {"Ref": "SubnetIds"}]},
+        "ExtractSecurityGroupId": {"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]},
+    }
+    vpc = resources["ExtractFunction"]["Properties"]["VpcConfig"]["Fn::If"][1]
+    assert vpc == {
+        "SubnetIds": {"Ref": "SubnetIds"},
+        "SecurityGroupIds": [{"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]}],
+    }
+    # The Train resources stay as they were.
+    assert {n for n, r in resources.items() if r.get("Condition") == CONDITION} == FARGATE_RESOURCES
+
+
+def test_extract_task_definition(template: dict[str, Any], asl: dict[str, Any]) -> None:
+    properties = template["Resources"]["ExtractTaskDefinition"]["Properties"]
+    assert properties["RequiresCompatibilities"] == ["FARGATE"] and properties["NetworkMode"] == "awsvpc"
+    assert properties["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
+    assert (properties["Cpu"], properties["Memory"]) == ("1024", "2048")
+    assert 2048 in _fargate_memory_table("1024")  # a size Fargate allows
+    assert properties["ExecutionRoleArn"] == {"Fn::GetAtt": ["ExtractTaskExecutionRole", "Arn"]}
+    assert properties["TaskRoleArn"] == {"Fn::GetAtt": ["ExtractTaskRole", "Arn"]}
+    (container,) = properties["ContainerDefinitions"]
+    assert container["Name"] == EXTRACT_CONTAINER and container["Essential"] is True
+    # The one image serves both steps: its entry point is `python -m recommender.task`.
+    assert container["Image"] == {"Ref": "TrainImageUri"}
+    assert container["Command"] == ["extract"]
+    assert dict(dockerfile_instructions())["ENTRYPOINT"] == '["python", "-m", "recommender.task"]'
+    environment = {v["Name"]: v["Value"] for v in container["Environment"]}
+    assert environment == {
+        **function_environment(template, "ExtractFunction"),
+        "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"},
+    }
+    assert "DATABASE_SECRET_ARN" in environment and "DATABASE_URL" not in environment
+    assert container["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "ExtractTaskLogGroup"}
+    overrides = states(asl)[EXTRACT_FARGATE_STATE]["Parameters"]["Overrides"]["ContainerOverrides"]
+    assert [o["Name"] for o in overrides] == [EXTRACT_CONTAINER]
+    resources = template["Resources"]
+    (execution,) = resources["ExtractTaskExecutionRole"]["Properties"]["Policies"]
+    (train_execution,) = resources["TrainTaskExecutionRole"]["Properties"]["Policies"]
+    statements = execution["PolicyDocument"]["Statement"]
+    train_statements = train_execution["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statements] == [s["Action"] for s in train_statements]
+    assert statements[:-1] == train_statements[:-1]  # this account's ECR
+    assert statements[-1]["Resource"] == {"Fn::GetAtt": ["ExtractTaskLogGroup", "Arn"]}
+
+
+def test_extract_task_role_has_exactly_the_extract_functions_grants(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    task_policies = resources["ExtractTaskRole"]["Properties"]["Policies"]
+    function_role = resources["ExtractFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    function_policies = resources[function_role]["Properties"]["Policies"]
+    # The very statements, the secret's KMS key under the same condition included.
+    assert [p["PolicyDocument"] for p in task_policies] == [p["PolicyDocument"] for p in function_policies]
+    statements = function_statements(template, "ExtractFunction")
+    for action, resource in S3_ACCESS["ExtractFunction"]:
+        assert allows(statements, action, resource, s3_prefix=RUN.dataset), (action, resource)
+    (trust,) = resources["ExtractTaskRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert "ManagedPolicyArns" not in resources["ExtractTaskRole"]["Properties"]
+
+
+def extract_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    conditional = [
+        p["Fn::If"] for p in state_machine(template)["Policies"] if isinstance(p, dict) and "Fn::If" in p
+    ]
+    (policy,) = [c for c in conditional if c[0] == EXTRACT_CONDITION]
+    _condition, document, otherwise = policy
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    return [_resolve(s, {**NAMES, **EXTRACT_NAMES}) for s in document["Statement"]]
+
+
+def test_state_machine_may_run_and_watch_only_the_extract_task(template: dict[str, Any]) -> None:
+    statements = extract_statements(template)
+    definition = EXTRACT_NAMES["ExtractTaskDefinition"]
+    assert allows(statements, "ecs:RunTask", definition)
+    assert not allows(statements, "ecs:RunTask", TASK_DEFINITION)  # not the train task
+    (run,) = [s for s in statements if s["Action"] == "ecs:RunTask"]
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": EXTRACT_NAMES["ExtractCluster.Arn"]}}
+    cluster = EXTRACT_NAMES["ExtractCluster"]
+    task_arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/0123456789abcdef0123456789abcdef"
+    for action in ("ecs:StopTask", "ecs:DescribeTasks"):
+        assert allows(statements, action, task_arn), action
+        assert not allows(statements, action, task_arn.replace(cluster, CLUSTER)), action
+    for role in ("ExtractTaskRole.Arn", "ExtractTaskExecutionRole.Arn"):
+        assert allows(statements, "iam:PassRole", EXTRACT_NAMES[role])
+    assert not allows(statements, "iam:PassRole", NAMES["TrainTaskRole.Arn"])
+    (passing,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert all(s["Resource"] != "*" for s in statements)
+    assert not allows(statements, "secretsmanager:GetSecretValue", "*")  # the task role reads it
+
+
+def rendered_extract(compute: str) -> dict[str, Any]:
+    substitutions = dict(local.EXTRACT_ON_LAMBDA)
+    if compute == "fargate":
+        substitutions.update(
+            ExtractCompute="fargate",
+            ExtractClusterArn=EXTRACT_NAMES["ExtractCluster.Arn"],
+            ExtractTaskDefinitionArn=EXTRACT_NAMES["ExtractTaskDefinition"],
+            ExtractSubnetIds=",".join(SUBNETS),
+            ExtractSecurityGroupId=EXTRACT_NAMES["RecommendationFunctionSecurityGroup.GroupId"],
+        )
+    return rendered("lambda", substitutions)
+
+
+def path_value(path: str, data: Any, context: dict[str, Any]) -> Any:
+    """A JSONPath of the simple forms the definition uses ($, $.a.b, $$.Execution.Name)."""
+    root, rest = (context, path[2:]) if path.startswith("$$") else (data, path[1:])
+    for key in [k for k in rest.split(".") if k]:
+        root = root[key]
+    return root
+
+
+def parameters_value(template: Any, data: Any, context: dict[str, Any]) -> Any:
+    """A Parameters block evaluated as Step Functions does (JSONPath fields, no intrinsics)."""
+    if isinstance(template, dict):
+        return {
+            (k[:-2] if k.endswith(".$") else k): (
+                path_value(v, data, context) if k.endswith(".$") else parameters_value(v, data, context)
+            )
+            for k, v in template.items()
+        }
+    return template
+
+
+def walk_to_extract(definition: dict[str, Any], execution_input: Any) -> tuple[list[str], Any]:
+    """The states from StartAt to the Extract function, and the input that state receives."""
+    machine, name, data, visited = definition["States"], definition["StartAt"], execution_input, []
+    context = {"Execution": {"Name": "exec-1"}}
+    while name != EXTRACT_STATE:
+        visited.append(name)
+        state = machine[name]
+        assert "InputPath" not in state and "OutputPath" not in state
+        if state["Type"] == "Pass":
+            assert "ResultPath" not in state  # the Parameters' value becomes the output
+            data = parameters_value(state["Parameters"], data, context)
+            name = state["Next"]
+        elif state["Type"] == "Choice":
+            rules = [
+                r for r in state["Choices"] if path_value(r["Variable"], data, context) == r["StringEquals"]
+            ]
+            name = rules[0]["Next"] if rules else state["Default"]
+        else:
+            assert state["Resource"] == "arn:aws:states:::ecs:runTask.sync"
+            assert state["ResultPath"] is None  # the task's description is dropped: input passes through
+            name = state["Next"]
+    return visited, data
+
+
+@pytest.mark.parametrize("compute", ["lambda", "fargate"])
+@pytest.mark.parametrize(
+    "execution_input",
+    [
+        json.loads((ROOT / "events" / "state_machine_input.json").read_text()),
+        {"run_id": "resumed-1", "top_n": 3, "extract_on": "fargate", "input": {"nested": True}},
+        {},
+    ],
+)
+def test_the_extract_function_receives_the_original_input(compute: str, execution_input: Any) -> None:
+    definition = rendered_extract(compute)
+    visited, data = walk_to_extract(definition, execution_input)
+    expected = [EXTRACT_LOOKUP_STATE, EXTRACT_CHOICE_STATE]
+    assert visited == ([*expected, EXTRACT_FARGATE_STATE] if compute == "fargate" else expected)
+    payload = definition["States"][EXTRACT_STATE]["Parameters"]["Payload"]
+    context = {"Execution": {"Name": "exec-1"}}
+    assert parameters_value(payload, data, context) == {"execution_name": "exec-1", "input": execution_input}
+    # What the Fargate task gets is the same input (States.JsonToString of it) and the same name.
+    if compute == "fargate":
+        (override,) = definition["States"][EXTRACT_FARGATE_STATE]["Parameters"]["Overrides"][
+            "ContainerOverrides"
+        ]
+        environment = {e["Name"]: e["Value.$"] for e in override["Environment"]}
+        assert environment == {"RUN_ID": "$$.Execution.Name", "RUN_INPUT": "States.JsonToString($.input)"}
+    # The Extract function's result replaces the state's data: the Train placement reads $.
+    assert definition["States"][EXTRACT_STATE]["ResultPath"] == "$"
+    assert definition["States"][EXTRACT_STATE]["Next"] == LOOKUP_STATE
+
+
+def test_the_extract_fargate_state(asl: dict[str, Any]) -> None:
+    machine = states(asl)
+    state, train_state = machine[EXTRACT_FARGATE_STATE], machine[FARGATE_STATE]
+    assert asl["StartAt"] == EXTRACT_LOOKUP_STATE
+    parameters = state["Parameters"]
+    assert parameters["Cluster"] == "${ExtractClusterArn}"
+    assert parameters["TaskDefinition"] == "${ExtractTaskDefinitionArn}"
+    assert parameters["LaunchType"] == "FARGATE"
+    assert parameters["NetworkConfiguration"]["AwsvpcConfiguration"] == {
+        "Subnets.$": "States.StringSplit('${ExtractSubnetIds}', ',')",
+        "SecurityGroups": ["${ExtractSecurityGroupId}"],
+        "AssignPublicIp": "DISABLED",
+    }
+    source = Path(task.__file__).read_text()
+    assert {"RUN_ID", "RUN_INPUT"} <= set(re.findall(r'env\.get\("(RUN_\w+)"', source))
+    # The same Retry and Catch policy as the Fargate train task.
+    for field in ("Retry", "Catch", "TimeoutSeconds", "ResultPath"):
+        assert state[field] == train_state[field], field
+    assert state["Next"] == EXTRACT_STATE
+    choice = machine[EXTRACT_CHOICE_STATE]
+    assert [r["StringEquals"] for r in choice["Choices"]] == ["fargate"]
+    assert choice["Default"] == EXTRACT_STATE
+
+
+# --- `python -m recommender.task extract` ---------------------------------------------------------
+
+EXTRACT_INPUT = {"users_per_shard": 25, "top_n": 5, "source": {"timestamp_column": None}}
+
+
+def extract_environment(database_url: str, **overrides: str | None) -> dict[str, str]:
+    environment: dict[str, str | None] = {
+        "RECOMMENDER_BUCKET": BUCKET,
+        "RECOMMENDER_PREFIX": PREFIX,
+        "POWERTOOLS_SERVICE_NAME": "recommender",
+        "DATABASE_URL": database_url,
+        "RUN_ID": "exec-extract-1",
+        "RUN_INPUT": json.dumps(EXTRACT_INPUT),
+    }
+    environment.update(overrides)
+    return {k: v for k, v in environment.items() if v is not None}
+
+
+def run_extract_task(s3: Any, environment: dict[str, str], *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = task.main(environment, s3=s3, stdout=out, stderr=err, argv=argv or ("extract",))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def ratings_url(database_url: str) -> str:
+    with closing(psycopg2.connect(database_url)) as conn:
+        load_ratings(conn, [(u, i, r, 1.7e9) for u, i, r in ratings()], SourceTable(timestamp_column=None))
+    return database_url
+
+
+def never_connect() -> Any:
+    raise AssertionError("the Extract step read the database again")
+
+
+@pytest.mark.parametrize("run_id", [None, "resumed-run-7"])
+def test_the_task_extracts_a_run_and_the_function_then_reuses_it(
+    s3: Any, ratings_url: str, run_id: str | None
+) -> None:
+    raw_input = {**EXTRACT_INPUT, "run_id": run_id}
+    environment = extract_environment(ratings_url, RUN_INPUT=json.dumps(raw_input))
+    code, out, err = run_extract_task(s3, environment)
+    assert (code, err) == (0, "")
+    result = json.loads(out.strip().splitlines()[-1])
+    expected_run = run_id or "exec-extract-1"  # the input's run_id wins, as in the function
+    paths = RunPaths(PREFIX, expected_run)
+    assert result["run_id"] == expected_run and result["config"]["run_id"] == expected_run
+    assert result["extract"]["dataset_key"] == paths.dataset
+    assert result["extract"]["rows"] == len(ratings()) and result["extract"]["reused"] is False
+    assert object_exists(s3, BUCKET, paths.dataset) and object_exists(s3, BUCKET, paths.dataset_meta)
+    # What the state machine does next: the Extract function (same steps) with the same execution
+    # name and input finds the metadata and returns it without connecting to the database.
+    settings = Settings(bucket=BUCKET, prefix=PREFIX)
+    config = extract.validate_input(raw_input)
+    reused = extract.run(never_connect, s3, settings, "exec-extract-1", config)
+    assert reused["extract"]["reused"] is True and reused["extract"]["seconds"] == 0.0
+    assert reused["run_id"] == result["run_id"] and reused["config"] == result["config"]
+    for field in ("dataset_key", "rows", "bytes", "sha256", "source_rows", "dropped", "extracted_at"):
+        assert reused["extract"][field] == result["extract"][field], field
+    # The Train step reads the snapshot the task wrote.
+    trained = train.run(s3, settings, expected_run, result["config"])
+    assert trained["users"] == 60 and trained["ratings"] == len(ratings())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"RUN_ID": None}, "RUN_ID is not set"),
+        ({"RUN_ID": "../escape"}, "RUN_ID: run_id must be"),
+        ({"RUN_INPUT": None}, "RUN_INPUT is not set"),
+        ({"RUN_INPUT": "{not json"}, "RUN_INPUT is not JSON"),
+        ({"RUN_INPUT": json.dumps({"algorithm": "NoSuchAlgorithm"})}, "NoSuchAlgorithm"),
+        ({"RUN_INPUT": json.dumps({"top_n": -1})}, "top_n"),
+        ({"DATABASE_URL": None}, "neither DATABASE_URL nor DATABASE_SECRET_ARN is set"),
+    ],
+)
+def test_extract_bad_input_exits_2(s3: Any, overrides: dict[str, Any], message: str) -> None:
+    environment = extract_environment("postgresql://nobody@127.0.0.1:9/none", **overrides)
+    code, out, err = run_extract_task(s3, environment)
+    assert code == task.EXIT_BAD_INPUT == 2
+    assert message in err and err.startswith("recommender.task: ")
+    assert out == ""
+
+
+def test_a_failed_extract_exits_1(s3: Any) -> None:
+    code, out, err = run_extract_task(s3, extract_environment("postgresql://nobody@127.0.0.1:9/none"))
+    assert code == task.EXIT_FAILED == 1
+    assert "run exec-extract-1 failed" in err and "DatabaseUnavailableError" in err
+    assert out == ""
+
+
+def test_the_command_names_the_step(s3: Any) -> None:
+    code, _out, err = run_extract_task(s3, task_environment(), "predict")
+    assert code == 2 and "usage: python -m recommender.task [train|extract]" in err
+    code, _out, err = run_extract_task(s3, task_environment(), "train", "extra")
+    assert code == 2
+    # No argument trains, as the command always did (the train task definition has no Command).
+    assert "Command" not in train_container()
+    code, _out, err = run_extract_task(s3, task_environment(), "train")
+    assert code == task.EXIT_FAILED and "NoSuchKey" in err  # train ran: no snapshot here
+
+
+def train_container() -> dict[str, Any]:
+    (container,) = load_template()["Resources"]["TrainTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    return dict(container)

@@ -93,6 +93,15 @@ TRAIN_ON_LAMBDA = {
     "TrainSubnetIds": "none",
     "TrainSecurityGroupId": "none",
 }
+# The Extract step's placement (template parameter ExtractCompute), likewise: the local engine always
+# extracts in the Extract function, so the extract task's values are the template's placeholders.
+EXTRACT_ON_LAMBDA = {
+    "ExtractCompute": "lambda",
+    "ExtractClusterArn": "none",
+    "ExtractTaskDefinitionArn": "none",
+    "ExtractSubnetIds": "none",
+    "ExtractSecurityGroupId": "none",
+}
 _handlers: dict[str, Handler] = {}
 _active = threading.Lock()
 PROC_STATUS = Path("/proc/self/status")
@@ -417,7 +426,7 @@ class LocalEngine:
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
-        substitutions = {BUCKET_SUBSTITUTION: self.bucket, **TRAIN_ON_LAMBDA}
+        substitutions = {BUCKET_SUBSTITUTION: self.bucket, **TRAIN_ON_LAMBDA, **EXTRACT_ON_LAMBDA}
         handler_files: dict[str, Path] = {}
         for logical, (path, substitution) in FUNCTIONS.items():
             name = f"recommender-{logical.removesuffix('Function').lower()}"

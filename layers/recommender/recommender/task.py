@@ -1,4 +1,9 @@
-"""The Train step as a container's command: `python -m recommender.task`.
+"""The Train and Extract steps as a container's command: `python -m recommender.task [train|extract]`.
+
+The first argument names the step: `train` (the default, so the command without one trains, as it
+always did) or `extract`. Anything else exits 2.
+
+TRAIN
 
 With the template's TrainCompute=fargate, the state machine runs the train image
 (containers/train/Dockerfile) as an ECS task on Fargate instead of invoking the Train function,
@@ -18,6 +23,27 @@ On failure it exits non-zero, and the execution's history shows the task's exit 
 reason: 2 when RUN_ID, RUN_CONFIG or the settings are wrong, 1 when training failed (a missing
 snapshot, bad data, an S3 error). The error is logged with its traceback and
 summarised on stderr. Step Functions does not retry a task that exited non-zero.
+
+EXTRACT
+
+With the template's ExtractCompute=fargate, the state machine runs the same image with the command
+`extract` (the task definition's Command), in the Extract function's subnets and security group,
+before invoking the Extract function. It runs the very same steps as the function:
+`steps.extract.validate_input` on the run's input, the database URL from
+`recommender.secrets.database_url` (DATABASE_URL when set, else the secret DATABASE_SECRET_ARN names,
+read now), then `steps.extract.run`. Its settings:
+
+- RECOMMENDER_BUCKET, RECOMMENDER_PREFIX, DATABASE_SECRET_ARN and POWERTOOLS_*: the task
+  definition's environment, the same values as the Extract function's;
+- RUN_ID: the execution's name (`$$.Execution.Name`), what the function receives as
+  `execution_name`; the input's own `run_id`, when it has one, wins over it in both;
+- RUN_INPUT: the execution's input as JSON (`States.JsonToString` of it), what the function receives
+  as `input`.
+
+The snapshot's metadata is written last, once the snapshot is complete; the Extract function then
+finds it and returns it without reading the database again. Exit codes as for train: 2 when RUN_ID,
+RUN_INPUT (validate_input rejects it) or the settings are wrong, 1 when the extract failed (the
+database unreachable, too many invalid rows, an S3 error).
 """
 
 from __future__ import annotations
@@ -25,32 +51,40 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from .aws import s3_client
 from .config import ConfigError, Settings, check_run_id
+from .database import connect
 from .observability import logger
-from .steps import train
+from .secrets import database_url
+from .steps import extract, train
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # training failed
-EXIT_BAD_INPUT = 2  # RUN_ID, RUN_CONFIG or the settings are wrong
+EXIT_FAILED = 1  # training (or the extract) failed
+EXIT_BAD_INPUT = 2  # RUN_ID, RUN_CONFIG, RUN_INPUT, the command or the settings are wrong
+COMMANDS = ("train", "extract")
 
 
 class TaskInputError(ValueError):
     """The task's environment does not describe a run."""
 
 
-def read_input(env: Mapping[str, str]) -> tuple[str, Any]:
-    """RUN_ID and the parsed RUN_CONFIG (validated by steps.train.run, as in the function)."""
+def read_run_id(env: Mapping[str, str], what: str) -> str:
     run_id = env.get("RUN_ID", "")
     if not run_id:
-        raise TaskInputError("RUN_ID is not set: the run's id ($.run_id of the state machine)")
+        raise TaskInputError(f"RUN_ID is not set: {what}")
     try:
         check_run_id(run_id)
     except ConfigError as error:
         raise TaskInputError(f"RUN_ID: {error}") from None
+    return run_id
+
+
+def read_input(env: Mapping[str, str]) -> tuple[str, Any]:
+    """RUN_ID and the parsed RUN_CONFIG (validated by steps.train.run, as in the function)."""
+    run_id = read_run_id(env, "the run's id ($.run_id of the state machine)")
     text = env.get("RUN_CONFIG", "")
     if not text:
         raise TaskInputError("RUN_CONFIG is not set: the run's configuration as JSON ($.config)")
@@ -63,16 +97,36 @@ def read_input(env: Mapping[str, str]) -> tuple[str, Any]:
     return run_id, config
 
 
+def read_extract_input(env: Mapping[str, str]) -> tuple[str, Any]:
+    """RUN_ID (the execution's name) and the parsed RUN_INPUT (the execution's input, any JSON)."""
+    execution_name = read_run_id(env, "the execution's name ($$.Execution.Name)")
+    text = env.get("RUN_INPUT", "")
+    if not text:
+        raise TaskInputError("RUN_INPUT is not set: the execution's input as JSON")
+    try:
+        raw_input = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TaskInputError(f"RUN_INPUT is not JSON: {error}") from None
+    return execution_name, raw_input
+
+
 def main(
     env: Mapping[str, str] | None = None,
     s3: Any = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    argv: Sequence[str] = (),
 ) -> int:
-    """Train one run from the environment; returns the process's exit code."""
+    """Run the step `argv` names (train when empty) from the environment; returns the exit code."""
     env = os.environ if env is None else env
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
+    command = argv[0] if argv else "train"
+    if len(argv) > 1 or command not in COMMANDS:
+        print(f"recommender.task: usage: python -m recommender.task [{'|'.join(COMMANDS)}]", file=stderr)
+        return EXIT_BAD_INPUT
+    if command == "extract":
+        return run_extract(env, s3, stdout, stderr)
     try:
         run_id, config = read_input(env)
         settings = Settings.from_env(dict(env))
@@ -95,5 +149,37 @@ def main(
     return EXIT_OK
 
 
+def run_extract(env: Mapping[str, str], s3: Any, stdout: TextIO, stderr: TextIO) -> int:
+    """Extract one run's snapshot, as the Extract function does; returns the exit code."""
+    try:
+        execution_name, raw_input = read_extract_input(env)
+        settings = Settings.from_env(dict(env))
+        config = extract.validate_input(raw_input)  # a bad input fails before connecting
+    except (TaskInputError, ConfigError) as error:
+        logger.error("the task's input is wrong", extra={"error": str(error)})
+        print(f"recommender.task: {error}", file=stderr)
+        return EXIT_BAD_INPUT
+    run_id = config.run_id or execution_name
+    logger.append_keys(run_id=run_id)
+
+    def connect_to_database() -> Any:  # not called when the run's snapshot exists already
+        # DATABASE_URL when set, else the secret, read now; the URL is never logged.
+        return connect(database_url(settings), "recommender-extract")
+
+    try:
+        result = extract.run(
+            connect_to_database, s3 if s3 is not None else s3_client(), settings, execution_name, config
+        )
+    except Exception as error:
+        logger.exception("the extract failed")
+        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
+        return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
+    finally:
+        logger.remove_keys(["run_id"])
+    logger.info("extracted", extra=result["extract"])
+    print(json.dumps(result, sort_keys=True), file=stdout, flush=True)
+    return EXIT_OK
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))
