@@ -37,9 +37,11 @@ COLD_START_SECONDS = 1.0  # billed init of a new Lambda environment (the imports
 LAMBDA_LIMIT_SECONDS = 900
 LAMBDA_LIMIT_MB = 10_240
 HEADROOM = 0.75  # a step is planned on Lambda only within 75% of its time and memory limits
-TRANSITIONS_PARENT = 7  # Extract, Look up and Choose where to train, Train, Map, Merge, the end
+TRANSITIONS_PARENT = 9  # where to extract (2), Extract, where to train (2), Train, Map, Merge, the end
 TRANSITIONS_PER_SHARD = 2  # each child execution: its Task state, and its end
 PART_MB = 8  # the snapshot's multipart upload part size
+EXTRACT_TASK = (1, 2)  # Extract on Fargate (ExtractCompute=fargate): 1 vCPU / 2 GB, it streams
+FARGATE_START_SECONDS = 60  # pulling the image and starting a task
 # Fargate (ARM64) sizes: vCPU -> the largest memory (GB) it allows
 FARGATE_SIZES = ((2, 16), (4, 30), (8, 60), (16, 120))
 
@@ -141,7 +143,20 @@ def lambda_cost(memory_mb: int, seconds: float, calls: int) -> float:
 
 def steps(s: Scenario, m: Measured = MEASURED) -> list[Step]:
     extract = _scale(m.extract_seconds, m.ratings, s.ratings) * CLOUD_FACTOR + COLD_START_SECONDS
-    extract_fits = extract <= HEADROOM * LAMBDA_LIMIT_SECONDS
+    if extract <= HEADROOM * LAMBDA_LIMIT_SECONDS:
+        extract_step = Step(
+            "Extract",
+            f"Lambda, {s.extract_mb:,} MB",
+            1,
+            extract,
+            extract,
+            lambda_cost(s.extract_mb, extract, 1),
+        )
+    else:  # ExtractCompute=fargate
+        vcpu, gb = EXTRACT_TASK
+        seconds = extract + FARGATE_START_SECONDS
+        cost = seconds / 3600 * (vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR)
+        extract_step = Step("Extract", f"Fargate, {vcpu} vCPU / {gb} GB", 1, seconds, seconds, cost)
     train_local = m.evaluation_seconds + _scale(m.train_seconds - m.evaluation_seconds, m.ratings, s.ratings)
     train = train_local * CLOUD_FACTOR + COLD_START_SECONDS
     memory = train_memory_mb(s.ratings, s.users, m)
@@ -153,10 +168,11 @@ def steps(s: Scenario, m: Measured = MEASURED) -> list[Step]:
     else:
         size = fargate_size(memory)
         vcpu, gb = size if size is not None else FARGATE_SIZES[-1]
-        hours = (train + 60) / 3600  # plus about a minute to pull the image and start
+        hours = (train + FARGATE_START_SECONDS) / 3600
         cost = hours * (vcpu * FARGATE_VCPU_HOUR + gb * FARGATE_GB_HOUR)
         where = f"Fargate, {vcpu} vCPU / {gb} GB" + ("" if size is not None else " (too small)")
-        train_step = Step("Train", where, 1, train + 60, train + 60, cost, fits_lambda=size is not None)
+        billed = train + FARGATE_START_SECONDS
+        train_step = Step("Train", where, 1, billed, billed, cost, fits_lambda=size is not None)
     shard = _scale(m.shard_seconds, m.users_per_shard * m.items, s.users_per_shard * s.items) * CLOUD_FACTOR
     shard += s.users_per_shard / 1000 * m.part_mb_per_1000_users / 80.0  # its users' part, at 80 MB/s
     warmup = COLD_START_SECONDS + _scale(m.item_side_mb, m.items, s.items) / 80.0
@@ -164,15 +180,7 @@ def steps(s: Scenario, m: Measured = MEASURED) -> list[Step]:
     waves = math.ceil(s.shards / s.max_concurrency)
     merge = _scale(m.merge_seconds, m.users, s.users) * CLOUD_FACTOR + COLD_START_SECONDS
     return [
-        Step(
-            "Extract",
-            f"Lambda, {s.extract_mb:,} MB",
-            1,
-            extract,
-            extract,
-            lambda_cost(s.extract_mb, extract, 1),
-            extract_fits,
-        ),
+        extract_step,
         train_step,
         Step(
             "Predict",
