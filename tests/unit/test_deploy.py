@@ -327,11 +327,11 @@ def test_makefile_builds_for_the_template_runtime_and_architecture() -> None:
         assert flag in text, flag
 
 
-def _lock() -> dict[str, tuple[str, list[str]]]:
-    """requirements.lock as {name: (version, [sha256, ...])}."""
+def read_lock(lock: Path = LOCK) -> dict[str, tuple[str, list[str]]]:
+    """A hash-locked requirements file as {name: (version, [sha256, ...])}."""
     pins: dict[str, tuple[str, list[str]]] = {}
     current = ""
-    for line in LOCK.read_text().splitlines():
+    for line in lock.read_text().splitlines():
         line = line.strip().rstrip("\\").strip()
         if not line or line.startswith("#"):
             continue
@@ -345,7 +345,7 @@ def _lock() -> dict[str, tuple[str, list[str]]]:
 
 
 def test_lock_pins_within_the_declared_ranges() -> None:
-    pins = _lock()
+    pins = read_lock()
     assert pins, "requirements.lock has no pin"
     for name, (_version, hashes) in pins.items():
         assert hashes, f"{name} has no hash"
@@ -392,7 +392,7 @@ def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
 def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
     """Closed set: every dependency of a locked package is locked or provided by the runtime.
     The one exception is on purpose: scikit-surprise declares scipy, which it never imports."""
-    pins = _lock()
+    pins = read_lock()
     installed = {}
     for metadata in (target_layer / "python").glob("*.dist-info/METADATA"):
         message = Parser().parsestr(metadata.read_text())

@@ -57,6 +57,7 @@ from recommender.sample_data import load_ratings
 from recommender.steps import extract, train
 from recommender.storage import RunPaths, get_json, object_exists
 from tests.publishing import write_snapshot
+from tests.unit.test_deploy import read_lock
 from tests.unit.test_template import (
     ASL,
     BUCKET,
@@ -117,6 +118,11 @@ SUBNETS = ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"]
 
 def resolve(value: Any) -> Any:
     return _resolve(value, NAMES)
+
+
+def task_variables(source: str) -> set[str]:
+    """The RUN_* environment variables task.py reads."""
+    return set(re.findall(r'(?:env\.get\(|_json_variable\(env, )"(RUN_\w+)"', source))
 
 
 @pytest.fixture(scope="module")
@@ -534,7 +540,7 @@ def test_the_fargate_state(asl: dict[str, Any]) -> None:
     # What the container reads is what is passed; the Train function gets the same two fields.
     source = Path(task.__file__).read_text()
     # (RUN_INPUT is the extract command's: test_the_extract_fargate_state.)
-    assert set(re.findall(r'env\.get\("(RUN_\w+)"', source)) - {"RUN_INPUT"} == set(environment)
+    assert task_variables(source) - {"RUN_INPUT"} == set(environment)
     train_payload = states(asl)[TRAIN_STATE]["Parameters"]["Payload"]
     assert train_payload == {"run_id.$": "$.run_id", "config.$": "$.config"}
     # The task's description is not kept: the Train function's result becomes $.train.
@@ -703,34 +709,18 @@ def test_dockerfile_installs_the_locks_and_the_package() -> None:
         assert f"!{source}" in ignored or f"!{source}/" in ignored, source
 
 
-def _pins(lock: Path) -> dict[str, tuple[str, list[str]]]:
-    pins: dict[str, tuple[str, list[str]]] = {}
-    current = ""
-    for line in lock.read_text().splitlines():
-        line = line.strip().rstrip("\\").strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("--hash=sha256:"):
-            pins[current][1].append(line.removeprefix("--hash=sha256:"))
-        else:
-            name, version = line.split("==")
-            current = re.sub(r"[-_.]+", "-", name).lower()
-            pins[current] = (version, [])
-    return pins
-
-
 def test_container_lock_holds_what_lambdas_runtime_provides() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import build_layer
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    pins = _pins(CONTAINER_LOCK)
+    pins = read_lock(CONTAINER_LOCK)
     assert all(hashes for _version, hashes in pins.values())
     # boto3 and what it needs (dateutil's distribution is python-dateutil).
     provided = {"python-dateutil" if n == "dateutil" else n for n in build_layer.RUNTIME_PROVIDED}
     assert set(pins) == provided
-    assert not set(pins) & set(_pins(LAYER_LOCK))
+    assert not set(pins) & set(read_lock(LAYER_LOCK))
 
 
 @pytest.fixture(scope="module")
@@ -787,7 +777,7 @@ def test_the_two_locks_hold_everything_their_packages_need(image_site: tuple[Pat
         for metadata in folder.glob("*.dist-info/METADATA"):
             message = Parser().parsestr(metadata.read_text())
             installed[re.sub(r"[-_.]+", "-", message["Name"]).lower()] = (message["Version"], message)
-    expected = {**_pins(LAYER_LOCK), **_pins(CONTAINER_LOCK)}
+    expected = {**read_lock(LAYER_LOCK), **read_lock(CONTAINER_LOCK)}
     assert {n: v for n, (v, _m) in installed.items()} == {n: v for n, (v, _h) in expected.items()}
     environment = {
         "python_version": "3.13",
@@ -1133,7 +1123,7 @@ def test_the_extract_fargate_state(asl: dict[str, Any]) -> None:
         "AssignPublicIp": "DISABLED",
     }
     source = Path(task.__file__).read_text()
-    assert {"RUN_ID", "RUN_INPUT"} <= set(re.findall(r'env\.get\("(RUN_\w+)"', source))
+    assert {"RUN_ID", "RUN_INPUT"} <= task_variables(source)
     # The same Retry and Catch policy as the Fargate train task.
     for field in ("Retry", "Catch", "TimeoutSeconds", "ResultPath"):
         assert state[field] == train_state[field], field

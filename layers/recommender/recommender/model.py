@@ -68,8 +68,9 @@ class UserLayout:
         return self.rows + self.ratings + self.indptr
 
 
-def _csr_rows(indptr: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the part's indptr, positions into the whole CSR's values) for these users, in order."""
+def csr_rows(indptr: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the indptr of these users' rows, their positions in the whole CSR's values), in order,
+    gathered without a Python loop."""
     starts = indptr[users]
     lengths = indptr[users + 1] - starts
     part_indptr = np.zeros(len(users) + 1, dtype=np.int64)
@@ -189,7 +190,7 @@ class ModelArrays:
     def user_part(self, users: np.ndarray, layout: UserLayout) -> UserPart:
         """The part holding these inner users, renumbered 0.. in the given order."""
         users = np.asarray(users, dtype=np.int64)
-        indptr, positions = _csr_rows(self.seen_indptr, users)
+        indptr, positions = csr_rows(self.seen_indptr, users)
         arrays = {name: self.arrays[name][users] for name in layout.rows}
         arrays.update({name: self.arrays[name][positions] for name in layout.ratings})
         arrays.update({name: indptr.astype(self.arrays[name].dtype) for name in layout.indptr})

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .model import csr_rows
+
 if TYPE_CHECKING:
     from .model import ModelArrays
 
@@ -47,11 +49,8 @@ def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.n
 
 def seen_pairs(model: ModelArrays, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in block, item) of every rating of a block of users, gathered without a Python loop."""
-    starts = model.seen_indptr[users]
-    lengths = model.seen_indptr[users + 1] - starts
-    total = int(lengths.sum())
-    rows = np.repeat(np.arange(len(users)), lengths)
-    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+    indptr, positions = csr_rows(model.seen_indptr, users)
+    rows = np.repeat(np.arange(len(users)), np.diff(indptr))
     return rows, model.seen_indices[positions]
 
 

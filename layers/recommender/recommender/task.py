@@ -82,16 +82,20 @@ def read_run_id(env: Mapping[str, str], what: str) -> str:
     return run_id
 
 
+def _json_variable(env: Mapping[str, str], name: str, what: str) -> Any:
+    text = env.get(name, "")
+    if not text:
+        raise TaskInputError(f"{name} is not set: {what}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TaskInputError(f"{name} is not JSON: {error}") from None
+
+
 def read_input(env: Mapping[str, str]) -> tuple[str, Any]:
     """RUN_ID and the parsed RUN_CONFIG (validated by steps.train.run, as in the function)."""
     run_id = read_run_id(env, "the run's id ($.run_id of the state machine)")
-    text = env.get("RUN_CONFIG", "")
-    if not text:
-        raise TaskInputError("RUN_CONFIG is not set: the run's configuration as JSON ($.config)")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise TaskInputError(f"RUN_CONFIG is not JSON: {error}") from None
+    config = _json_variable(env, "RUN_CONFIG", "the run's configuration as JSON ($.config)")
     if not isinstance(config, dict):
         raise TaskInputError(f"RUN_CONFIG must be a JSON object, got {type(config).__name__}")
     return run_id, config
@@ -100,14 +104,7 @@ def read_input(env: Mapping[str, str]) -> tuple[str, Any]:
 def read_extract_input(env: Mapping[str, str]) -> tuple[str, Any]:
     """RUN_ID (the execution's name) and the parsed RUN_INPUT (the execution's input, any JSON)."""
     execution_name = read_run_id(env, "the execution's name ($$.Execution.Name)")
-    text = env.get("RUN_INPUT", "")
-    if not text:
-        raise TaskInputError("RUN_INPUT is not set: the execution's input as JSON")
-    try:
-        raw_input = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise TaskInputError(f"RUN_INPUT is not JSON: {error}") from None
-    return execution_name, raw_input
+    return execution_name, _json_variable(env, "RUN_INPUT", "the execution's input as JSON")
 
 
 def main(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import UserLayout
+from ..model import UserLayout, csr_rows
 from . import SCORE_BLOCK_BYTES, Kernel, register
 
 
@@ -43,11 +43,8 @@ class EASEKernel(Kernel):
     def _block_x(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(U, X[block][:, U]): the items the block rated and its rows of X over them."""
         model = self.model
-        starts = model.seen_indptr[users]
-        lengths = model.seen_indptr[users + 1] - starts
-        total = int(lengths.sum())
-        rows = np.repeat(np.arange(len(users)), lengths)
-        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        indptr, positions = csr_rows(model.seen_indptr, users)
+        rows = np.repeat(np.arange(len(users)), np.diff(indptr))
         union, columns = np.unique(model.seen_indices[positions], return_inverse=True)
         x = np.zeros((len(users), len(union)), dtype=np.float64)
         np.add.at(x, (rows, columns), self.arrays["x"][positions])  # add.at: a repeated pair counts twice
