@@ -19,7 +19,7 @@ import numpy as np
 import psycopg2
 import pytest
 
-from recommender import local
+from recommender.local import engine as local
 from recommender.config import SourceTable
 from recommender.local import Invocation, LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings

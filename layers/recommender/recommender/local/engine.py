@@ -27,7 +27,7 @@ lowers what `getrusage` reports as the process's maximum. Without /proc (macOS) 
 are None.
 
 ISOLATED INVOCATIONS: with `isolate=True` every invocation runs in a fresh Python process
-(`lambda_process`), as a cold Lambda would: the child imports only its handler, reaches S3 over
+(`process`), as a cold Lambda would: the child imports only its handler, reaches S3 over
 HTTP (moto's server, started here, serves the same mocked state), and reports its own peak
 resident memory, its imports included and moto's storage excluded. That is the figure to compare
 with a function's memory setting; the in-process figures above include moto's copies of every
@@ -36,7 +36,6 @@ object. Slower (each invocation pays its imports), so off by default.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,8 +59,8 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
 
-from . import lambda_process
-from .lambda_process import (
+from . import process
+from .process import (
     FUNCTION_TIMEOUT_SECONDS,
     REGION,
     Handler,
@@ -114,7 +113,7 @@ class LocalRunError(RuntimeError):
 
 def project_root() -> Path:
     """The source checkout holding statemachine/ and functions/ (RECOMMENDER_HOME overrides)."""
-    root = Path(os.environ.get("RECOMMENDER_HOME") or Path(__file__).resolve().parents[3])
+    root = Path(os.environ.get("RECOMMENDER_HOME") or Path(__file__).resolve().parents[4])
     if not (root / DEFINITION).is_file():
         raise LocalRunError(
             f"{root / DEFINITION} not found: run from a source checkout installed with"
@@ -300,11 +299,11 @@ def _invoke_in_process(
     response_headers: dict[str, str],
     recorder: _Recorder | None,
 ) -> bytes:
-    """Run one invocation in a fresh Python process (see `lambda_process`)."""
+    """Run one invocation in a fresh Python process (see `process`)."""
     token = recorder.begin(name, measure=False) if recorder is not None else None
     with tempfile.TemporaryDirectory(prefix="recommender-invoke-") as folder:
         result_file = Path(folder) / "result.json"
-        command = [sys.executable, "-m", lambda_process.__name__, str(isolation.handler_files[name])]
+        command = [sys.executable, "-m", process.__name__, str(isolation.handler_files[name])]
         completed = subprocess.run(
             [*command, name, str(result_file)],
             input=body if isinstance(body, bytes) else (body or "{}").encode(),
@@ -564,20 +563,3 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
     return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def embedded_postgres(data_dir: Path | None = None) -> Iterator[str]:
-    """A real PostgreSQL server from the `pgserver` wheel, started on demand; yields its URL.
-
-    With no `data_dir` the cluster lives in a temporary folder removed afterwards.
-    """
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pgserver's platformdirs, as root
-    import pgserver
-
-    with contextlib.ExitStack() as stack:
-        if data_dir is None:
-            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recommender-pg-")))
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
-        stack.callback(server.cleanup)
-        yield str(server.get_uri())

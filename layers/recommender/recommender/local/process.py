@@ -1,5 +1,5 @@
 """A Lambda environment in a fresh process: the local engine's `isolate` mode runs every
-invocation through `python -m recommender.lambda_process`.
+invocation through `python -m recommender.local.process`.
 
 Why a separate process: in the engine's own process, moto's in-memory S3 and the other steps'
 leftovers share one resident set, so no step's memory can be read apart from them. A child that
