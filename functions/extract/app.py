@@ -15,7 +15,8 @@ from recommender.steps import extract
 @handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
-    config = extract.validate_input(event.get("input"))  # a bad input fails before connecting
+    # A bad input fails before connecting.
+    config = extract.validate_input(event.get("input"), settings.predict_concurrency)
 
     def connect_to_database() -> Any:  # not called when a resumed run reuses its snapshot
         # DATABASE_URL when set (the local engine), else the secret, read now so that a rotated

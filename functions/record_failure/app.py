@@ -12,8 +12,9 @@ from recommender.steps import merge
 
 @handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    error = event.get("error") or {}
-    result = merge.record_failure(s3_client(), Settings.from_env(), event["run_id"], error)
+    state = event.get("state") or {}
+    result = merge.record_failure(s3_client(), Settings.from_env(), event["execution_name"], state)
     metrics.add_metric("FailedRuns", MetricUnit.Count, 1)
-    logger.error("run failed", extra={"run_id": event["run_id"], "error": error.get("Error")})
+    error = (state.get("error") or {}).get("Error")
+    logger.error("run failed", extra={"run_id": result["run_id"], "error": error})
     return result

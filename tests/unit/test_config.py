@@ -214,3 +214,27 @@ def test_check_run_id_accepts(run_id: str) -> None:
 def test_check_run_id_rejects(run_id: object) -> None:
     with pytest.raises(ConfigError, match="run_id"):
         check_run_id(run_id)
+
+
+# --- the predictor's reserved concurrency ----------------------------------------------------------
+
+
+def test_settings_read_the_reserved_concurrency() -> None:
+    base = {"RECOMMENDER_BUCKET": "b"}
+    assert Settings.from_env(base).predict_concurrency is None
+    assert Settings.from_env({**base, "PREDICT_RESERVED_CONCURRENCY": "0"}).predict_concurrency is None
+    assert Settings.from_env({**base, "PREDICT_RESERVED_CONCURRENCY": "4"}).predict_concurrency == 4
+    with pytest.raises(ConfigError, match="PREDICT_RESERVED_CONCURRENCY"):
+        Settings.from_env({**base, "PREDICT_RESERVED_CONCURRENCY": "four"})
+
+
+def test_max_concurrency_stays_within_the_reserved_concurrency() -> None:
+    from recommender.steps.extract import validate_input
+
+    assert validate_input({}, None).max_concurrency == DEFAULT_MAX_CONCURRENCY
+    assert validate_input({}, 4).max_concurrency == 4  # the default pace is lowered to the cap
+    assert validate_input({"max_concurrency": 3}, 4).max_concurrency == 3
+    assert validate_input({"max_concurrency": 4}, 4).max_concurrency == 4
+    with pytest.raises(ConfigError, match=r"max_concurrency must be at most 4.*MaxConcurrency"):
+        validate_input({"max_concurrency": 5}, 4)
+    assert validate_input({"max_concurrency": 50}, None).max_concurrency == 50

@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -15,15 +17,15 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from recommender.aws import _RETRIES
-from recommender.config import ConfigError, Settings
+from recommender.config import ConfigError, RunConfig, Settings
 from recommender.database import DatabaseUnavailableError, connect, redact
 from recommender.manifest import build_latest
 from recommender.sharding import decode_shard
-from recommender.steps import merge, predict
+from recommender.steps import merge, predict, train
 from recommender.steps.merge import IncompleteRunError, publish_latest
 from recommender.steps.predict import ShardTimeoutError
 from recommender.storage import RunPaths, get_json, latest_key, put_json
-from tests.publishing import publish
+from tests.publishing import publish, write_snapshot
 
 BUCKET = "reliability"
 SETTINGS = Settings(bucket=BUCKET, prefix="p")
@@ -230,3 +232,50 @@ def test_a_model_holding_pickled_objects_is_refused(s3: Any) -> None:
     np.savez(tampered, **arrays)
     with pytest.raises(ValueError, match="allow_pickle"):
         ModelArrays.from_bytes(tampered.getvalue())
+
+
+# --- where a failure is recorded -------------------------------------------------------------------
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def test_a_resumed_run_failing_in_extract_records_its_failure_under_the_resumed_run(s3: Any) -> None:
+    """The sample event is a resumed run (input run_id "run-1") whose Extract failed: the failure
+    belongs next to run-1's objects, not under the new execution's name."""
+    event = json.loads((EVENTS / "record_failure.json").read_text())
+    result = merge.record_failure(s3, SETTINGS, event["execution_name"], event["state"])
+    assert result["run_id"] == "run-1"
+    failure = get_json(s3, BUCKET, RunPaths("p", "run-1").failure)
+    assert failure["error"] == "DatabaseUnavailableError"
+    assert failure["execution_name"] == "resume-run-2"
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="p/runs/resume-run-2/")
+    assert listed["KeyCount"] == 0
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"run_id": "run-1", "config": {}, "error": {}}, "run-1"),  # failed after Extract
+        ({"input": {"run_id": "run-1"}, "error": {}}, "run-1"),  # a resumed run failed in Extract
+        ({"input": {"algorithm": "SVD"}, "error": {}}, "exec-9"),  # a new run failed in Extract
+        ({"input": {"run_id": "../../latest"}, "error": {}}, "exec-9"),  # the run_id itself was bad
+        ({"input": {"run_id": 5}, "error": {}}, "exec-9"),
+        ({"input": "not an object", "error": {}}, "exec-9"),
+        ({}, "exec-9"),
+    ],
+)
+def test_the_failed_run_is_resolved_as_extract_resolves_it(state: dict[str, Any], expected: str) -> None:
+    assert merge.failed_run_id(state, "exec-9") == expected
+
+
+def test_train_refuses_a_plan_with_too_many_shards_before_fitting(s3: Any) -> None:
+    write_snapshot(s3, SETTINGS, "many", rows(users=30))
+    config = RunConfig.from_input({"users_per_shard": 1}).to_dict()
+    with (
+        mock.patch("recommender.sharding.MAX_SHARDS", 29),
+        mock.patch("recommender.steps.train.fit", side_effect=AssertionError("fitted")),
+        pytest.raises(ConfigError, match="users_per_shard: 30 users at 1 per shard make 30 shards"),
+    ):
+        train.run(s3, SETTINGS, "many", config)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="p/runs/many/")
+    assert [o["Key"] for o in listed["Contents"]] == [RunPaths("p", "many").dataset]

@@ -5,13 +5,22 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
 
+from recommender.config import ConfigError
 from recommender.model import ModelArrays, utf8_order
 from recommender.scoring import UserTopN
-from recommender.sharding import decode_shard, encode_shard, plan_shards, shard_users
+from recommender.sharding import (
+    MAX_SHARDS,
+    check_shard_count,
+    decode_shard,
+    encode_shard,
+    plan_shards,
+    shard_users,
+)
 
 TRICKY_USERS = [
     "line\nbreak",
@@ -145,3 +154,23 @@ def test_empty_shard() -> None:
     data, count = encode_shard(_model(["a"]), [])
     assert count == 0
     assert list(decode_shard(data)) == []
+
+
+def test_a_plan_never_has_more_shards_than_a_run_may_have() -> None:
+    check_shard_count(MAX_SHARDS * 1000, 1000)  # exactly the cap
+    with pytest.raises(
+        ConfigError, match=r"users_per_shard: 10,000,001 users .* 10,001 shards.* at least 1,001"
+    ):
+        check_shard_count(MAX_SHARDS * 1000 + 1, 1000)
+    model = _model([f"u{k}" for k in range(11)])
+    with mock.patch("recommender.sharding.MAX_SHARDS", 10):
+        with pytest.raises(ConfigError, match="users_per_shard"):
+            plan_shards(model, 1)
+        assert len(plan_shards(model, 2)) == 6
+
+
+def test_the_largest_plan_keeps_the_maps_output_small() -> None:
+    """What the DISTRIBUTED Map collects is one {} per shard (the ASL keeps nothing of a
+    predictor's result): at MAX_SHARDS it must stay well inside Step Functions' 256 KiB."""
+    collected = json.dumps([{}] * MAX_SHARDS, separators=(",", ":")).encode()
+    assert len(collected) < 256 * 1024 / 4

@@ -862,8 +862,23 @@ def test_predict_event_is_what_the_map_passes(asl: dict[str, Any]) -> None:
     shard = event["shard"]
     assert shard["end"] - shard["start"] == shard["users"]
     assert 1 <= event["top_n"] <= 1000
-    returned = dict_literal_keys(returned_dict(STEPS / "predict.py", "run"))
-    assert selected_payload_fields(state) <= returned
+    # The Map keeps nothing of a predictor's result: what it collects must not grow with the plan.
+    assert "OutputPath" in state and state["OutputPath"] is None
+    assert "ResultSelector" not in state and "ResultPath" not in state
+
+
+def test_record_failure_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
+    event = load_event("record_failure.json")
+    (state,) = [s for name, s in states(asl).items() if name == "Record the failure"]
+    assert state_invoking(asl, "RecordFailureFunctionArn") is state
+    assert state["Parameters"]["Payload"] == {"execution_name.$": "$$.Execution.Name", "state.$": "$"}
+    assert set(event) == payload_keys(state["Parameters"]["Payload"])
+    # Every Catch that leads here puts the error where the function reads it.
+    catches = [
+        c for s in states(asl).values() for c in s.get("Catch", []) if c["Next"] == "Record the failure"
+    ]
+    assert catches and all(c["ResultPath"] == "$.error" for c in catches)
+    assert set(event["state"]["error"]) == {"Error", "Cause"}
 
 
 def test_merge_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:

@@ -176,6 +176,9 @@ class Settings:
     database_url: str | None = None  # the local engine's way; wins over the secret when both are set
     # On AWS: the Secrets Manager secret Extract reads the connection from (recommender.secrets).
     database_secret_arn: str | None = None
+    # The predictor's reserved concurrency (the stack's MaxConcurrency; None when it reserves none):
+    # a Map running more predictors at once would only be throttled.
+    predict_concurrency: int | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -184,9 +187,13 @@ class Settings:
         if not bucket:
             raise ConfigError("RECOMMENDER_BUCKET is not set: the bucket the runs are written to")
         prefix = env.get("RECOMMENDER_PREFIX", "recommender").strip("/")
+        reserved = env.get("PREDICT_RESERVED_CONCURRENCY", "0") or "0"
+        if not reserved.isdigit():
+            raise ConfigError(f"PREDICT_RESERVED_CONCURRENCY must be a whole number, got {reserved!r}")
         return cls(
             bucket=bucket,
             prefix=prefix,
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
+            predict_concurrency=int(reserved) or None,
         )

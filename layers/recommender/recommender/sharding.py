@@ -20,15 +20,40 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .config import ConfigError
+
 if TYPE_CHECKING:  # the client reads shards without importing Surprise
     from .model import ModelArrays
     from .scoring import UserTopN
 
 
+# The most shards a plan may have. A DISTRIBUTED Map runs at most 10,000 child executions at once;
+# what it collects from them (one {} each, the ASL keeps nothing of a predictor's result) stays
+# within Step Functions' 256 KiB state limit far beyond that; and Merge verifies every shard object
+# within its time limit. Past it, a bigger users_per_shard is the answer (see `check_shard_count`).
+MAX_SHARDS = 10_000
+
+
+def shard_count(n_users: int, users_per_shard: int) -> int:
+    return max(1, math.ceil(n_users / users_per_shard))
+
+
+def check_shard_count(n_users: int, users_per_shard: int) -> None:
+    """Refuse a plan with more than MAX_SHARDS shards before any work, naming the field to change."""
+    shards = shard_count(n_users, users_per_shard)
+    if shards > MAX_SHARDS:
+        needed = math.ceil(n_users / MAX_SHARDS)
+        raise ConfigError(
+            f"users_per_shard: {n_users:,} users at {users_per_shard:,} per shard make {shards:,} shards,"
+            f" more than the {MAX_SHARDS:,} a run may have; set users_per_shard to at least {needed:,}"
+        )
+
+
 def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]]:
     """One item per shard, for the DISTRIBUTED Map's ItemReader."""
     n_users = model.n_users
-    n_shards = max(1, math.ceil(n_users / users_per_shard))
+    check_shard_count(n_users, users_per_shard)
+    n_shards = shard_count(n_users, users_per_shard)
     bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
     plan: list[dict[str, Any]] = []
     for start, end in itertools.pairwise(bounds):

@@ -151,7 +151,7 @@ def run_extract(env: Mapping[str, str], s3: Any, stdout: TextIO, stderr: TextIO)
     try:
         execution_name, raw_input = read_extract_input(env)
         settings = Settings.from_env(dict(env))
-        config = extract.validate_input(raw_input)  # a bad input fails before connecting
+        config = extract.validate_input(raw_input, settings.predict_concurrency)  # before connecting
     except (TaskInputError, ConfigError) as error:
         logger.error("the task's input is wrong", extra={"error": str(error)})
         print(f"recommender.task: {error}", file=stderr)

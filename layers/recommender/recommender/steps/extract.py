@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import replace
 from typing import Any
 
-from ..config import RunConfig, Settings
+from ..config import ConfigError, RunConfig, Settings
 from ..database import describe
 from ..dataset import extract_to_s3
 from ..manifest import utc_now
@@ -19,10 +20,22 @@ from ..storage import RunPaths, get_json, object_exists, put_json
 from ..training import effective_params, make_algorithm
 
 
-def validate_input(raw_input: Any) -> RunConfig:
-    """Everything that can be checked before touching the database, so typos fail in seconds."""
+def validate_input(raw_input: Any, predict_concurrency: int | None = None) -> RunConfig:
+    """Everything that can be checked before touching the database, so typos fail in seconds.
+
+    `predict_concurrency` is the predictor's reserved concurrency (Settings): the Map must not run
+    more predictors at once than it reserves, or the extra ones are only throttled. An input that
+    asks for more fails; the default pace is lowered to it."""
     config = RunConfig.from_input(raw_input)
     make_algorithm(config.algorithm, config.params)
+    if predict_concurrency is not None and config.max_concurrency > predict_concurrency:
+        if isinstance(raw_input, dict) and raw_input.get("max_concurrency") is not None:
+            raise ConfigError(
+                f"max_concurrency must be at most {predict_concurrency}, the predictor's reserved"
+                f" concurrency (the stack's MaxConcurrency), got {config.max_concurrency}: lower it or"
+                " raise MaxConcurrency"
+            )
+        config = replace(config, max_concurrency=predict_concurrency)
     return config
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import gate
-from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, Settings
+from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
 from ..scoring import fallback
@@ -243,9 +243,34 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     raise PublishConflictError(f"latest.json kept changing while run {latest['run_id']} tried to publish")
 
 
-def record_failure(s3: Any, settings: Settings, run_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """Leave the reason a run failed next to its objects; `latest.json` is not touched."""
+def failed_run_id(state: dict[str, Any], execution_name: str) -> str:
+    """The run a failure belongs to, resolved as Extract resolves it: the run id Extract returned
+    (in the state from Extract on), else the input's `run_id` when it is a valid one (a resumed run
+    failing in Extract), else the execution's name."""
+    raw_input = state.get("input")
+    asked = raw_input.get("run_id") if isinstance(raw_input, dict) else None
+    for candidate in (state.get("run_id"), asked):
+        if candidate is None:
+            continue
+        try:
+            return check_run_id(candidate)
+        except ConfigError:
+            continue  # an invalid run_id is what failed: the execution's name stands in
+    return check_run_id(execution_name)
+
+
+def record_failure(s3: Any, settings: Settings, execution_name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Leave the reason a run failed next to its objects; `latest.json` is not touched.
+
+    `state` is the failed state's data, with the error under "error" (the ASL's Catch)."""
+    run_id = failed_run_id(state, execution_name)
+    error = state.get("error") or {}
     paths = RunPaths(settings.prefix, run_id)
-    document = {"run_id": run_id, "error": error.get("Error"), "cause": error.get("Cause")}
+    document = {
+        "run_id": run_id,
+        "execution_name": execution_name,
+        "error": error.get("Error"),
+        "cause": error.get("Cause"),
+    }
     put_json(s3, settings.bucket, paths.failure, document)
-    return {"failure_key": paths.failure}
+    return {"run_id": run_id, "failure_key": paths.failure}

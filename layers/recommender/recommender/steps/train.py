@@ -14,7 +14,7 @@ from ..config import RunConfig, Settings
 from ..evaluation import evaluate, evaluation_split
 from ..gate import metric_name
 from ..model import ModelArrays
-from ..sharding import plan_shards, shard_users
+from ..sharding import check_shard_count, plan_shards, shard_users
 from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import fit, library_versions, model_from_fit
@@ -40,6 +40,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
         }
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
+    check_shard_count(len(ratings.user_ids), config.users_per_shard)  # before the expensive part
     quality = None
     # Measured on a holdout split first (the published model then sees every rating), unless the
     # data is too small to hold anything out. On large data the split is of a sample of users, so
