@@ -255,3 +255,18 @@ def test_importing_the_client_does_not_import_surprise() -> None:
     code = "import sys, recommender.training; assert 'surprise' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
+
+
+def test_a_403_on_a_missing_key_names_both_causes() -> None:
+    """S3 answers 403, not 404, for a missing key to a reader that may not list the bucket: the
+    error says so instead of surfacing a bare AccessDenied."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from recommender.client import S3Reader
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(RecommendationsError, match=r"s3://b/p/latest.json does not exist or this role"):
+            S3Reader(s3, "b", "p").read("latest.json")

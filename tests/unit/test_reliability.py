@@ -72,6 +72,9 @@ class RacingS3:
             self.rival = {}
         return response
 
+    def list_objects_v2(self, **kwargs: Any) -> Any:
+        return self.s3.list_objects_v2(**kwargs)
+
     def put_object(self, **kwargs: Any) -> Any:
         self.puts.append(kwargs.get("IfMatch") or kwargs.get("IfNoneMatch"))
         return self.s3.put_object(**kwargs)

@@ -87,8 +87,15 @@ class S3Reader:
         except self.s3.exceptions.NoSuchKey:
             raise RecommendationsError(f"{self.describe(key)} does not exist") from None
         except self.s3.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("304", "NotModified"):
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("304", "NotModified"):
                 return None, etag or ""
+            if code in ("403", "AccessDenied"):
+                # S3 answers 403, not 404, for a missing key to a reader that may not list it.
+                raise RecommendationsError(
+                    f"{self.describe(key)} does not exist or this role may not read it (S3 answers"
+                    " 403 for both without s3:ListBucket; the stack's ReaderPolicyArn grants both)"
+                ) from None
             raise
         body: bytes = response["Body"].read()
         return body, str(response.get("ETag", ""))

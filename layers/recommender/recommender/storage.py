@@ -61,6 +61,10 @@ class RunPaths:
     def shard_plan(self) -> str:
         return _join(self.root, "shards.json")
 
+    @property
+    def shards_root(self) -> str:
+        return _join(self.root, "recommendations") + "/"
+
     def shard(self, index: int) -> str:
         return _join(self.root, "recommendations", f"shard-{index:05d}.jsonl.gz")
 
@@ -117,13 +121,24 @@ def get_json(s3: Any, bucket: str, key: str) -> Any:
 
 
 def object_exists(s3: Any, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    """Whether `key` exists, asked by listing it.
+
+    S3 answers a GET or HEAD of a missing key with 404 only to a caller allowed to list the
+    bucket, and with 403 otherwise. The roles may list only under the output prefix (an s3:prefix
+    condition), and whether that condition is met for this answer is not documented, so no step
+    learns that an object is missing from a GET or HEAD: it lists exactly that key, which the
+    conditioned grant covers."""
+    response = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(entry["Key"] == key for entry in response.get("Contents", []))
+
+
+def listed_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
+    """Every key under `prefix` (one request per 1,000 keys); see `object_exists` for why a
+    listing, not a GET, says what is missing."""
+    found: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.update(entry["Key"] for entry in page.get("Contents", []))
+    return found
 
 
 class S3Writer(io.RawIOBase):

@@ -26,6 +26,8 @@ from ..storage import (
     get_bytes,
     get_json,
     latest_key,
+    listed_keys,
+    object_exists,
     put_json,
     relative_key,
     sha256_hex,
@@ -46,13 +48,16 @@ class IncompleteRunError(RuntimeError):
     """Some planned shard is missing or damaged: the run is not published."""
 
 
-def verify_shard(s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any]) -> dict[str, Any]:
-    """The manifest entry of one shard, or a ValueError saying what is wrong with it."""
+def verify_shard(
+    s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any], existing: set[str]
+) -> dict[str, Any]:
+    """The manifest entry of one shard, or a ValueError saying what is wrong with it. `existing`
+    is the listing of the run's shard objects: a missing one is never asked for (S3 may answer
+    403, not 404; see storage.object_exists)."""
     key = paths.shard(int(planned["index"]))
-    try:
-        response = s3.get_object(Bucket=settings.bucket, Key=key)
-    except s3.exceptions.NoSuchKey:
-        raise ValueError(f"shard {planned['index']}: {key} is missing") from None
+    if key not in existing:
+        raise ValueError(f"shard {planned['index']}: {key} is missing")
+    response = s3.get_object(Bucket=settings.bucket, Key=key)
     data = response["Body"].read()
     recorded = response.get("Metadata", {})
     digest = sha256_hex(data)
@@ -80,10 +85,11 @@ def verify_shard(s3: Any, settings: Settings, paths: RunPaths, planned: dict[str
 
 def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str, Any]]:
     plan = get_json(s3, settings.bucket, paths.shard_plan)
+    existing = listed_keys(s3, settings.bucket, paths.shards_root)
 
     def check(planned: dict[str, Any]) -> dict[str, Any] | str:
         try:
-            return verify_shard(s3, settings, paths, planned)
+            return verify_shard(s3, settings, paths, planned, existing)
         except ValueError as problem:
             return str(problem)
 
@@ -194,10 +200,10 @@ def run(
 
 def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
     """The manifest latest.json points to now, or None before the first run."""
-    try:
-        latest = get_json(s3, settings.bucket, latest_key(settings.prefix))
-    except s3.exceptions.NoSuchKey:
+    key = latest_key(settings.prefix)
+    if not object_exists(s3, settings.bucket, key):
         return None
+    latest = get_json(s3, settings.bucket, key)
     manifest: dict[str, Any] = get_json(
         s3, settings.bucket, f"{settings.prefix}/{latest['manifest']}".lstrip("/")
     )
@@ -222,10 +228,10 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     key = latest_key(settings.prefix)
     body = json.dumps(latest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
     for _ in range(PUBLISH_ATTEMPTS):
-        try:
+        if object_exists(s3, settings.bucket, key):
             response = s3.get_object(Bucket=settings.bucket, Key=key)
             current, condition = json.loads(response["Body"].read()), {"IfMatch": response["ETag"]}
-        except s3.exceptions.NoSuchKey:
+        else:  # the first run: the write fails if another run creates the pointer meanwhile
             current, condition = None, {"IfNoneMatch": "*"}
         if current is not None and not _newer(latest, current):
             return False, str(current["run_id"])
