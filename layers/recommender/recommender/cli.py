@@ -1,5 +1,5 @@
 """`recommender`: load ratings into PostgreSQL (load), run the workflow locally (demo, run), read its
-output (recommend) and compare algorithms offline (evaluate)."""
+output (recommend), compare algorithms offline (evaluate) and check a deployed stack (smoke)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,7 @@ def execute(database_url: str, run_input: dict[str, Any], out: Path, quiet: bool
     with LocalEngine(database_url) as engine:
         progress = Progress(engine, quiet)
         print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
+        print(f"  Lambda sandbox: {engine.sandbox_support}")
         result = engine.run(run_input, on_event=progress.on_event, on_tick=progress.on_tick)
         out.mkdir(parents=True, exist_ok=True)
         exported = engine.export(out)
@@ -425,6 +426,23 @@ def _writable(url: str) -> Any:
     return psycopg2.connect(url)
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    import boto3
+
+    from .smoke import smoke
+
+    session = boto3.session.Session(region_name=args.region)
+    run_input = json.loads(args.input.read_text()) if args.input else None
+    return smoke(
+        session.client("cloudformation"),
+        session.client("stepfunctions"),
+        session.client("s3"),
+        args.stack,
+        run_input,
+        timeout_seconds=args.timeout,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recommender", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -531,6 +549,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ratings-per-user", type=int, default=40, help="--synthetic: mean (default 40)")
     ev.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
     ev.set_defaults(handler=cmd_evaluate)
+
+    check = commands.add_parser(
+        "smoke",
+        help="after `sam deploy`: run the deployed state machine once and read what it published",
+        description="Reads the stack's outputs, starts an execution with a small input (no quality"
+        " evaluation, top 5), follows it state by state, then prints why it failed (the failed"
+        " state's error and the run's failure.json) or reads latest.json through the client as an"
+        " app server would. Uses your AWS credentials and region. Exit code 0 when the run published.",
+    )
+    check.add_argument("--stack", required=True, help="the stack's name (samconfig.toml: recommender)")
+    check.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
+    check.add_argument("--input", type=Path, help="a JSON file with the state machine input instead")
+    check.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
+    check.set_defaults(handler=cmd_smoke)
     return parser
 
 

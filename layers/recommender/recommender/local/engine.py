@@ -1,37 +1,29 @@
-"""Run the real state machine without AWS: moto's Step Functions engine, S3 served by moto, and
-every Lambda task dispatched to the handler in `functions/<step>/app.py`, in this process.
+"""Run the real state machine without AWS, each step the way Lambda runs it.
 
-THE SEAM (the one place that depends on moto's internals; moto is pinned in pyproject.toml):
-with `mock_aws(config={"lambda": {"use_docker": False}})`, moto's Lambda backend is
-`moto.awslambda_simple.models.LambdaSimpleBackend`, whose `invoke(self, function_name, qualifier,
-body, headers, response_headers)` only echoes its input. `_invoke` below replaces it: it maps the
-function name to our handler, calls it with the decoded event and a Lambda-like context, and
-reports an exception the way Lambda does (`x-amz-function-error: Unhandled` and an
-`{errorType, errorMessage, stackTrace}` body), so Retry and Catch see the exception's class name
-as the error. Both Step Functions tasks and our own `lambda.invoke` calls go through it. See
-`../shared/notes/local-engine.md` for what moto's engine does and does not do.
+`statemachine/recommender.asl.json` runs on moto's Step Functions engine as it is, with its
+`${...}` DefinitionSubstitutions filled in the way CloudFormation does it. Every function comes
+from template.yaml (`template.functions`): its handler, memory, timeout, /tmp, environment,
+reserved concurrency and role. What moto does not do the way AWS does is patched in
+`seams.py`, the one module that reaches into moto's internals.
 
-The ASL file is used as it is, with `${...}` DefinitionSubstitutions filled in the way
-CloudFormation does it. The handlers share this process: the environment the template gives each
-function is set here, once, for all of them.
+Each invocation runs in one of two ways:
+- in the sandbox (`sandbox=True`, the default): a fresh process shaped like Lambda's
+  (`sandbox.py`): read-only file system but /tmp (capped at the function's ephemeral storage), no
+  home folder, resident memory capped at the function's memory size, its timeout, Lambda's
+  environment, and only the runtime's standard library, the function's folder and the layers as
+  built for deployment on sys.path. It reaches S3 and Secrets Manager over HTTP through the
+  engine's moto server, which holds each request to the function's role (`iam.py`). Where the
+  machine cannot enforce part of that, `sandbox_support` says what is missing.
+- in this process (`sandbox=False`): the handler is called directly. Faster, and tests can patch
+  the steps' code; nothing above is enforced, and all handlers share one environment.
 
-OBSERVING INVOCATIONS: every handler call is recorded in `LocalEngine.invocations` (function, start,
-seconds, error) and passed to the optional `on_invoke` callback. With `measure_memory=True` each
-record also holds the process's resident memory at the start and its peak during the invocation:
-the kernel's peak counter (VmHWM) is reset at the start (writing "5" to /proc/self/clear_refs) and
-read at the end. Invocations that overlap (the DISTRIBUTED Map's items run in threads) share one
-process and one counter: a reset first folds the current peak into every invocation still running,
-so each record's peak is the process's peak over its own interval, other invocations' memory
-included; `concurrent` says how many were in flight at most. Off by default because the reset also
-lowers what `getrusage` reports as the process's maximum. Without /proc (macOS) the memory fields
-are None.
+Service limits (`ServiceLimits`) are enforced in both: state payloads (256 KiB: inputs after
+Parameters, outputs, what a Map collects), the execution history (25,000 events), Lambda's
+concurrency (the function's reserved concurrency and the account's). The database URL is kept in
+a Secrets Manager secret on moto and reaches Extract as on AWS, through DATABASE_SECRET_ARN.
 
-ISOLATED INVOCATIONS: with `isolate=True` every invocation runs in a fresh Python process
-(`process`), as a cold Lambda would: the child imports only its handler, reaches S3 over
-HTTP (moto's server, started here, serves the same mocked state), and reports its own peak
-resident memory, its imports included and moto's storage excluded. That is the figure to compare
-with a function's memory setting; the in-process figures above include moto's copies of every
-object. Slower (each invocation pays its imports), so off by default.
+Invocations are recorded (`recording.py`); faults can be injected as the Lambda service would
+produce them (`inject`), which works the same in both modes.
 """
 
 from __future__ import annotations
@@ -40,15 +32,11 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,31 +44,19 @@ from unittest import mock
 
 import boto3
 from moto import mock_aws
+from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
 
-from . import process
-from .process import (
-    FUNCTION_TIMEOUT_SECONDS,
-    REGION,
-    Handler,
-    HandlerImportError,
-    LocalContext,
-    lambda_error,
-    load_handler,
-)
+from ..executions import history, map_item_counts
+from . import seams, template
+from .iam import RoleGate
+from .process import Handler, HandlerImportError, LocalContext, lambda_error, load_handler
+from .recording import Invocation, Recorder
+from .template import ACCOUNT, REGION, Function
 
-PINNED_MOTO = "5.2.5"
 DEFINITION = Path("statemachine") / "recommender.asl.json"
-
-# Logical function name in template.yaml -> (handler file, ASL substitution naming its ARN)
-FUNCTIONS = {
-    "ExtractFunction": ("functions/extract/app.py", "ExtractFunctionArn"),
-    "TrainFunction": ("functions/train/app.py", "TrainFunctionArn"),
-    "PredictFunction": ("functions/predict/app.py", "PredictFunctionArn"),
-    "MergeFunction": ("functions/merge/app.py", "MergeFunctionArn"),
-    "RecordFailureFunction": ("functions/record_failure/app.py", "RecordFailureFunctionArn"),
-}
 BUCKET_SUBSTITUTION = "RecommendationsBucket"
 # The Train step's placement (template parameter TrainCompute and the Fargate task's settings): the
 # local engine always trains in the Train function, so the Fargate task's values are the
@@ -92,8 +68,7 @@ TRAIN_ON_LAMBDA = {
     "TrainSubnetIds": "none",
     "TrainSecurityGroupId": "none",
 }
-# The Extract step's placement (template parameter ExtractCompute), likewise: the local engine always
-# extracts in the Extract function, so the extract task's values are the template's placeholders.
+# The Extract step's placement (template parameter ExtractCompute), likewise.
 EXTRACT_ON_LAMBDA = {
     "ExtractCompute": "lambda",
     "ExtractClusterArn": "none",
@@ -101,14 +76,43 @@ EXTRACT_ON_LAMBDA = {
     "ExtractSubnetIds": "none",
     "ExtractSecurityGroupId": "none",
 }
-_handlers: dict[str, Handler] = {}
+# What the engine sets over the template's environment, and why: no X-Ray daemon runs here, and
+# metrics and INFO logs of every invocation would bury the run's own output.
+LOCAL_ENVIRONMENT = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+SECRET_NAME = "recommender/local-database"
+_handlers: dict[str, Handler] = {}  # in-process mode: function name -> handler
 _active = threading.Lock()
-PROC_STATUS = Path("/proc/self/status")
-PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+_engine: LocalEngine | None = None
 
 
 class LocalRunError(RuntimeError):
     """The local engine could not run the state machine at all (not: the run failed)."""
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """The AWS limits the engine enforces; tests may lower them to reach them quickly."""
+
+    state_payload_bytes: int = 256 * 1024  # Step Functions: a state's input or output
+    history_events: int = 25_000  # Step Functions: events in one execution's history
+    account_concurrency: int = 1_000  # Lambda: concurrent executions in a region (the default quota)
+
+
+@dataclass
+class Fault:
+    """A failure the Lambda service or the function reports instead of running the handler."""
+
+    function: str
+    error_type: str  # e.g. "TooManyRequestsException" (the service), "RuntimeError" (the function)
+    message: str
+    times: int
+    when: Callable[[dict[str, Any]], bool] | None = None
+    by_service: bool = False  # a service error (Lambda.<code> in Step Functions), not Unhandled
+    seen: list[dict[str, Any]] = field(default_factory=list)
 
 
 def project_root() -> Path:
@@ -130,122 +134,11 @@ def render_definition(text: str, substitutions: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}", lambda m: substitutions[m.group(1)], text)
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """One handler call made by the local engine."""
+class _Throttled(LambdaClientError):
+    code = 429
 
-    function: str  # the function's name, e.g. "recommender-predict"
-    started: float  # time.monotonic() when the handler was called
-    seconds: float
-    error: str | None  # the exception's class name when the handler raised
-    rss_start_bytes: int | None  # the process's resident memory at the start (measure_memory)
-    peak_bytes: int | None  # the process's peak resident memory during the call (measure_memory)
-    concurrent: int  # the most invocations in flight at once during this one, itself included
-    cpu_seconds: float | None = None  # isolated invocations: the CPU time of the handler's process
-
-    @property
-    def growth_bytes(self) -> int | None:
-        """How far the process's peak rose above its resident memory at the start."""
-        if self.peak_bytes is None or self.rss_start_bytes is None:
-            return None
-        return self.peak_bytes - self.rss_start_bytes
-
-
-def _memory_status() -> tuple[int, int]:
-    """(VmRSS, VmHWM) of this process, in bytes."""
-    rss = peak = 0
-    for line in PROC_STATUS.read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) * 1024
-    return rss, peak
-
-
-def _reset_peak() -> None:
-    PROC_CLEAR_REFS.write_text("5")  # resets VmHWM to the current VmRSS (Linux >= 4.0)
-
-
-def peak_counter_available() -> bool:
-    """Whether this process can reset and read its peak resident memory (Linux /proc)."""
-    try:
-        _reset_peak()
-        return _memory_status()[1] > 0
-    except OSError:
-        return False
-
-
-@dataclass
-class _Open:
-    function: str
-    started: float
-    rss_start: int | None
-    peak: int
-    concurrent: int = 1
-
-
-class _Recorder:
-    """Records every invocation; see "OBSERVING INVOCATIONS" in the module docstring."""
-
-    def __init__(self, measure_memory: bool, on_invoke: Callable[[Invocation], None] | None) -> None:
-        self.memory = measure_memory and peak_counter_available()
-        self.on_invoke = on_invoke
-        self.records: list[Invocation] = []
-        self._lock = threading.Lock()
-        self._open: dict[object, _Open] = {}
-
-    def begin(self, function: str, measure: bool = True) -> object:
-        """Start a record; with `measure=False` the caller brings the memory figures to `end`."""
-        token = object()
-        with self._lock:
-            rss: int | None = None
-            if self.memory and measure:
-                if self._open:  # keep the running invocations' peaks before the reset
-                    peak = _memory_status()[1]
-                    for running in self._open.values():
-                        running.peak = max(running.peak, peak)
-                _reset_peak()
-                rss = _memory_status()[0]
-            self._open[token] = _Open(function, time.monotonic(), rss, rss or 0)
-            for running in self._open.values():
-                running.concurrent = max(running.concurrent, len(self._open))
-        return token
-
-    def end(
-        self,
-        token: object,
-        error: str | None,
-        memory: tuple[int | None, int | None] | None = None,
-        cpu_seconds: float | None = None,
-    ) -> Invocation:
-        """Close a record; `memory` is (start, peak) measured elsewhere (an isolated process)."""
-        with self._lock:
-            ended = time.monotonic()
-            call = self._open.pop(token)
-            if memory is not None:
-                call.rss_start, peak = memory
-            else:
-                peak = max(call.peak, _memory_status()[1]) if self.memory else None
-            record = Invocation(
-                function=call.function,
-                started=call.started,
-                seconds=ended - call.started,
-                error=error,
-                rss_start_bytes=call.rss_start,
-                peak_bytes=peak,
-                concurrent=call.concurrent,
-                cpu_seconds=cpu_seconds,
-            )
-            self.records.append(record)
-        if self.on_invoke is not None:
-            try:
-                self.on_invoke(record)
-            except Exception as failure:  # an observer never fails the run
-                warnings.warn(f"on_invoke raised {failure!r}", RuntimeWarning, stacklevel=1)
-        return record
-
-
-_recorder: _Recorder | None = None
+    def __init__(self, message: str) -> None:
+        super().__init__("TooManyRequestsException", message)
 
 
 def _invoke(
@@ -256,84 +149,11 @@ def _invoke(
     headers: Any,
     response_headers: dict[str, str],
 ) -> bytes:
-    """Replaces LambdaSimpleBackend.invoke: run our handler instead of echoing the input."""
-    name = function_name.split(":function:")[-1].split(":")[0]
-    handler = _handlers.get(name)
-    if handler is None:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(
-            {"errorType": "ResourceNotFoundException", "errorMessage": f"no function {name}"}
-        ).encode()
-    recorder = _recorder
-    if _isolation is not None:
-        return _invoke_in_process(_isolation, name, body, response_headers, recorder)
-    event = json.loads(body) if body else {}
-    token = recorder.begin(name) if recorder is not None else None
-    try:
-        result = handler(event, LocalContext(name))
-    except Exception as error:  # reported to Step Functions exactly like Lambda does
-        if recorder is not None:
-            recorder.end(token, type(error).__name__)
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(lambda_error(error)).encode()
-    if recorder is not None:
-        recorder.end(token, None)
-    return json.dumps(result).encode()
-
-
-@dataclass(frozen=True)
-class _Isolation:
-    """How `isolate` mode starts a handler's process: its file and the environment to give it."""
-
-    handler_files: dict[str, Path]
-    environment: dict[str, str]
-
-
-_isolation: _Isolation | None = None
-
-
-def _invoke_in_process(
-    isolation: _Isolation,
-    name: str,
-    body: Any,
-    response_headers: dict[str, str],
-    recorder: _Recorder | None,
-) -> bytes:
-    """Run one invocation in a fresh Python process (see `process`)."""
-    token = recorder.begin(name, measure=False) if recorder is not None else None
-    with tempfile.TemporaryDirectory(prefix="recommender-invoke-") as folder:
-        result_file = Path(folder) / "result.json"
-        command = [sys.executable, "-m", process.__name__, str(isolation.handler_files[name])]
-        completed = subprocess.run(
-            [*command, name, str(result_file)],
-            input=body if isinstance(body, bytes) else (body or "{}").encode(),
-            env=isolation.environment,
-            check=False,
-        )
-        if completed.returncode != 0 or not result_file.is_file():
-            outcome: dict[str, Any] = {
-                "error": {
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"the {name} process exited with {completed.returncode}",
-                },
-                "init_bytes": None,
-                "peak_bytes": None,
-                "cpu_seconds": None,
-            }
-        else:
-            outcome = json.loads(result_file.read_text())
-    error = outcome.get("error")
-    if recorder is not None:
-        recorder.end(
-            token,
-            error["errorType"] if error else None,
-            memory=(outcome["init_bytes"], outcome["peak_bytes"]),
-            cpu_seconds=outcome["cpu_seconds"],
-        )
-    if error:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(error).encode()
-    return json.dumps(outcome["result"]).encode()
+    """Replaces LambdaSimpleBackend.invoke (seams.py): the running engine handles the call."""
+    if _engine is None:  # pragma: no cover - the patch lives only while an engine runs
+        raise LocalRunError("no local engine is running")
+    data = body if isinstance(body, bytes) else (body or "{}").encode()
+    return _engine.handle(function_name.split(":function:")[-1].split(":")[0], data, response_headers)
 
 
 @dataclass
@@ -348,7 +168,8 @@ class RunResult:
 
 
 class LocalEngine:
-    """A context manager: AWS mocked, bucket created, functions and state machine deployed."""
+    """A context manager: AWS mocked, bucket and secret created, functions and state machine
+    deployed."""
 
     def __init__(
         self,
@@ -358,29 +179,34 @@ class LocalEngine:
         env: dict[str, str] | None = None,
         measure_memory: bool = False,
         on_invoke: Callable[[Invocation], None] | None = None,
-        isolate: bool = False,
+        sandbox: bool = True,
+        limits: ServiceLimits | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
-        """`measure_memory` and `on_invoke`: see "OBSERVING INVOCATIONS" in the module docstring;
-        `isolate`: see "ISOLATED INVOCATIONS"."""
+        """`env` is set over every function's environment; `parameters` overrides template
+        parameters (e.g. {"PredictMemorySize": "512"}); `measure_memory` and `on_invoke`: see
+        recording.py; `sandbox`: see the module docstring."""
         self.root = project_root()
+        self.database_url = database_url
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.environment = {
-            "AWS_DEFAULT_REGION": REGION,
-            "RECOMMENDER_BUCKET": bucket,
-            "RECOMMENDER_PREFIX": self.prefix,
-            "POWERTOOLS_SERVICE_NAME": "recommender",
-            "POWERTOOLS_METRICS_NAMESPACE": "Recommender",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            **({"DATABASE_URL": database_url} if database_url else {}),
-            **(env or {}),
-        }
-        self._patches: list[Any] = []
+        self.extra_env = {**LOCAL_ENVIRONMENT, **(env or {})}
+        self.parameters = {"OutputPrefix": self.prefix, **(parameters or {})}
+        self.sandboxed = sandbox
+        self.limits = limits or ServiceLimits()
+        self.functions: dict[str, Function] = {}
         self.state_machine_arn = ""
-        self._recorder = _Recorder(measure_memory, on_invoke)
-        self.isolate = isolate
-        self._server: ThreadedMotoServer | None = None
+        self._recorder = Recorder(measure_memory and not sandbox, on_invoke)
+        self._patches: list[Any] = []
+        self._faults: list[Fault] = []
+        self._running: dict[str, int] = {}
+        self._running_lock = threading.Lock()
+        self._server: BaseWSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+        self._gate: RoleGate | None = None
+        self._sandbox: Any = None
+        self._credentials: dict[str, str] = {}
+
+    # --- what the engine reports --------------------------------------------------------------
 
     @property
     def invocations(self) -> list[Invocation]:
@@ -389,12 +215,28 @@ class LocalEngine:
 
     @property
     def memory_measured(self) -> bool:
-        """Whether the invocations carry memory figures (asked for, and /proc allows it)."""
-        return self._recorder.memory or self.isolate
+        """Whether the invocations carry memory figures."""
+        return self._recorder.memory or self.sandboxed
+
+    @property
+    def sandbox_support(self) -> str:
+        """One sentence: what the sandbox enforces here, or that invocations run in this process."""
+        if not self.sandboxed:
+            return "each invocation runs in this process: nothing of Lambda's sandbox is enforced"
+        return str(self._sandbox.support.summary) if self._sandbox is not None else "not started"
+
+    @property
+    def denials(self) -> list[str]:
+        """Requests the local IAM check refused (sandbox mode), as "function: action on resource"."""
+        return list(self._gate.denials) if self._gate is not None else []
+
+    # --- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> LocalEngine:
+        global _engine
         if not _active.acquire(blocking=False):
             raise LocalRunError("another LocalEngine is running in this process")
+        _engine = self
         try:
             self._start()
         except BaseException:
@@ -403,82 +245,229 @@ class LocalEngine:
         return self
 
     def _start(self) -> None:
-        global _recorder
-        _recorder = self._recorder
+        base_env = {"AWS_DEFAULT_REGION": REGION}
+        if not self.sandboxed:
+            base_env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
         self._patches = [
-            mock.patch.dict(os.environ, self.environment),
+            mock.patch.dict(os.environ, base_env),
             mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},
                     "lambda": {"use_docker": False},
                 }
             ),
-            mock.patch.object(LambdaSimpleBackend, "invoke", _invoke),
+            *seams.patches(_invoke, lambda: self.limits.state_payload_bytes),
         ]
         for patch in self._patches:
             patch.start()
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.s3.create_bucket(Bucket=self.bucket)
+        names = {
+            BUCKET_SUBSTITUTION: self.bucket,
+            f"{BUCKET_SUBSTITUTION}.Arn": f"arn:aws:s3:::{self.bucket}",
+            "DatabaseSecretArn": self._database_secret(),
+            **self.parameters,
+        }
+        self.functions = template.functions(self.root, names)
+        if self.sandboxed:
+            self._start_sandbox()
+        else:
+            environment: dict[str, str] = {}
+            for function in self.functions.values():
+                environment.update(function.environment)
+            self._patches.append(mock.patch.dict(os.environ, {**environment, **self.extra_env}))
+            self._patches[-1].start()
+            for name, function in self.functions.items():
+                try:
+                    _handlers[name] = load_handler(function.handler_file)
+                except HandlerImportError as error:
+                    raise LocalRunError(str(error)) from None
+        self._deploy()
+
+    def _database_secret(self) -> str:
+        """The database URL, kept where Extract reads it on AWS: a Secrets Manager secret."""
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        value = self.database_url or "postgresql://no-database-given@localhost:1/none"
+        arn: str = secrets.create_secret(Name=SECRET_NAME, SecretString=value)["ARN"]
+        return arn
+
+    def _deploy(self) -> None:
         role = boto3.client("iam", region_name=REGION).create_role(
             RoleName="recommender-local",
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )["Role"]["Arn"]
         lam = boto3.client("lambda", region_name=REGION)
         substitutions = {BUCKET_SUBSTITUTION: self.bucket, **TRAIN_ON_LAMBDA, **EXTRACT_ON_LAMBDA}
-        handler_files: dict[str, Path] = {}
-        for logical, (path, substitution) in FUNCTIONS.items():
-            name = f"recommender-{logical.removesuffix('Function').lower()}"
-            handler_files[name] = self.root / path
-            try:
-                _handlers[name] = load_handler(self.root / path)
-            except HandlerImportError as error:
-                raise LocalRunError(str(error)) from None
+        for name, function in self.functions.items():
             arn = lam.create_function(
                 FunctionName=name,
                 Runtime="python3.12",
                 Role=role,
-                Handler="app.lambda_handler",
+                Handler=function.handler,
                 Code={"ZipFile": _placeholder_zip()},
-                Timeout=FUNCTION_TIMEOUT_SECONDS,
+                Timeout=function.timeout_seconds,
+                MemorySize=function.memory_mb,
             )["FunctionArn"]
-            substitutions[substitution] = arn
+            substitutions[function.substitution] = arn
         definition = render_definition((self.root / DEFINITION).read_text(), substitutions)
         self.state_machine_arn = self.sfn.create_state_machine(
             name="recommender", definition=definition, roleArn=role
         )["stateMachineArn"]
-        if self.isolate:
-            self._serve_isolated(handler_files)
 
-    def _serve_isolated(self, handler_files: dict[str, Path]) -> None:
-        """Serve the mocked state over HTTP for the handlers' own processes."""
-        global _isolation
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        environment = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-        }
-        environment.pop("AWS_SESSION_TOKEN", None)
-        _isolation = _Isolation(handler_files, environment)
+    def _start_sandbox(self) -> None:
+        """Serve the mocked state over HTTP, each function held to its role, and prepare the
+        sandbox every invocation runs in."""
+        from .layers import prepare_opt, runtime_python
+        from .sandbox import Sandbox
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+        roles: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        for name, function in self.functions.items():
+            key_id = f"LOCAL{uuid.uuid4().hex[:12].upper()}"
+            self._credentials[name] = key_id
+            roles[key_id] = (name, function.statements)
+        self._gate = RoleGate(DomainDispatcherApplication(create_backend_app), roles)
+        self._server = make_server("127.0.0.1", 0, self._gate, True, request_handler=MotoRequestHandler)
+        self._server_thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server_thread.start()
+        python = runtime_python(self.root)
+        self._sandbox = Sandbox(
+            opt_dir=prepare_opt(self.root, python.version),
+            python=python.executable,
+            binds=_socket_folders(self.database_url),
+        )
 
     def __exit__(self, *exc: Any) -> None:
-        global _isolation
-        _isolation = None
+        global _engine
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            if self._server_thread is not None:
+                self._server_thread.join()
             self._server = None
         for patch in reversed(self._patches):
             patch.stop()
         self._patches = []
         _handlers.clear()
-        global _recorder
-        _recorder = None
+        _engine = None
         _active.release()
+
+    # --- invocations ---------------------------------------------------------------------------
+
+    def inject(
+        self,
+        function: str,
+        error_type: str,
+        message: str = "injected",
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+        by_service: bool = False,
+    ) -> Fault:
+        """Make the next `times` invocations of `function` (whose event `when` accepts) fail
+        without running: as the function failing with `error_type`, or with `by_service` as the
+        Lambda service refusing the call (e.g. "TooManyRequestsException", a throttle)."""
+        fault = Fault(function, error_type, message, times, when, by_service)
+        self._faults.append(fault)
+        return fault
+
+    def _injected(self, name: str, event: dict[str, Any]) -> Fault | None:
+        with self._running_lock:
+            for fault in self._faults:
+                pending = fault.function == name and len(fault.seen) < fault.times
+                if pending and (fault.when is None or fault.when(event)):
+                    fault.seen.append(event)
+                    return fault
+        return None
+
+    def _admit(self, function: Function) -> None:
+        """Count the invocation against the function's reserved concurrency and the account's, or
+        refuse it as Lambda does (Lambda.TooManyRequestsException in Step Functions)."""
+        with self._running_lock:
+            running = self._running.get(function.name, 0)
+            total = sum(self._running.values())
+            if function.reserved_concurrency is not None and running >= function.reserved_concurrency:
+                raise _Throttled(f"Rate Exceeded: {function.name} is at its reserved concurrency")
+            if total >= self.limits.account_concurrency:
+                raise _Throttled("Rate Exceeded: the account's concurrency is in use")
+            self._running[function.name] = running + 1
+
+    def _release(self, function: Function) -> None:
+        with self._running_lock:
+            self._running[function.name] -= 1
+
+    def handle(self, name: str, body: bytes, response_headers: dict[str, str]) -> bytes:
+        """One invocation of the function `name` with the event `body`; returns Lambda's answer."""
+        function = self.functions.get(name)
+        if function is None:
+            raise LambdaClientError("ResourceNotFoundException", f"Function not found: {name}")
+        event = json.loads(body or b"{}")
+        fault = self._injected(name, event)
+        if fault is not None and fault.by_service:
+            if fault.error_type == "TooManyRequestsException":
+                raise _Throttled(fault.message)
+            raise LambdaClientError(fault.error_type, fault.message)
+        self._admit(function)
+        try:
+            token = self._recorder.begin(name, measure=not self.sandboxed)
+            if fault is not None:
+                self._recorder.end(token, fault.error_type)
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps({"errorType": fault.error_type, "errorMessage": fault.message}).encode()
+            if self.sandboxed:
+                return self._in_sandbox(function, body, token, response_headers)
+            return self._in_process(function, event, token, response_headers)
+        finally:
+            self._release(function)
+
+    def _in_process(
+        self, function: Function, event: dict[str, Any], token: object, response_headers: dict[str, str]
+    ) -> bytes:
+        context = LocalContext(function.name, function.memory_mb, timeout_seconds=function.timeout_seconds)
+        try:
+            result = _handlers[function.name](event, context)
+        except Exception as error:  # reported to Step Functions exactly like Lambda does
+            self._recorder.end(token, type(error).__name__)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(lambda_error(error)).encode()
+        self._recorder.end(token, None)
+        return json.dumps(result).encode()
+
+    def _in_sandbox(
+        self, function: Function, body: bytes, token: object, response_headers: dict[str, str]
+    ) -> bytes:
+        assert self._server is not None and self._sandbox is not None
+        host, port = str(self._server.server_address[0]), self._server.server_address[1]
+        from .sandbox import FunctionSpec
+
+        spec = FunctionSpec(
+            name=function.name,
+            code_dir=function.code_dir,
+            handler=function.handler,
+            memory_mb=function.memory_mb,
+            timeout_seconds=function.timeout_seconds,
+            ephemeral_storage_mb=function.ephemeral_storage_mb,
+            environment={**function.environment, **self.extra_env},
+        )
+        credentials = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": self._credentials[function.name],
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+        }
+        outcome = self._sandbox.invoke(spec, body, REGION, credentials)
+        error = outcome.error
+        self._recorder.end(
+            token,
+            error["errorType"] if error else None,
+            memory=(outcome.init_bytes, outcome.peak_bytes),
+            cpu_seconds=outcome.cpu_seconds,
+        )
+        if error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(error).encode()
+        return json.dumps(outcome.result).encode()
+
+    # --- executions ----------------------------------------------------------------------------
 
     def start(self, run_input: dict[str, Any], name: str | None = None) -> str:
         name = name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
@@ -495,20 +484,30 @@ class LocalEngine:
         on_tick: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Poll until the execution ends, passing each new history event to `on_event` and the
-        execution ARN to `on_tick` at every poll (for progress displays)."""
+        execution ARN to `on_tick` at every poll (for progress displays). An execution whose
+        history reaches the limit is stopped and reported failed, as AWS fails it."""
         started = time.monotonic()
         seen = 0
+        history_error: tuple[str, str] | None = None
         while True:
             description = self.sfn.describe_execution(executionArn=execution_arn)
+            events = history(self.sfn, execution_arn)
             if on_event is not None:
-                events = self.sfn.get_execution_history(executionArn=execution_arn)["events"]
                 for event in events[seen:]:
                     on_event(event)
-                seen = len(events)
+            seen = len(events)
             if on_tick is not None:
                 on_tick(execution_arn)
             if description["status"] != "RUNNING":
                 break
+            if seen >= self.limits.history_events:
+                cause = (
+                    f"The execution reached the maximum number of history events"
+                    f" ({self.limits.history_events})."
+                )
+                history_error = ("States.Runtime", cause)
+                self.sfn.stop_execution(executionArn=execution_arn, error=history_error[0], cause=cause)
+                continue
             if time.monotonic() - started > timeout:
                 raise LocalRunError(f"execution still running after {timeout:.0f} s")
             time.sleep(0.2)
@@ -516,11 +515,11 @@ class LocalEngine:
         return RunResult(
             execution_arn=execution_arn,
             name=description["name"],
-            status=description["status"],
+            status="FAILED" if history_error else description["status"],
             seconds=time.monotonic() - started,
             output=json.loads(output) if output else None,
-            error=description.get("error"),
-            cause=description.get("cause"),
+            error=history_error[0] if history_error else description.get("error"),
+            cause=history_error[1] if history_error else description.get("cause"),
         )
 
     def run(
@@ -534,11 +533,7 @@ class LocalEngine:
 
     def map_progress(self, execution_arn: str) -> dict[str, int] | None:
         """Item counts of the execution's DISTRIBUTED Map run, once it has started."""
-        runs = self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-        if not runs:
-            return None
-        counts: dict[str, int] = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]
-        return counts
+        return map_item_counts(self.sfn, execution_arn)
 
     def export(self, destination: Path) -> int:
         """Copy every object under the prefix to `destination`, keeping the layout; returns count."""
@@ -554,6 +549,18 @@ class LocalEngine:
         return count
 
 
+def _socket_folders(database_url: str | None) -> list[Path]:
+    """A database reached through a Unix socket (pgserver's, for one) is bound into the sandbox:
+    Lambda would reach it over the network, which the sandbox shares with this machine."""
+    if not database_url:
+        return []
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(database_url)
+    hosts = parse_qs(parts.query).get("host", []) + ([parts.hostname] if parts.hostname else [])
+    return [Path(h) for h in hosts if h and h.startswith("/")]
+
+
 def _placeholder_zip() -> bytes:
     """moto's create_function wants a code package; the real code is the handler file itself."""
     import io
@@ -563,3 +570,21 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    return event\n")
     return buffer.getvalue()
+
+
+__all__ = [
+    "ACCOUNT",
+    "BUCKET_SUBSTITUTION",
+    "DEFINITION",
+    "EXTRACT_ON_LAMBDA",
+    "REGION",
+    "TRAIN_ON_LAMBDA",
+    "Fault",
+    "Invocation",
+    "LocalEngine",
+    "LocalRunError",
+    "RunResult",
+    "ServiceLimits",
+    "project_root",
+    "render_definition",
+]

@@ -56,11 +56,15 @@ class LocalContext:
 
     function_name: str
     memory_limit_in_mb: int = 1024
+    timeout_seconds: float = FUNCTION_TIMEOUT_SECONDS
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "local"
     log_stream_name: str = "local"
-    deadline: float = field(default_factory=lambda: time.monotonic() + FUNCTION_TIMEOUT_SECONDS)
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_seconds
 
     @property
     def invoked_function_arn(self) -> str:
