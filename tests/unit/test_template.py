@@ -955,3 +955,27 @@ def test_sam_translates_the_template() -> None:
         assert ("DATABASE_SECRET_ARN" in variables) == (logical == "ExtractFunction")
         assert "DATABASE_URL" not in variables
         assert len(function["Layers"]) == 2
+
+
+def test_throttling_has_its_own_patient_retrier(asl: dict[str, Any]) -> None:
+    """A new account's concurrency (10) or a low reserved concurrency throttles predictors: each
+    Lambda task waits it out with its own retrier (minutes, with jitter so that the Map's
+    throttled items do not all come back at once) instead of the transient errors' three tries."""
+    lambda_tasks = [s for s in states(asl).values() if s.get("Resource") == "arn:aws:states:::lambda:invoke"]
+    assert len(lambda_tasks) == 5
+    for state in lambda_tasks:
+        (retrier,) = [r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+        assert retrier["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+        assert retrier["JitterStrategy"] == "FULL"
+        delays = [
+            min(retrier["IntervalSeconds"] * retrier["BackoffRate"] ** n, retrier["MaxDelaySeconds"])
+            for n in range(retrier["MaxAttempts"])
+        ]
+        assert retrier["MaxAttempts"] >= 10 and sum(delays) >= 300, delays
+        assert all(r["ErrorEquals"] != ["States.ALL"] for r in state["Retry"][: state["Retry"].index(retrier)])
+
+
+def test_the_machine_times_out_so_its_alarm_can_fire(asl: dict[str, Any], template: dict[str, Any]) -> None:
+    assert 3600 <= asl["TimeoutSeconds"] <= 86400
+    alarm = template["Resources"]["RunTimedOutAlarm"]["Properties"]
+    assert alarm["MetricName"] == "ExecutionsTimedOut"

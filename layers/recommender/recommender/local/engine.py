@@ -19,7 +19,8 @@ Each invocation runs in one of two ways:
 
 Service limits (`ServiceLimits`) are enforced in both: state payloads (256 KiB: inputs after
 Parameters, outputs, what a Map collects), the execution history (25,000 events), Lambda's
-concurrency (the function's reserved concurrency and the account's). The database URL is kept in
+concurrency (the function's reserved concurrency and the account's) and its 6 MB response (moto's
+own check). The database URL is kept in
 a Secrets Manager secret on moto and reaches Extract as on AWS, through DATABASE_SECRET_ARN.
 
 Invocations are recorded (`recording.py`); faults can be injected as the Lambda service would
@@ -182,10 +183,12 @@ class LocalEngine:
         sandbox: bool = True,
         limits: ServiceLimits | None = None,
         parameters: dict[str, str] | None = None,
+        definition: str | None = None,
     ) -> None:
         """`env` is set over every function's environment; `parameters` overrides template
-        parameters (e.g. {"PredictMemorySize": "512"}); `measure_memory` and `on_invoke`: see
-        recording.py; `sandbox`: see the module docstring."""
+        parameters (e.g. {"PredictMemorySize": "512"}); `definition` replaces the ASL file's text
+        (to show what another shape of the workflow would do); `measure_memory` and `on_invoke`:
+        see recording.py; `sandbox`: see the module docstring."""
         self.root = project_root()
         self.database_url = database_url
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -193,6 +196,7 @@ class LocalEngine:
         self.parameters = {"OutputPrefix": self.prefix, **(parameters or {})}
         self.sandboxed = sandbox
         self.limits = limits or ServiceLimits()
+        self.definition = definition
         self.functions: dict[str, Function] = {}
         self.state_machine_arn = ""
         self._recorder = Recorder(measure_memory and not sandbox, on_invoke)
@@ -256,7 +260,9 @@ class LocalEngine:
                     "lambda": {"use_docker": False},
                 }
             ),
-            *seams.patches(_invoke, lambda: self.limits.state_payload_bytes),
+            *seams.patches(
+                _invoke, lambda: self.limits.state_payload_bytes, lambda: self.limits.history_events
+            ),
         ]
         for patch in self._patches:
             patch.start()
@@ -310,7 +316,8 @@ class LocalEngine:
                 MemorySize=function.memory_mb,
             )["FunctionArn"]
             substitutions[function.substitution] = arn
-        definition = render_definition((self.root / DEFINITION).read_text(), substitutions)
+        text = self.definition if self.definition is not None else (self.root / DEFINITION).read_text()
+        definition = render_definition(text, substitutions)
         self.state_machine_arn = self.sfn.create_state_machine(
             name="recommender", definition=definition, roleArn=role
         )["stateMachineArn"]
@@ -484,30 +491,20 @@ class LocalEngine:
         on_tick: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Poll until the execution ends, passing each new history event to `on_event` and the
-        execution ARN to `on_tick` at every poll (for progress displays). An execution whose
-        history reaches the limit is stopped and reported failed, as AWS fails it."""
+        execution ARN to `on_tick` at every poll (for progress displays)."""
         started = time.monotonic()
         seen = 0
-        history_error: tuple[str, str] | None = None
         while True:
             description = self.sfn.describe_execution(executionArn=execution_arn)
-            events = history(self.sfn, execution_arn)
             if on_event is not None:
+                events = history(self.sfn, execution_arn)
                 for event in events[seen:]:
                     on_event(event)
-            seen = len(events)
+                seen = len(events)
             if on_tick is not None:
                 on_tick(execution_arn)
             if description["status"] != "RUNNING":
                 break
-            if seen >= self.limits.history_events:
-                cause = (
-                    f"The execution reached the maximum number of history events"
-                    f" ({self.limits.history_events})."
-                )
-                history_error = ("States.Runtime", cause)
-                self.sfn.stop_execution(executionArn=execution_arn, error=history_error[0], cause=cause)
-                continue
             if time.monotonic() - started > timeout:
                 raise LocalRunError(f"execution still running after {timeout:.0f} s")
             time.sleep(0.2)
@@ -515,11 +512,11 @@ class LocalEngine:
         return RunResult(
             execution_arn=execution_arn,
             name=description["name"],
-            status="FAILED" if history_error else description["status"],
+            status=description["status"],
             seconds=time.monotonic() - started,
             output=json.loads(output) if output else None,
-            error=history_error[0] if history_error else description.get("error"),
-            cause=history_error[1] if history_error else description.get("cause"),
+            error=description.get("error"),
+            cause=description.get("cause"),
         )
 
     def run(

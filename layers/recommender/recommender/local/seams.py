@@ -26,8 +26,10 @@ does not do; these seams close the gaps that would hide a bug AWS would show.
    over the limit; moto does not check it. For `lambda:invoke` tasks that input is the Payload,
    checked in `lambda_eval_utils.execute_lambda_function_integration`.
 
-The execution history's 25,000 events are watched by the engine itself (`LocalEngine.wait`), not
-through a seam.
+6. The execution history. AWS keeps at most 25,000 events per execution: when event number 25,000
+   is not ExecutionSucceeded, the execution fails. moto keeps any number.
+   `EventManager.add_event` is wrapped to refuse the event that would reach the limit: the
+   exception ends the execution with States.Runtime, and its terminal event is still written.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map impo
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 
 PINNED_MOTO = "5.2.5"
 
@@ -130,9 +133,37 @@ def _lambda_integration(original: Callable[..., None], limit: Callable[[], int])
     return execute
 
 
-def patches(dispatch: Dispatch, state_payload_limit: Callable[[], int]) -> list[Any]:
+class HistoryLimitReached(RuntimeError):
+    """An execution's history would pass the limit; moto ends the execution with States.Runtime."""
+
+
+_ENDINGS = {
+    HistoryEventType.ExecutionSucceeded,
+    HistoryEventType.ExecutionFailed,
+    HistoryEventType.ExecutionAborted,
+    HistoryEventType.ExecutionTimedOut,
+}
+
+
+def _add_event(original: Callable[..., int], limit: Callable[[], int]) -> Callable[..., int]:
+    def add_event(
+        self: EventManager, context: Any, event_type: HistoryEventType, *args: Any, **kwargs: Any
+    ) -> int:
+        if event_type not in _ENDINGS and len(self._history_event_list) >= limit() - 1:
+            raise HistoryLimitReached(
+                f"The execution reached the maximum number of history events ({limit()})."
+            )
+        return original(self, context, event_type, *args, **kwargs)
+
+    return add_event
+
+
+def patches(
+    dispatch: Dispatch, state_payload_limit: Callable[[], int], history_limit: Callable[[], int]
+) -> list[Any]:
     """The patches, not started: the engine starts them on entry and stops them on exit."""
     return [
+        mock.patch.object(EventManager, "add_event", _add_event(EventManager.add_event, history_limit)),
         mock.patch.object(LambdaSimpleBackend, "invoke", dispatch),
         mock.patch.object(ErrorEqualsDecl, "_eval_body", _error_equals(ErrorEqualsDecl._eval_body)),
         mock.patch.object(quotas, "MAX_STATE_SIZE_UTF8_BYTES", state_payload_limit()),
