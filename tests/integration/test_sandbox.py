@@ -27,6 +27,7 @@ from recommender.local.sandbox import (
     FunctionSpec,
     Outcome,
     Sandbox,
+    SandboxError,
     SandboxUnavailable,
     Support,
     exit_error,
@@ -153,6 +154,40 @@ def test_file_system_is_read_only_except_a_capped_tmp(sandbox: Sandbox, tmp_path
         "dev_null": "ok",
     }
     assert not (tmp_path / "task" / "new.txt").exists()
+
+
+def test_extra_binds_are_read_write_at_the_same_path(tmp_path: Path, python: str) -> None:
+    require_full_sandbox()
+    shared = tmp_path / "sockets"
+    shared.mkdir()
+    shared.chmod(0o777)  # the sandbox user is not root
+    (tmp_path / "opt").mkdir()
+    spec = function(
+        tmp_path,
+        """
+        import os
+
+        def lambda_handler(event, context):
+            with open(os.path.join(event["folder"], "from-lambda.txt"), "w") as handle:
+                handle.write("hello")
+            return sorted(os.listdir(event["folder"]))
+        """,
+    )
+    outcome = run(Sandbox(tmp_path / "opt", python, binds=[shared]), spec, {"folder": str(shared)})
+    assert outcome.error is None
+    assert outcome.result == ["from-lambda.txt"]
+    assert (shared / "from-lambda.txt").read_text() == "hello"
+
+
+def test_a_sandbox_that_cannot_be_built_is_the_sandboxs_error_not_the_functions(
+    tmp_path: Path, python: str
+) -> None:
+    require_full_sandbox()
+    (tmp_path / "opt").mkdir()
+    spec = function(tmp_path, "def lambda_handler(event, context):\n    return 1\n")
+    broken = Sandbox(tmp_path / "opt", python, binds=[Path("/usr/no-such-folder-for-the-sandbox")])
+    with pytest.raises(SandboxError, match="would need a new folder inside /usr"):
+        run(broken, spec)
 
 
 MEMORY_HANDLER = """

@@ -490,16 +490,16 @@ def main(argv: list[str]) -> int:
         return probe()
     stage, config_fd, result_fd = argv[1], int(argv[2]), int(argv[3])
     procs = argv[5] if len(argv) > 5 and argv[4] == "--cgroup" else None
-    join_cgroup(procs)
-    os.set_inheritable(result_fd, stage == "--enter")
-    os.set_inheritable(config_fd, stage == "--enter")
-    config, event = read_config(config_fd)
-    if stage == "--enter":
-        try:
+    try:
+        join_cgroup(procs)
+        os.set_inheritable(result_fd, stage == "--enter")
+        os.set_inheritable(config_fd, stage == "--enter")
+        config, event = read_config(config_fd)
+        if stage == "--enter":
             enter(config["sandbox"], config["environment"], config_fd, result_fd)
-        except (OSError, SetupError) as error:
-            send(result_fd, {"phase": "setup_error", "message": f"{type(error).__name__}: {error}"})
-            return 1
+    except (OSError, SetupError, ValueError, KeyError) as error:
+        send(result_fd, {"phase": "setup_error", "message": f"{type(error).__name__}: {error}"})
+        return 1
     os.close(config_fd)
     invoke(config["invocation"], config["environment"], event, result_fd)
     return 0

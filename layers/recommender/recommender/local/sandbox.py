@@ -576,8 +576,10 @@ class Sandbox:
         self.opt_dir = Path(opt_dir)
         self.python = python
         self.binds = [Path(path) for path in binds]
-        if not Path(python).is_file():
-            raise SandboxError(f"no interpreter at {python}")
+        try:
+            self.version = python_version(python)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise SandboxError(f"{python} is not a usable interpreter: {error}") from error
 
     def invoke(
         self, spec: FunctionSpec, event: bytes, region: str, extra_env: Mapping[str, str] | None = None
@@ -595,7 +597,10 @@ class Sandbox:
         enforced = support()
         cgroup = None
         if enforced.cgroup is not None:
-            cgroup = enforced.cgroup.create(f"recommender-sandbox-{request_id}", spec.memory_mb << 20)
+            try:
+                cgroup = enforced.cgroup.create(f"recommender-sandbox-{request_id}", spec.memory_mb << 20)
+            except OSError as error:
+                raise SandboxError(f"cannot create the invocation's memory cgroup: {error}") from error
         try:
             return self._run(spec, event, region, dict(extra_env or {}), request_id, enforced, cgroup)
         finally:
@@ -616,7 +621,7 @@ class Sandbox:
         isolated = unshare is not None
         task_root = TASK_ROOT if isolated else str(spec.code_dir.resolve())
         opt_python = OPT_PYTHON if isolated else str(self.opt_dir.resolve() / "python")
-        environment = lambda_environment(spec, region, extra_env, python_version(self.python), task_root)
+        environment = lambda_environment(spec, region, extra_env, self.version, task_root)
         spawned_at = time.time()
         config = {
             "sandbox": {
