@@ -5,6 +5,10 @@ Nothing here ships to Lambda: the layers hold only what the steps import.
 - `engine`: moto's Step Functions engine executing `statemachine/recommender.asl.json`, with every
   Lambda task dispatched to its handler in `functions/<step>/app.py`;
 - `process`: one invocation in a fresh Python process (the engine's `isolate` mode);
+- `sandbox`: one invocation the way Lambda runs it (read-only file system, memory cap, /tmp cap,
+  unprivileged user, Lambda's environment and sys.path, timeout, payload limits), with
+  `bootstrap`, its inside half, standard library only; `sandbox.support()` says what this
+  machine enforces;
 - `postgres`: an embedded PostgreSQL server, started on demand.
 """
 
