@@ -553,7 +553,10 @@ class _Messages:
             if not newline:
                 return
             self.buffer = bytearray(rest)
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError as error:
+                raise SandboxError(f"unreadable message from the runtime: {line[:200]!r}") from error
             if message["phase"] == "init":
                 self.init, self.init_at = message, time.monotonic()
             elif message["phase"] == "setup_error":
@@ -675,6 +678,10 @@ class Sandbox:
                 os.close(write_fd)
             try:
                 messages, timed_out = self._read(read_fd, process, cgroup, spec.timeout_seconds, started)
+            except BaseException:  # never leave the process tree running behind an error
+                _kill(process, cgroup)
+                _reap(process, cgroup, 0.0)
+                raise
             finally:
                 os.close(read_fd)
             status, cpu = _reap(process, cgroup, 0.0 if timed_out else EXIT_GRACE_SECONDS)
