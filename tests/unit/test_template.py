@@ -972,7 +972,8 @@ def test_throttling_has_its_own_patient_retrier(asl: dict[str, Any]) -> None:
             for n in range(retrier["MaxAttempts"])
         ]
         assert retrier["MaxAttempts"] >= 10 and sum(delays) >= 300, delays
-        assert all(r["ErrorEquals"] != ["States.ALL"] for r in state["Retry"][: state["Retry"].index(retrier)])
+        earlier = state["Retry"][: state["Retry"].index(retrier)]
+        assert all(r["ErrorEquals"] != ["States.ALL"] for r in earlier)
 
 
 def test_the_machine_times_out_so_its_alarm_can_fire(asl: dict[str, Any], template: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from ..executions import history, map_item_counts
 from . import seams, template
+from .forward import SocketForwarder, socket_path, tcp_url
 from .iam import RoleGate
 from .process import Handler, HandlerImportError, LocalContext, lambda_error, load_handler
 from .recording import Invocation, Recorder
@@ -209,6 +210,7 @@ class LocalEngine:
         self._gate: RoleGate | None = None
         self._sandbox: Any = None
         self._credentials: dict[str, str] = {}
+        self._forwarder: SocketForwarder | None = None
 
     # --- what the engine reports --------------------------------------------------------------
 
@@ -227,7 +229,9 @@ class LocalEngine:
         """One sentence: what the sandbox enforces here, or that invocations run in this process."""
         if not self.sandboxed:
             return "each invocation runs in this process: nothing of Lambda's sandbox is enforced"
-        return str(self._sandbox.support.summary) if self._sandbox is not None else "not started"
+        from .sandbox import support
+
+        return support().summary
 
     @property
     def denials(self) -> list[str]:
@@ -292,9 +296,14 @@ class LocalEngine:
         self._deploy()
 
     def _database_secret(self) -> str:
-        """The database URL, kept where Extract reads it on AWS: a Secrets Manager secret."""
+        """The database URL, kept where Extract reads it on AWS: a Secrets Manager secret. A
+        sandboxed Extract reaches a Unix-socket database over TCP, as a Lambda would (forward.py)."""
         secrets = boto3.client("secretsmanager", region_name=REGION)
         value = self.database_url or "postgresql://no-database-given@localhost:1/none"
+        target = socket_path(value) if self.sandboxed else None
+        if target is not None:
+            self._forwarder = SocketForwarder(target).start()
+            value = tcp_url(value, self._forwarder.port)
         arn: str = secrets.create_secret(Name=SECRET_NAME, SecretString=value)["ARN"]
         return arn
 
@@ -339,14 +348,14 @@ class LocalEngine:
         self._server_thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._server_thread.start()
         python = runtime_python(self.root)
-        self._sandbox = Sandbox(
-            opt_dir=prepare_opt(self.root, python.version),
-            python=python.executable,
-            binds=_socket_folders(self.database_url),
-        )
+        self.runtime = python
+        self._sandbox = Sandbox(opt_dir=prepare_opt(self.root, python.version), python=python.executable)
 
     def __exit__(self, *exc: Any) -> None:
         global _engine
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
         if self._server is not None:
             self._server.shutdown()
             if self._server_thread is not None:
@@ -469,10 +478,13 @@ class LocalEngine:
             memory=(outcome.init_bytes, outcome.peak_bytes),
             cpu_seconds=outcome.cpu_seconds,
         )
+        if outcome.refused:  # Invoke refused the request itself (413): a service error
+            assert error is not None
+            raise LambdaClientError(error["errorType"], error["errorMessage"])
         if error:
             response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(error).encode()
-        return json.dumps(outcome.result).encode()
+        payload: bytes = outcome.payload
+        return payload
 
     # --- executions ----------------------------------------------------------------------------
 
@@ -544,18 +556,6 @@ class LocalEngine:
                 target.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=entry["Key"])["Body"].read())
                 count += 1
         return count
-
-
-def _socket_folders(database_url: str | None) -> list[Path]:
-    """A database reached through a Unix socket (pgserver's, for one) is bound into the sandbox:
-    Lambda would reach it over the network, which the sandbox shares with this machine."""
-    if not database_url:
-        return []
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(database_url)
-    hosts = parse_qs(parts.query).get("host", []) + ([parts.hostname] if parts.hostname else [])
-    return [Path(h) for h in hosts if h and h.startswith("/")]
 
 
 def _placeholder_zip() -> bytes:

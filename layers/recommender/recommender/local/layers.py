@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import template
+from .sandbox import runtime_python as sandbox_python
 
 BUILD = Path("build")
 MACHINES = {"arm64": "aarch64", "aarch64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64"}
@@ -50,33 +51,11 @@ def template_runtime(root: Path) -> str:
     return runtime.removeprefix("python")
 
 
-def _version_of(executable: str) -> str | None:
-    probe = subprocess.run(
-        [executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def find_python(version: str) -> str | None:
-    """An interpreter of exactly this minor version here: PATH, then pyenv's versions."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    candidates = [shutil.which(f"python{version}")]
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates += [str(p) for p in sorted(pyenv.glob(f"{version}*/bin/python{version}"))]
-    for candidate in filter(None, candidates):
-        if _version_of(candidate) == version:
-            return candidate
-    return None
-
-
 def runtime_python(root: Path) -> RuntimePython:
     """The template's runtime version when this machine has it, else this interpreter."""
     wanted = template_runtime(root)
-    found = find_python(wanted)
+    found = sys.executable if f"{sys.version_info.major}.{sys.version_info.minor}" == wanted else None
+    found = found or sandbox_python(wanted)
     if found is not None:
         return RuntimePython(found, wanted, wanted)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
