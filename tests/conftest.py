@@ -10,11 +10,19 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 from psycopg2 import sql
+
+from recommender.local import template
+
+ROOT = Path(__file__).resolve().parents[1]
+# The functions the local engine deploys (template.yaml's): logical id -> (handler file, the ASL
+# substitution naming its ARN).
+LOCAL_FUNCTIONS = {f.logical_id: (f.handler_file, f.substitution) for f in template.functions(ROOT).values()}
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Faults injected into the real ASL run locally: what is retried, what fails, what is resumed,
-and that a failed run never moves latest.json nor leaks the database password."""
+"""Faults injected into the real ASL run locally, every step in the Lambda sandbox: what is
+retried, what fails, what is resumed, and that a failed run never moves latest.json nor leaks the
+database password."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from recommender.config import SourceTable
 from recommender.local import LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.sharding import decode_shard
-from recommender.steps import predict
 from tests.conftest import Databases
 
 pytestmark = pytest.mark.e2e
@@ -63,71 +63,75 @@ def failed_attempts(engine: LocalEngine, execution_arn: str) -> int:
     return sum(1 for e in events if e["type"] in ("TaskFailed", "LambdaFunctionFailed"))
 
 
-def test_a_transient_predictor_failure_is_retried(
-    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real, failed = predict.run, []
+def etags(engine: LocalEngine, run_id: str) -> dict[str, tuple[str, Any]]:
+    """ETag and last-modified time of every object of the run's shards."""
+    listed = engine.s3.list_objects_v2(
+        Bucket=engine.bucket, Prefix=f"{PREFIX}/runs/{run_id}/recommendations/"
+    )
+    return {o["Key"].rsplit("/", 1)[1]: (o["ETag"], o["LastModified"]) for o in listed.get("Contents", [])}
 
-    def flaky(*args: Any, **kwargs: Any) -> Any:
-        shard = args[3]
-        if shard["index"] == 1 and not failed:
-            failed.append(shard["index"])
-            raise ConnectionResetError("injected: the connection was reset once")
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict, "run", flaky)
+def test_a_transient_predictor_failure_is_retried(engine: LocalEngine) -> None:
+    fault = engine.inject(
+        "recommender-predict",
+        "ConnectionResetError",
+        "injected: the connection was reset once",
+        when=lambda event: event["shard"]["index"] == 1,
+    )
     result = engine.run(RUN_INPUT, name="fault-transient")
     assert result.status == "SUCCEEDED", (result.error, result.cause)
-    assert failed == [1]
+    assert [event["shard"]["index"] for event in fault.seen] == [1]
     assert users_published(engine) == 120
 
 
-def test_a_failing_shard_fails_the_run_and_a_resume_reuses_finished_work(
-    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failing_shard_fails_the_run_and_a_resume_reuses_finished_work(engine: LocalEngine) -> None:
     first = engine.run(RUN_INPUT, name="fault-before")
     assert first.status == "SUCCEEDED"
     latest_before = get(engine, "latest.json")
-    real, calls = predict.run, []
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        if args[3]["index"] == 2:
-            raise RuntimeError("injected: shard 2 always fails")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(predict, "run", broken)
-    failed = engine.run(RUN_INPUT, name="fault-broken")
+    engine.inject(
+        "recommender-predict",
+        "RuntimeError",
+        "injected: shard 2 always fails",
+        times=100,
+        when=lambda event: event["shard"]["index"] == 2,
+    )
+    try:
+        failed = engine.run(RUN_INPUT, name="fault-broken")
+    finally:
+        engine.clear_faults()
     assert failed.status == "FAILED"
     assert get(engine, "latest.json") == latest_before
     assert "manifest.json" not in keys(engine, "fault-broken")
+    finished = etags(engine, "fault-broken")
+    assert sorted(finished) == ["shard-00000.jsonl.gz", "shard-00001.jsonl.gz"]
 
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
-        calls.append((args[3]["index"], result["reused"]))
-        return result
-
-    monkeypatch.setattr(predict, "run", recorded)
+    calls_before = len([i for i in engine.invocations if i.function == "recommender-predict"])
     resumed = engine.run({**RUN_INPUT, "run_id": "fault-broken"}, name="fault-resume")
     assert resumed.status == "SUCCEEDED", (resumed.error, resumed.cause)
     assert resumed.output is not None
     assert resumed.output["extract"]["reused"] and resumed.output["train"]["reused"]
-    assert sorted(calls) == [(0, True), (1, True), (2, False)]  # only the failed shard was computed
+    # Every shard was asked for; the two finished ones were left as they were, only shard 2 written.
+    assert len([i for i in engine.invocations if i.function == "recommender-predict"]) == calls_before + 3
+    after = etags(engine, "fault-broken")
+    assert {k: after[k] for k in finished} == finished
+    assert "shard-00002.jsonl.gz" in after
     assert json.loads(get(engine, "latest.json"))["run_id"] == "fault-broken"
     assert users_published(engine) == 120
 
 
 def test_an_unreachable_database_is_retried_then_fails_without_the_password(
-    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{PASSWORD}@127.0.0.1:1/ratings")
-    result = engine.run(RUN_INPUT, name="fault-no-database")
-    assert result.status == "FAILED"
-    assert result.error == "DatabaseUnavailableError"
-    assert failed_attempts(engine, result.execution_arn) == 3  # MaxAttempts 2: two retries, then failed
-    failure = get(engine, "runs/fault-no-database/failure.json").decode()
-    assert keys(engine, "fault-no-database") == {"failure.json"}  # no partial dataset
-    events = engine.sfn.get_execution_history(executionArn=result.execution_arn)["events"]
-    printed = capsys.readouterr()
+    url = f"postgresql://app:{PASSWORD}@127.0.0.1:1/ratings"
+    with LocalEngine(url, prefix=PREFIX) as engine:
+        result = engine.run(RUN_INPUT, name="fault-no-database")
+        assert result.status == "FAILED"
+        assert result.error == "DatabaseUnavailableError"
+        assert failed_attempts(engine, result.execution_arn) == 3  # MaxAttempts 2: two retries, then failed
+        failure = get(engine, "runs/fault-no-database/failure.json").decode()
+        assert keys(engine, "fault-no-database") == {"failure.json"}  # no partial dataset
+        events = engine.sfn.get_execution_history(executionArn=result.execution_arn)["events"]
+    printed = capfd.readouterr()  # the sandboxed steps write to this process's file descriptors
     for text in (result.cause or "", failure, json.dumps(events, default=str), printed.out, printed.err):
         assert PASSWORD not in text
     assert "127.0.0.1" in (result.cause or "")  # the error still says where it could not connect

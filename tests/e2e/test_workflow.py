@@ -1,11 +1,12 @@
-"""The real ASL file, executed on moto's Step Functions engine, from a PostgreSQL table to
-`latest.json`, checked against Surprise itself."""
+"""The real ASL file, executed on moto's Step Functions engine with every step in the Lambda
+sandbox, from a PostgreSQL table to `latest.json`, checked against Surprise itself."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -26,7 +27,6 @@ from recommender.manifest import load_schema
 from recommender.model import ModelArrays, UserPart
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.sharding import decode_shard
-from recommender.steps import predict
 from tests.conftest import Databases
 
 pytestmark = pytest.mark.e2e
@@ -49,8 +49,21 @@ def ratings_db(databases: Databases) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine(ratings_db: str) -> Iterator[LocalEngine]:
-    with LocalEngine(ratings_db, prefix=PREFIX) as running:
+def algorithm_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A layer holding a user's own algorithm module, as a deployment would add one."""
+    layer = tmp_path_factory.mktemp("algorithm-layer")
+    package = layer / "python" / "tests" / "unit"
+    package.mkdir(parents=True)
+    (layer / "python" / "tests" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    shutil.copy(Path(__file__).resolve().parents[1] / "unit" / "custom_algorithms.py", package)
+    return layer
+
+
+@pytest.fixture(scope="module")
+def engine(ratings_db: str, algorithm_layer: Path) -> Iterator[LocalEngine]:
+    with LocalEngine(ratings_db, prefix=PREFIX, layers=[algorithm_layer]) as running:
+        assert running.sandboxed
         yield running
 
 
@@ -201,22 +214,22 @@ def test_other_algorithms_equal_surprise(
         assert_same_ranking(lists[user]["items"], expected, unclipped)
 
 
-def test_a_failing_shard_fails_the_run_and_keeps_latest(
-    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failing_shard_fails_the_run_and_keeps_latest(engine: LocalEngine) -> None:
     first = engine.run(run_input(), name="e2e-before-failure")
     assert first.status == "SUCCEEDED"
     latest_before = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
 
-    real_run = predict.run
-
-    def failing_run(s3: Any, settings: Any, run_id: str, shard: dict[str, Any], top_n: int) -> Any:
-        if shard["index"] == 1:
-            raise RuntimeError("injected predictor failure")
-        return real_run(s3, settings, run_id, shard, top_n)
-
-    monkeypatch.setattr(predict, "run", failing_run)
-    failed = engine.run(run_input(), name="e2e-broken-shard")
+    engine.inject(
+        "recommender-predict",
+        "RuntimeError",
+        "injected predictor failure",
+        times=100,
+        when=lambda event: event["shard"]["index"] == 1,
+    )
+    try:
+        failed = engine.run(run_input(), name="e2e-broken-shard")
+    finally:
+        engine.clear_faults()
 
     assert failed.status == "FAILED"
     # moto drops a failed Map iteration silently; Merge's verification is what stops the run.

@@ -15,8 +15,6 @@ cache; it downloads the wheels from PyPI the first time) and reused while neithe
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextvars
 import importlib.util
 import json
 import re
@@ -38,12 +36,12 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from recommender import aws, local
+from recommender import local
 from recommender.config import ConfigError, Settings, SourceTable
 from recommender.local import LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.secrets import SecretError, database_url, url_from_secret, url_from_secret_string
-from tests.conftest import Databases
+from tests.conftest import LOCAL_FUNCTIONS, Databases
 from tests.unit.test_template import (
     ARCHITECTURE,
     ASL,
@@ -51,8 +49,6 @@ from tests.unit.test_template import (
     PREFIX,
     ROOT,
     RUNTIME,
-    allows,
-    function_statements,
     functions,
     load_template,
     state_machine,
@@ -115,7 +111,7 @@ def rendered_definition(
     """The ASL with its substitutions filled as CloudFormation fills them."""
     substitutions = {
         substitution: f"arn:aws:lambda:us-east-1:123456789012:function:{logical}"
-        for logical, (_path, substitution) in local.FUNCTIONS.items()
+        for logical, (_path, substitution) in LOCAL_FUNCTIONS.items()
     }
     substitutions[local.BUCKET_SUBSTITUTION] = "my-bucket"
     substitutions.update(local.TRAIN_ON_LAMBDA)  # "none" for the Fargate task's settings
@@ -232,94 +228,29 @@ def test_cfn_lint_would_catch_a_bad_template() -> None:
 
 # --- least privilege, against what a real run does -------------------------------------------------
 
-# The IAM action each S3 API call needs.
-S3_ACTIONS = {
-    "PutObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "ListObjectsV2": "s3:ListBucket",
-    "ListObjects": "s3:ListBucket",
-    "DeleteObject": "s3:DeleteObject",
-    "DeleteObjects": "s3:DeleteObject",
-}
 
-
-def test_every_s3_call_of_real_runs_is_allowed_by_the_functions_role(databases: Databases) -> None:
-    """Run the real definition locally (a run, its resumption, a failing run), record every S3
-    call each handler makes, and evaluate each against that function's statements in the
-    template: a step that starts touching a new key or calling a new API fails here, not on AWS."""
+@pytest.mark.e2e
+def test_real_runs_need_nothing_their_roles_do_not_grant(databases: Databases) -> None:
+    """Run the real definition in the sandbox (a run, its resumption, a failing run): every S3 and
+    Secrets Manager request a step makes goes through the local IAM check, which holds it to that
+    function's statements in the template and answers a missing object 403 as S3 answers these
+    roles. A step that starts touching a new key or calling a new API fails here, not on AWS."""
     url = databases.create()
     with closing(psycopg2.connect(url)) as conn:
         rows = synthetic_ratings(SyntheticSpec(users=90, items=40, ratings_per_user=12, seed=5))
         load_ratings(conn, rows, SourceTable())
-    logical_of = {f"recommender-{name.removesuffix('Function').lower()}": name for name in local.FUNCTIONS}
-    current: contextvars.ContextVar[str] = contextvars.ContextVar("function", default="?")
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    statuses: dict[int, int] = {}  # index in calls -> HTTP status of the answer
-
-    def record(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        context["recorded"] = len(calls)
-        calls.append((current.get(), model.name, dict(params)))
-
-    def answered(http_response: Any, context: dict[str, Any], **_: Any) -> None:
-        if "recorded" in context:
-            statuses[context["recorded"]] = http_response.status_code
-
-    # A handler's own worker threads (Merge verifies shards in a pool) act for that handler.
-    submit = concurrent.futures.ThreadPoolExecutor.submit
-
-    def submit_in_context(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
-
-    with (
-        mock.patch.object(concurrent.futures.ThreadPoolExecutor, "submit", submit_in_context),
-        LocalEngine(url, bucket=BUCKET, prefix=PREFIX) as engine,
-    ):
-        client = aws.s3_client()  # the handlers' client (created under the mock, with its keys)
-        client.meta.events.register("provide-client-params.s3", record)
-        client.meta.events.register("after-call.s3", answered)
-        try:
-            for name, handler in list(local._handlers.items()):
-
-                def attributed(event: Any, context: Any, _handler: Any = handler, _name: str = name) -> Any:
-                    token = current.set(logical_of[_name])
-                    try:
-                        return _handler(event, context)
-                    finally:
-                        current.reset(token)
-
-                local._handlers[name] = attributed
-            first = engine.run({"users_per_shard": 30, "max_concurrency": 2})
-            assert first.status == "SUCCEEDED", first.cause
-            resumed = engine.run({"users_per_shard": 30, "max_concurrency": 2, "run_id": first.name})
-            assert resumed.status == "SUCCEEDED", resumed.cause
-            failed = engine.run({"source": {"table": "no_such_table"}})
-            assert failed.status == "FAILED"
-        finally:
-            client.meta.events.unregister("provide-client-params.s3", record)
-            client.meta.events.unregister("after-call.s3", answered)
-
-    template = load_template()
-    assert {function for function, _op, _params in calls} == set(local.FUNCTIONS)
-    for index, (function, operation, params) in enumerate(calls):
-        assert operation in S3_ACTIONS, f"{function} calls s3 {operation}: add its IAM action here"
-        statements = function_statements(template, function)
-        if operation.startswith("List"):
-            resource, prefix = f"arn:aws:s3:::{params['Bucket']}", params.get("Prefix", "")
-        else:
-            resource, prefix = f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", ""
-        assert allows(statements, S3_ACTIONS[operation], resource, prefix), (function, operation, resource)
-        # S3 answers a GET or HEAD of a missing key with 403 unless the role may list the bucket, and
-        # whether the roles' s3:prefix condition counts there is undocumented: no step may learn that
-        # an object is missing from such an answer (storage.object_exists lists instead).
-        if operation in ("GetObject", "HeadObject"):
-            assert statuses[index] != 404, (
-                f"{function} probes {params['Key']} with {operation}: S3 may answer 403"
-            )
+    with LocalEngine(url, bucket=BUCKET, prefix=PREFIX) as engine:
+        first = engine.run({"users_per_shard": 30, "max_concurrency": 2})
+        assert first.status == "SUCCEEDED", (first.cause, engine.denials)
+        resumed = engine.run({"users_per_shard": 30, "max_concurrency": 2, "run_id": first.name})
+        assert resumed.status == "SUCCEEDED", (resumed.cause, engine.denials)
+        failed = engine.run({"source": {"table": "no_such_table"}})
+        assert failed.status == "FAILED" and failed.error == "ConfigError"
+        assert engine.denials == []
+        requests = engine.granted
+    assert {who for who, _request in requests} == set(engine.functions)
+    assert any(r.action == "secretsmanager:GetSecretValue" for who, r in requests if who.endswith("extract"))
+    assert all(r.action.startswith("s3:") for who, r in requests if not who.endswith("extract"))
 
 
 # --- the dependencies layer -----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from recommender.config import RunConfig, Settings, SourceTable
 from recommender.sample_data import load_ratings
 from recommender.steps import extract, train
 from recommender.storage import RunPaths, get_json, object_exists
+from tests.conftest import LOCAL_FUNCTIONS
 from tests.publishing import write_snapshot
 from tests.unit.test_deploy import read_lock
 from tests.unit.test_template import (
@@ -347,7 +348,7 @@ def test_fargate_resources_exist_only_with_fargate(template: dict[str, Any]) -> 
 
 def test_substitutions_of_the_local_engine_and_the_template_agree(template: dict[str, Any]) -> None:
     substitutions = state_machine(template)["DefinitionSubstitutions"]
-    local_names = {s for _path, s in local.FUNCTIONS.values()} | {local.BUCKET_SUBSTITUTION}
+    local_names = {s for _path, s in LOCAL_FUNCTIONS.values()} | {local.BUCKET_SUBSTITUTION}
     assert local_names | set(local.TRAIN_ON_LAMBDA) | set(local.EXTRACT_ON_LAMBDA) == set(substitutions)
     assert not local_names & set(local.TRAIN_ON_LAMBDA)
     assert not (local_names | set(local.TRAIN_ON_LAMBDA)) & set(local.EXTRACT_ON_LAMBDA)
@@ -469,7 +470,7 @@ def test_state_machine_may_run_and_watch_only_the_train_task(template: dict[str,
 def rendered(compute: str, extract_substitutions: dict[str, str] | None = None) -> dict[str, Any]:
     """The definition with the substitutions CloudFormation gives it for `compute`."""
     substitutions = {
-        s: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{n}" for n, (_p, s) in local.FUNCTIONS.items()
+        s: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{n}" for n, (_p, s) in LOCAL_FUNCTIONS.items()
     }
     substitutions[local.BUCKET_SUBSTITUTION] = BUCKET
     substitutions.update(extract_substitutions or local.EXTRACT_ON_LAMBDA)

@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from recommender.config import SourceTable
-from recommender.local import Invocation, LocalEngine
+from recommender.local import REGION, Handler, Invocation, LocalEngine, recording
 from recommender.local import engine as local
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 
@@ -30,7 +30,7 @@ ALLOCATE = 210 * MB  # some of it may land on pages already resident
 FUNCTION_A, FUNCTION_B = "recommender-extract", "recommender-train"
 
 needs_proc = pytest.mark.skipif(
-    not local.peak_counter_available(), reason="no /proc/self/clear_refs: peak memory is not measured"
+    not recording.peak_counter_available(), reason="no /proc/self/clear_refs: peak memory is not measured"
 )
 
 
@@ -46,7 +46,7 @@ def quiet(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def invoke(name: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = boto3.client("lambda", region_name=local.REGION).invoke(
+    response: dict[str, Any] = boto3.client("lambda", region_name=REGION).invoke(
         FunctionName=name, Payload=json.dumps(payload or {}).encode()
     )
     return response
@@ -57,8 +57,8 @@ def engine_with(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalE
     """Starts an engine (no database) whose handlers are the given functions."""
     stack: list[Any] = []
 
-    def start(handlers: dict[str, local.Handler], **options: Any) -> LocalEngine:
-        engine = LocalEngine(None, **options).__enter__()
+    def start(handlers: dict[str, Handler], **options: Any) -> LocalEngine:
+        engine = LocalEngine(None, sandbox=False, **options).__enter__()
         stack.append(engine)
         patch = mock.patch.dict(local._handlers, handlers)
         patch.start()
@@ -148,7 +148,7 @@ def test_memory_is_off_by_default(engine_with: Callable[..., LocalEngine]) -> No
 
 
 def test_without_proc_memory_is_none(engine_with: Callable[..., LocalEngine], tmp_path: Path) -> None:
-    with mock.patch.object(local, "PROC_CLEAR_REFS", tmp_path / "missing" / "clear_refs"):
+    with mock.patch.object(recording, "PROC_CLEAR_REFS", tmp_path / "missing" / "clear_refs"):
         engine = engine_with({FUNCTION_A: quiet}, measure_memory=True)
         invoke(FUNCTION_A)
     assert not engine.memory_measured
@@ -172,7 +172,7 @@ def test_every_step_of_a_real_run_is_measured(database_url: str) -> None:
     with closing(psycopg2.connect(database_url)) as conn:
         spec = SyntheticSpec(users=120, items=60, ratings_per_user=10, seed=1)
         load_ratings(conn, synthetic_ratings(spec), SourceTable())
-    with LocalEngine(database_url, measure_memory=True) as engine:
+    with LocalEngine(database_url, measure_memory=True, sandbox=False) as engine:
         result = engine.run({"users_per_shard": 30, "max_concurrency": 2})
     assert result.status == "SUCCEEDED", result.cause
     names = [record.function for record in engine.invocations]
@@ -205,18 +205,18 @@ def published_lists(engine: LocalEngine) -> dict[str, list[str]]:
 
 
 @pytest.mark.e2e
-def test_isolated_invocations_publish_the_same_run_and_measure_each_process(database_url: str) -> None:
-    """Each invocation in its own process (S3 over moto's server): the run publishes exactly what
-    an in-process run publishes, and every record carries that process's own memory."""
+def test_sandboxed_invocations_publish_the_same_run_and_measure_each_process(database_url: str) -> None:
+    """Each invocation in its own sandboxed process (S3 over moto's server): the run publishes
+    exactly what an in-process run publishes, and every record carries that process's own memory."""
     with closing(psycopg2.connect(database_url)) as conn:
         spec = SyntheticSpec(users=120, items=60, ratings_per_user=10, seed=1)
         load_ratings(conn, synthetic_ratings(spec), SourceTable())
     run_input = {"users_per_shard": 30, "max_concurrency": 2}
-    with LocalEngine(database_url) as engine:
+    with LocalEngine(database_url, sandbox=False) as engine:
         assert engine.run(run_input).status == "SUCCEEDED"
         in_process = published_lists(engine)
     held = np.ones(ALLOCATE // 8)  # this process grows; the invocations' own figures must not
-    with LocalEngine(database_url, isolate=True) as engine:
+    with LocalEngine(database_url) as engine:
         result = engine.run(run_input)
         assert result.status == "SUCCEEDED", result.cause
         assert published_lists(engine) == in_process
@@ -234,8 +234,8 @@ def test_isolated_invocations_publish_the_same_run_and_measure_each_process(data
 
 
 @pytest.mark.e2e
-def test_an_isolated_failure_reaches_the_state_machine_like_lambdas(database_url: str) -> None:
-    with LocalEngine(database_url, isolate=True) as engine:
+def test_a_sandboxed_failure_reaches_the_state_machine_like_lambdas(database_url: str) -> None:
+    with LocalEngine(database_url) as engine:
         result = engine.run({"source": {"table": "no_such_table"}})
     assert result.status == "FAILED"
     assert result.error == "ConfigError" and "no_such_table" in (result.cause or "")

@@ -25,6 +25,7 @@ from recommender.config import RunConfig, check_run_id
 from recommender.steps import extract as extract_step
 from recommender.storage import RunPaths, latest_key
 from recommender.training import effective_params
+from tests.conftest import LOCAL_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -271,19 +272,33 @@ def test_substitutions_resolve_to_the_right_resources(template: dict[str, Any]) 
             assert attribute == "Arn", name
             assert logical in lambdas, f"{name} names {logical}, not a function of the template"
     # The local engine fills the same placeholders: it must agree on which function is which.
-    for logical, (_path, substitution) in local.FUNCTIONS.items():
+    for logical, (_path, substitution) in LOCAL_FUNCTIONS.items():
         assert substitutions[substitution] == {"Fn::GetAtt": [logical, "Arn"]}
     bucket = substitutions[local.BUCKET_SUBSTITUTION]
     assert bucket == {"Ref": "RecommendationsBucket"}
     assert template["Resources"]["RecommendationsBucket"]["Type"] == "AWS::S3::Bucket"
 
 
-def test_functions_are_those_of_the_local_engine(template: dict[str, Any]) -> None:
-    assert set(functions(template)) == set(local.FUNCTIONS)
-    for logical, (path, _substitution) in local.FUNCTIONS.items():
-        properties = functions(template)[logical]["Properties"]
-        module, _ = properties["Handler"].split(".")
-        assert (ROOT / properties["CodeUri"] / f"{module}.py").resolve() == (ROOT / path).resolve()
+def test_the_local_engine_runs_each_function_as_the_template_configures_it(template: dict[str, Any]) -> None:
+    """The engine reads memory, timeout and environment from the template (local.template): the
+    evaluation of its intrinsics must give what CloudFormation would with the defaults."""
+    from recommender.local import template as local_template
+
+    parameters = template["Parameters"]
+    deployed = {f.logical_id: f for f in local_template.functions(ROOT).values()}
+    assert set(deployed) == set(functions(template))
+    for logical, resource in functions(template).items():
+        properties, function = resource["Properties"], deployed[logical]
+        memory = properties["MemorySize"]
+        expected = parameters[memory["Ref"]]["Default"] if isinstance(memory, dict) else memory
+        assert function.memory_mb == int(expected), logical
+        assert function.timeout_seconds == properties["Timeout"], logical
+        assert function.handler_file.is_file(), logical
+        assert set(function.environment) == set(function_environment(template, logical)), logical
+        assert function.environment["RECOMMENDER_PREFIX"] == parameters["OutputPrefix"]["Default"]
+    reserved = local_template.functions(ROOT, {"MaxConcurrency": "7"})["recommender-predict"]
+    assert reserved.reserved_concurrency == 7
+    assert deployed["PredictFunction"].reserved_concurrency is None  # MaxConcurrency 0 reserves none
 
 
 def test_every_handler_exists(template: dict[str, Any]) -> None:
@@ -945,7 +960,7 @@ def test_sam_translates_the_template() -> None:
     assert set(machine["Properties"]["DefinitionSubstitutions"]) == set(
         re.findall(r"\$\{(\w+)\}", ASL.read_text())
     )
-    for logical in local.FUNCTIONS:
+    for logical in LOCAL_FUNCTIONS:
         function = resources[logical]["Properties"]
         assert function["Runtime"] == RUNTIME
         assert function["Architectures"] == [ARCHITECTURE]

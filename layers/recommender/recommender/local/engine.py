@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -185,11 +186,13 @@ class LocalEngine:
         limits: ServiceLimits | None = None,
         parameters: dict[str, str] | None = None,
         definition: str | None = None,
+        layers: list[Path] | None = None,
     ) -> None:
         """`env` is set over every function's environment; `parameters` overrides template
         parameters (e.g. {"PredictMemorySize": "512"}); `definition` replaces the ASL file's text
-        (to show what another shape of the workflow would do); `measure_memory` and `on_invoke`:
-        see recording.py; `sandbox`: see the module docstring."""
+        (to show what another shape of the workflow would do); `layers` are more layer folders
+        (each holding python/), as a deployment adds a layer for its own algorithm's module;
+        `measure_memory` and `on_invoke`: see recording.py; `sandbox`: see the module docstring."""
         self.root = project_root()
         self.database_url = database_url
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -198,6 +201,7 @@ class LocalEngine:
         self.sandboxed = sandbox
         self.limits = limits or ServiceLimits()
         self.definition = definition
+        self.layers = [Path(layer) for layer in layers or []]
         self.functions: dict[str, Function] = {}
         self.state_machine_arn = ""
         self._recorder = Recorder(measure_memory and not sandbox, on_invoke)
@@ -237,6 +241,11 @@ class LocalEngine:
     def denials(self) -> list[str]:
         """Requests the local IAM check refused (sandbox mode), as "function: action on resource"."""
         return list(self._gate.denials) if self._gate is not None else []
+
+    @property
+    def granted(self) -> list[tuple[str, Any]]:
+        """Requests the local IAM check allowed (sandbox mode): (function, iam.Request)."""
+        return list(self._gate.granted) if self._gate is not None else []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -288,6 +297,9 @@ class LocalEngine:
                 environment.update(function.environment)
             self._patches.append(mock.patch.dict(os.environ, {**environment, **self.extra_env}))
             self._patches[-1].start()
+            for layer in self.layers:  # what a layer adds to sys.path on Lambda
+                self._patches.append(mock.patch.object(sys, "path", [str(layer / "python"), *sys.path]))
+                self._patches[-1].start()
             for name, function in self.functions.items():
                 try:
                     _handlers[name] = load_handler(function.handler_file)
@@ -349,7 +361,8 @@ class LocalEngine:
         self._server_thread.start()
         python = runtime_python(self.root)
         self.runtime = python
-        self._sandbox = Sandbox(opt_dir=prepare_opt(self.root, python.version), python=python.executable)
+        opt = prepare_opt(self.root, python.version, self.layers)
+        self._sandbox = Sandbox(opt_dir=opt, python=python.executable)
 
     def __exit__(self, *exc: Any) -> None:
         global _engine
@@ -385,6 +398,11 @@ class LocalEngine:
         fault = Fault(function, error_type, message, times, when, by_service)
         self._faults.append(fault)
         return fault
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault: invocations run again."""
+        with self._running_lock:
+            self._faults.clear()
 
     def _injected(self, name: str, event: dict[str, Any]) -> Fault | None:
         with self._running_lock:

@@ -157,6 +157,7 @@ class RoleGate:
         """`roles` maps an access key id to (the function's name, its role's statements)."""
         self.app, self.roles = app, roles
         self.denials: list[str] = []  # every refusal, for the engine to report
+        self.granted: list[tuple[str, Request]] = []  # (function, request) of every allowed request
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -182,6 +183,7 @@ class RoleGate:
             if not allowed(statements, request):
                 self.denials.append(f"{who}: {request.describe()}")
                 return _denied(start_response, request, who)
+            self.granted.append((who, request))
         bucket = unquote(environ.get("PATH_INFO", "/")).lstrip("/").partition("/")[0]
         if method not in ("GET", "HEAD") or lists_unconditionally(statements, bucket):
             return self.app(environ, start_response)
@@ -212,4 +214,5 @@ class RoleGate:
         if not allowed(statements, request):
             self.denials.append(f"{who}: {request.describe()}")
             return _json_denied(start_response, request, who)
+        self.granted.append((who, request))
         return self.app(environ, start_response)

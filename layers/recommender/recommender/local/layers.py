@@ -122,10 +122,14 @@ def recommender_layer(root: Path) -> Path:
     return out
 
 
-def prepare_opt(root: Path, python_version: str) -> Path:
-    """The folder a sandboxed invocation sees as /opt: every layer's python/ merged."""
-    layers = [dependencies_layer(root, python_version), recommender_layer(root)]
-    key = hashlib.sha256("\n".join(str(layer) for layer in layers).encode()).hexdigest()[:16]
+def prepare_opt(root: Path, python_version: str, extra: list[Path] | None = None) -> Path:
+    """The folder a sandboxed invocation sees as /opt: every layer's python/ merged, the
+    template's two and the `extra` ones (folders holding python/, e.g. a user's algorithm)."""
+    built = [dependencies_layer(root, python_version), recommender_layer(root)]  # named by content
+    layers = [*built, *(extra or [])]
+    names = [str(layer) for layer in built]
+    names += [f"{layer}:{_digest(layer / 'python')}" for layer in extra or []]
+    key = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     opt = root / BUILD / "sandbox" / f"opt-{key}"
     if (opt / ".complete").is_file():
         return opt

@@ -147,9 +147,20 @@ def _statements(template: dict[str, Any], properties: dict[str, Any], evaluate: 
     return found
 
 
-def functions(root: Path, names: dict[str, str], prefix: str = "recommender-") -> dict[str, Function]:
+PLACEHOLDERS = {
+    "RecommendationsBucket": "recommender-local",
+    "RecommendationsBucket.Arn": "arn:aws:s3:::recommender-local",
+    "DatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:recommender/database-AbC123",
+}
+
+
+def functions(
+    root: Path, names: dict[str, str] | None = None, prefix: str = "recommender-"
+) -> dict[str, Function]:
     """Every function of the template, by its deployed name. `names` gives the values of refs the
-    template cannot know (the bucket's name and ARN, the secret's ARN, parameter overrides)."""
+    template cannot know (the bucket's name and ARN, the secret's ARN, parameter overrides);
+    placeholders stand in for those not given."""
+    names = {**PLACEHOLDERS, **(names or {})}
     template = load(root / "template.yaml")
     evaluate = Evaluator(template, names)
     globals_ = template.get("Globals", {}).get("Function", {})
