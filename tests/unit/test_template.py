@@ -413,7 +413,13 @@ def test_parameters(template: dict[str, Any]) -> None:
     assert default_input == load_event("schedule_input.json")
     assert parameters["ScheduleInput"]["Default"] == json.dumps(default_input, separators=(",", ":"))
     RunConfig.from_input(default_input)
-    assert parameters["SubnetIds"]["Type"] == "CommaDelimitedList"
+    # A String (Fn::Equals in HasVpc compares strings), split where a list is needed.
+    assert parameters["SubnetIds"]["Type"] == "String"
+    subnets = re.compile(parameters["SubnetIds"]["AllowedPattern"])
+    assert subnets.fullmatch("") and subnets.fullmatch("subnet-0aaa1111bbbb2222c")
+    assert subnets.fullmatch("subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f")
+    assert not subnets.fullmatch("subnet-0aaa1111bbbb2222c, subnet-0ddd3333eeee4444f")
+    assert not subnets.fullmatch("subnet-0aaa1111bbbb2222c,") and not subnets.fullmatch("sg-0123")
     for name in ("VpcId", "SubnetIds", "DatabaseSecurityGroupId", "AlarmEmail", "DatabaseSecretKmsKeyArn"):
         assert parameters[name]["Default"] == "", f"{name} is optional"
     email = re.compile(parameters["AlarmEmail"]["AllowedPattern"])
@@ -431,15 +437,26 @@ def test_vpc_is_optional_and_only_for_extract(template: dict[str, Any]) -> None:
     vpc = functions(template)["ExtractFunction"]["Properties"]["VpcConfig"]
     condition, when_given, otherwise = vpc["Fn::If"]
     group = {"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]}
-    assert when_given == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": [group]}
+    assert when_given == {
+        "SubnetIds": {"Fn::Split": [",", {"Ref": "SubnetIds"}]},
+        "SecurityGroupIds": [group],
+    }
     assert otherwise == {"Ref": "AWS::NoValue"}
-    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "VpcId"}, ""]}]}
+    # The condition names every network parameter the VPC resources read (cfn-lint relates a
+    # parameter's empty default to a resource only through its condition).
+    assert template["Conditions"][condition] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]}
+            for name in ("VpcId", "SubnetIds", "DatabaseSecurityGroupId")
+        ]
+    }
     others = [n for n, f in functions(template).items() if "VpcConfig" in f["Properties"]]
     assert others == ["ExtractFunction"]
     assert "VpcConfig" not in template["Globals"]["Function"]
-    # With a VPC, subnets and the database's group are required (a template Rule says so).
+    # With a VPC, subnets and the database's group are required (a template Rule says so): a VpcId
+    # alone fails the deployment rather than leaving Extract outside the VPC.
     rule = template["Rules"]["VpcNeedsSubnetsAndTheDatabaseGroup"]
-    assert rule["RuleCondition"] == template["Conditions"][condition]
+    assert rule["RuleCondition"] == template["Conditions"][condition]["Fn::And"][0]
     asserted = json.dumps(rule["Assertions"])
     assert "SubnetIds" in asserted and "DatabaseSecurityGroupId" in asserted
 
