@@ -19,6 +19,7 @@ import concurrent.futures
 import contextvars
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -581,6 +582,57 @@ def test_samconfig_defaults() -> None:
     assert "password" not in (ROOT / "samconfig.toml").read_text().lower()
     # The state machine is named after the stack: 80 characters at most.
     assert len(default["global"]["parameters"]["stack_name"]) <= 80
+
+
+def sam_cli(*args: str, home: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """SAM CLI as a developer without an AWS account runs it: no credentials, no region, no
+    instance metadata, no telemetry; its own home, where it writes ~/.aws-sam/metadata.json.
+    It reads the samconfig.toml beside the template."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update(
+        HOME=str(home),
+        SAM_CLI_TELEMETRY="0",
+        AWS_CONFIG_FILE=str(home / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "samcli", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_sam_validate_with_the_repositorys_samconfig_passes(tmp_path: Path) -> None:
+    """`sam validate` as the repository configures it: samconfig.toml's lint = true makes it run
+    cfn-lint on the template (SAM's transform included, no AWS call) instead of SAM's validation,
+    which looks managed policies up in IAM. Any cfn-lint match, a warning too, exits 1."""
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+    result = sam_cli("validate", home=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The linting path's message (the IAM path's adds "according to basic SAM Validation").
+    assert result.stdout.strip() == f"{ROOT / 'template.yaml'} is a valid SAM Template"
+
+
+def test_sam_validate_would_fail_on_a_warning(tmp_path: Path) -> None:
+    """The same run on a copy whose HasVpc names VpcId alone: cfn-lint's W1030 on the empty
+    defaults of SubnetIds and DatabaseSecurityGroupId, and `sam validate` exits 1."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "samconfig.toml", project / "samconfig.toml")
+    text = (ROOT / "template.yaml").read_text()
+    condition = re.search(r"^  HasVpc: !And\n(    - .*\n)+", text, re.M)
+    assert condition, "HasVpc is not where this test expects it"
+    text = text.replace(condition.group(0), '  HasVpc: !Not [!Equals [!Ref VpcId, ""]]\n')
+    (project / "template.yaml").write_text(text)
+    result = sam_cli("validate", home=tmp_path, cwd=project)
+    assert result.returncode == 1
+    assert "W1030" in result.stdout and "Linting failed" in result.stderr
 
 
 def estimate_cost() -> Any:

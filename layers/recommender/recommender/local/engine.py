@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import boto3
@@ -503,7 +503,7 @@ class LocalEngine:
             if on_event is not None:
                 events = self.sfn.get_execution_history(executionArn=execution_arn)["events"]
                 for event in events[seen:]:
-                    on_event(event)
+                    on_event(dict(event))
                 seen = len(events)
             if on_tick is not None:
                 on_tick(execution_arn)
@@ -537,8 +537,9 @@ class LocalEngine:
         runs = self.sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
         if not runs:
             return None
-        counts: dict[str, int] = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]
-        return counts
+        # A TypedDict of int counts where the Step Functions stubs are installed (aws-sam-cli brings them).
+        counts = self.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]
+        return cast(dict[str, int], counts)
 
     def export(self, destination: Path) -> int:
         """Copy every object under the prefix to `destination`, keeping the layout; returns count."""
