@@ -49,13 +49,17 @@ from tests.unit.test_template import (
     ARCHITECTURE,
     ASL,
     BUCKET,
+    EVENTS,
     PREFIX,
     ROOT,
     RUNTIME,
     allows,
+    compact,
     function_statements,
     functions,
+    load_event,
     load_template,
+    schedule_input_pattern,
     state_machine,
     states,
     translated_template,
@@ -633,6 +637,87 @@ def test_sam_validate_would_fail_on_a_warning(tmp_path: Path) -> None:
     result = sam_cli("validate", home=tmp_path, cwd=project)
     assert result.returncode == 1
     assert "W1030" in result.stdout and "Linting failed" in result.stderr
+
+
+# --- ScheduleInput through SAM CLI's --parameter-overrides parser -----------------------------------
+
+
+def documented_block(language: str, needle: str) -> str:
+    """The one fenced `language` block of docs/deploy.md that contains `needle`."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", DEPLOY_DOC.read_text(), re.M | re.S)
+    found = [b for b in blocks if needle in b]
+    assert len(found) == 1, f"{len(found)} {language} blocks of docs/deploy.md contain {needle!r}"
+    block: str = found[0]
+    return block
+
+
+def sam_deploy_overrides(*args: str) -> dict[str, str]:
+    """The parameter overrides `sam deploy ARGS` sends, run in the current directory: SAM CLI's own
+    deploy command parses the arguments, with the samconfig.toml it finds there, and stops before
+    it would call AWS."""
+    from samcli.commands.deploy.command import cli as deploy
+
+    context = deploy.make_context("deploy", list(args))
+    overrides: dict[str, str] = context.params["parameter_overrides"]
+    return overrides
+
+
+def test_the_documented_deploy_passes_the_schedule_input_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deploy.md's deploy command, run by bash with a `sam` that records its arguments, then
+    parsed by SAM CLI: ScheduleInput is events/schedule_input.json, whole."""
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed (the documented command runs it)")
+    recorded = tmp_path / "sam-calls.jsonl"
+    stub = tmp_path / "bin" / "sam"
+    stub.parent.mkdir()
+    stub.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"with open({str(recorded)!r}, 'a') as calls:\n    calls.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    stub.chmod(0o755)
+    command = documented_block("bash", "ScheduleInput=")
+    environment = {**os.environ, "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(["bash", "-eu", "-c", command], cwd=ROOT, env=environment, check=True, timeout=60)
+    calls = [json.loads(line) for line in recorded.read_text().splitlines()]
+    assert [call[0] for call in calls] == ["build", "deploy"]
+    monkeypatch.chdir(ROOT)
+    overrides = sam_deploy_overrides(*calls[1][1:])
+    expected = compact(load_event("schedule_input.json"))
+    assert overrides["ScheduleInput"] == expected
+    assert set(overrides) <= set(load_template()["Parameters"])
+    assert schedule_input_pattern().fullmatch(overrides["ScheduleInput"])
+    # The same value as the shell passed it before, without the inner single quotes: SAM CLI keeps
+    # `{`, and the parameter's pattern refuses it.
+    unquoted = sam_deploy_overrides("--parameter-overrides", f"ScheduleInput={expected}")
+    assert unquoted["ScheduleInput"] == "{"
+    assert not schedule_input_pattern().fullmatch(unquoted["ScheduleInput"])
+
+
+def test_the_documented_samconfig_overrides_pass_the_schedule_input_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "samconfig.toml").write_text("version = 0.1\n" + documented_block("toml", "ScheduleInput"))
+    shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
+    monkeypatch.chdir(tmp_path)
+    overrides = sam_deploy_overrides("--stack-name", "recommender")
+    assert overrides["ScheduleInput"] == compact(load_event("schedule_input.json"))
+    assert set(overrides) <= set(load_template()["Parameters"])
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*input*.json")), ids=lambda p: p.name)
+def test_every_input_survives_both_quotings(path: Path) -> None:
+    """Each run input, compact, in the two forms SAM CLI takes whole: in single quotes (the
+    documented command) and in double quotes with its quotes escaped (what `--guided` saves)."""
+    from samcli.cli.types import CfnParameterOverridesType
+    from samcli.commands.deploy.guided_config import GuidedConfig
+
+    value = compact(json.loads(path.read_text()))
+    parse = CfnParameterOverridesType().convert
+    assert parse((f"ScheduleInput='{value}'",), None, None) == {"ScheduleInput": value}
+    guided = f"ScheduleInput={GuidedConfig.quote_parameter_values(value)}"
+    assert parse((guided,), None, None) == {"ScheduleInput": value}
 
 
 def estimate_cost() -> Any:

@@ -245,6 +245,15 @@ def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
+def compact(value: Any) -> str:
+    """JSON as `jq -c .` writes it: no whitespace between tokens, keys in their order."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def schedule_input_pattern() -> re.Pattern[str]:
+    return re.compile(load_template()["Parameters"]["ScheduleInput"]["AllowedPattern"])
+
+
 # --- the ASL and the template --------------------------------------------------------------------
 
 
@@ -425,6 +434,32 @@ def test_parameters(template: dict[str, Any]) -> None:
     email = re.compile(parameters["AlarmEmail"]["AllowedPattern"])
     assert email.fullmatch("") and email.fullmatch("ops@example.com") and not email.fullmatch("ops")
     assert parameters["RunRetentionDays"]["Default"] >= 7
+
+
+# Values that --parameter-overrides makes of a mis-quoted JSON input, and other non-objects.
+NOT_A_JSON_OBJECT = ["", "{", "[]", '"x"', "{}x", '{"a":1}{"b":2}', '{"a":"}', '{"a":"}"', "}{", "null"]
+
+
+def test_schedule_input_pattern_accepts_objects_and_refuses_the_rest() -> None:
+    """CloudFormation checks AllowedPattern (Java regex, whole value) before it changes anything;
+    this pattern uses only what Java and Python read alike."""
+    pattern = schedule_input_pattern()
+    inputs = sorted(EVENTS.glob("*input*.json"))
+    assert {p.name for p in inputs} >= set(STATE_MACHINE_INPUTS)
+    for path in inputs:
+        value = compact(json.loads(path.read_text()))
+        assert pattern.fullmatch(value), path.name
+        # Every truncation, wherever the split fell: an open object or an open string.
+        for end in range(len(value)):
+            assert not pattern.fullmatch(value[:end]), (path.name, value[:end])
+        # Pretty-printed: one line only (CloudFormation and the scheduler take it as it is).
+        assert not pattern.fullmatch(json.dumps(json.loads(path.read_text()), indent=2))
+    for value in NOT_A_JSON_OBJECT:
+        assert not pattern.fullmatch(value), value
+    # Strings may hold braces, quotes (escaped) and spaces; objects nest 4 deep.
+    for value in ('{"schema":"a {b}","t":"x\\"y"}', '{"params":{"bsl_options":{"method":{"n":1}}}}'):
+        assert pattern.fullmatch(value), value
+    assert not pattern.fullmatch('{"a":{"b":{"c":{"d":{"e":1}}}}}')
 
 
 def test_every_parameter_is_used(template: dict[str, Any]) -> None:
