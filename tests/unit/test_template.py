@@ -36,11 +36,16 @@ STATE_MACHINE_INPUTS = ["state_machine_input.json", "schedule_input.json"]
 RUNTIME = "python3.13"
 ARCHITECTURE = "arm64"
 
-# The values the policies are evaluated with (any bucket, the default prefix, one run).
+# The values the policies are evaluated with (any bucket, the default prefix, one run, a name
+# CloudFormation could give the state machine).
 BUCKET = "my-bucket"
 STACK = "recommender"
 PREFIX = "recommender"
 RUN = RunPaths(PREFIX, "run-1")
+STATE_MACHINE = "RecommenderStateMachine"
+MACHINE_NAME = "RecommenderStateMachine-Ab12Cd34Ef56"
+MACHINE_ARN = f"arn:aws:states:us-east-1:123456789012:stateMachine:{MACHINE_NAME}"
+EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:"
 
 
 def _s3(action: str, key: str) -> tuple[str, str]:
@@ -368,16 +373,37 @@ def test_state_machine_can_run_its_distributed_map(template: dict[str, Any], asl
     assert allows(statements, *_s3("s3:GetObject", RUN.shard_plan))
     assert not allows(statements, *_s3("s3:GetObject", RUN.dataset))
     assert not allows(statements, *_s3("s3:PutObject", RUN.shard_plan))
-    # Child executions of this state machine (named after the stack), and of no other.
-    assert state_machine(template)["Name"] == {"Ref": "AWS::StackName"}
-    machine = f"arn:aws:states:us-east-1:123456789012:stateMachine:{STACK}"
-    child = f"arn:aws:states:us-east-1:123456789012:execution:{STACK}/map-run-label:child-1"
-    assert allows(statements, "states:StartExecution", machine)
+    # CloudFormation names the machine: a fixed name would block any change that replaces it.
+    assert "Name" not in state_machine(template)
+    # Its grants on itself are in a policy of their own, on the role SAM makes from its Policies
+    # (naming the machine in Policies would be a cycle); Policies grant nothing in Step Functions.
+    assert not [a for s in statements for a in _listed(s["Action"]) if a.startswith("states:")]
+    policy = template["Resources"]["RecommenderStateMachineSelfPolicy"]
+    assert policy["Type"] == "AWS::IAM::Policy"
+    assert policy["Properties"]["Roles"] == [{"Ref": f"{STATE_MACHINE}Role"}]
+    own = self_policy_statements(template)
+    # Exactly: start the machine; describe, stop and redrive its child executions
+    # (<machine>/<map run label>:<id>). Not its other executions, nor another machine's.
+    assert [(s["Effect"], sorted(_listed(s["Action"])), s["Resource"]) for s in own] == [
+        ("Allow", ["states:StartExecution"], MACHINE_ARN),
+        (
+            "Allow",
+            ["states:DescribeExecution", "states:RedriveExecution", "states:StopExecution"],
+            f"{EXECUTIONS}{MACHINE_NAME}/*",
+        ),
+    ]
+    child = f"{EXECUTIONS}{MACHINE_NAME}/map-run-label:child-1"
+    statements += own
+    assert allows(statements, "states:StartExecution", MACHINE_ARN)
     for action in ("states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"):
         assert allows(statements, action, child), action
     other = "arn:aws:states:us-east-1:123456789012:stateMachine:another-machine"
     assert not allows(statements, "states:StartExecution", other)
-    assert not allows(statements, "states:StopExecution", f"{other.replace('stateMachine', 'execution')}:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}another-machine/label:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}{MACHINE_NAME}-2/label:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}{MACHINE_NAME}:a-run")
+    assert not allows(statements, "states:StartExecution", child)
+    assert not allows(statements, "states:DeleteStateMachine", MACHINE_ARN)
 
 
 def test_schedule_event(template: dict[str, Any]) -> None:
@@ -594,6 +620,8 @@ def _resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
         "AWS::Region": "us-east-1",
         "AWS::AccountId": "123456789012",
         "AWS::StackName": STACK,
+        STATE_MACHINE: MACHINE_ARN,
+        f"{STATE_MACHINE}.Name": MACHINE_NAME,
         "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123",
         "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-5678-90ef",
         **(extra or {}),
@@ -621,6 +649,12 @@ def policy_statements(policies: list[Any]) -> list[dict[str, Any]]:
                     statement = statement["Fn::If"][1]
                 found.append(_resolve(statement))
     return found
+
+
+def self_policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The state machine's grants on itself and its executions (a policy on its role)."""
+    document = template["Resources"]["RecommenderStateMachineSelfPolicy"]["Properties"]["PolicyDocument"]
+    return [_resolve(s) for s in document["Statement"]]
 
 
 def _listed(value: Any) -> list[str]:
@@ -979,6 +1013,14 @@ def test_sam_translates_the_template() -> None:
     assert kinds.count("AWS::Lambda::LayerVersion") == 2
     assert kinds.count("AWS::Scheduler::Schedule") + kinds.count("AWS::Events::Rule") == 1
     (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    # The role the machine's own policy is attached to is the one SAM made for the machine.
+    assert machine is resources[STATE_MACHINE]
+    assert machine["Properties"]["RoleArn"] == {"Fn::GetAtt": [f"{STATE_MACHINE}Role", "Arn"]}
+    assert resources[f"{STATE_MACHINE}Role"]["Type"] == "AWS::IAM::Role"
+    assert resources["RecommenderStateMachineSelfPolicy"]["Properties"]["Roles"] == [
+        {"Ref": f"{STATE_MACHINE}Role"}
+    ]
+    assert "DependsOn" not in machine and "DependsOn" not in resources[f"{STATE_MACHINE}Role"]
     assert set(machine["Properties"]["DefinitionSubstitutions"]) == set(
         re.findall(r"\$\{(\w+)\}", ASL.read_text())
     )
