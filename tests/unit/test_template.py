@@ -799,6 +799,127 @@ def test_alarm_on_failed_runs(template: dict[str, Any]) -> None:
     }
 
 
+def test_alarm_on_timed_out_runs(template: dict[str, Any]) -> None:
+    """A STANDARD execution that reaches the definition's TimeoutSeconds ends TIMED_OUT, counted
+    by AWS/States ExecutionsTimedOut (not ExecutionsFailed) under the machine's ARN: what !Ref of
+    the machine gives, whatever name CloudFormation generated."""
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    timed_out = alarms["RunTimedOutAlarm"]["Properties"]
+    failed = alarms["RunFailedAlarm"]["Properties"]
+    assert (timed_out["Namespace"], timed_out["MetricName"]) == ("AWS/States", "ExecutionsTimedOut")
+    assert timed_out["Dimensions"] == failed["Dimensions"]
+    assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]
+    for key in ("Statistic", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator"):
+        assert timed_out[key] == failed[key], key
+    assert timed_out["TreatMissingData"] == "notBreaching"
+    assert "failed or timed out" not in failed["AlarmDescription"], "ExecutionsFailed counts no timeout"
+
+
+# Errors a full-length attempt of a state ends with: a retrier matching one of them runs the state's
+# whole time limit again. (Sandbox.Timedout: a Lambda function that reached its own timeout.)
+TIMEOUT_ERRORS = {"States.ALL", "States.Timeout", "States.TaskFailed", "Sandbox.Timedout"}
+
+
+def function_timeouts(template: dict[str, Any]) -> dict[str, int]:
+    """Each ${...FunctionArn} substitution of the ASL -> that function's Timeout in seconds."""
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    return {
+        name: int(function_property(template, value["Fn::GetAtt"][0], "Timeout"))
+        for name, value in substitutions.items()
+        if name.endswith("FunctionArn")
+    }
+
+
+def state_limit(state: dict[str, Any], timeouts: dict[str, int]) -> tuple[int, str]:
+    """The longest one state can run, and why: its TimeoutSeconds, else the Lambda function's own
+    Timeout (a lambda:invoke state without one waits for the function), a Map's processor once (one
+    wave of items: a Map with more items than its concurrency takes longer), times every attempt of
+    a retrier that catches a timeout, plus those retries' waits."""
+    kind = state["Type"]
+    assert "TimeoutSecondsPath" not in state, "a timeout read from the input has no fixed bound"
+    if kind in ("Pass", "Choice", "Succeed", "Fail"):
+        return 0, kind
+    if kind == "Map":
+        seconds, path = longest_chain(state["ItemProcessor"], timeouts)
+        once = (seconds, f"one wave of [{path}]")
+    elif "TimeoutSeconds" in state:
+        once = (int(state["TimeoutSeconds"]), f"TimeoutSeconds {state['TimeoutSeconds']}")
+    else:
+        assert state.get("Resource") == "arn:aws:states:::lambda:invoke", (
+            f"{state.get('Resource')}: no TimeoutSeconds, so no bound (Step Functions waits a year)"
+        )
+        function = re.fullmatch(r"\$\{(\w+)\}", state["Parameters"]["FunctionName"])
+        assert function, state["Parameters"]["FunctionName"]
+        once = (timeouts[function.group(1)], f"{function.group(1)} Timeout")
+    attempts, waits = 1, 0.0
+    for retrier in state.get("Retry", []):
+        if not TIMEOUT_ERRORS & set(retrier["ErrorEquals"]):
+            continue
+        for attempt in range(retrier.get("MaxAttempts", 3)):
+            delay = retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** attempt
+            waits += min(delay, retrier.get("MaxDelaySeconds", delay))
+            attempts += 1
+    return once[0] * attempts + int(waits), f"{once[1]} x {attempts}" if attempts > 1 else once[1]
+
+
+def longest_chain(machine: dict[str, Any], timeouts: dict[str, int]) -> tuple[int, str]:
+    """The longest path through a machine's states (Next, Choice branches and defaults, Catch) by the
+    sum of their limits, and that path."""
+    machine_states = machine["States"]
+
+    def longest(name: str, visiting: frozenset[str]) -> tuple[int, str]:
+        assert name not in visiting, f"a loop through {name}: no bound"
+        state = machine_states[name]
+        seconds, why = state_limit(state, timeouts)
+        following = [c["Next"] for c in state.get("Choices", [])] + [
+            c["Next"] for c in state.get("Catch", [])
+        ]
+        following += [state[key] for key in ("Next", "Default") if key in state]
+        rest = max((longest(n, visiting | {name}) for n in following), default=(0, ""))
+        step = f"{name} ({why})" if seconds else name
+        return seconds + rest[0], f"{step} -> {rest[1]}" if rest[1] else step
+
+    return longest(machine["StartAt"], frozenset())
+
+
+@pytest.mark.asl_timeout
+def test_the_run_times_out_after_its_longest_chain_of_state_timeouts(
+    template: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    """FAILS until statemachine/recommender.asl.json has a top-level TimeoutSeconds (another change
+    adds it). Without one a STANDARD execution may run for a year, so RunTimedOutAlarm
+    (ExecutionsTimedOut) could never fire. It must not cut short a run whose every state stays
+    within its own limit: at least the longest chain of those limits."""
+    seconds, path = longest_chain(asl, function_timeouts(template))
+    assert "TimeoutSeconds" in asl, f"no top-level TimeoutSeconds; the longest chain is {seconds} s: {path}"
+    assert asl["TimeoutSeconds"] >= seconds, f"{asl['TimeoutSeconds']} s < {seconds} s: {path}"
+
+
+def test_chain_of_state_timeouts_is_what_the_definition_says(
+    template: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    """The bound above, by hand, so that a change to a limit shows up here too: both placements on
+    Fargate (12 h each), then the two functions that reuse their output, one wave of predictors (a
+    timed-out predictor is retried once, 1 s later), Merge, and recording Merge's failure."""
+    timeouts = function_timeouts(template)
+    seconds, path = longest_chain(asl, timeouts)
+    fargate = 43200
+    expected = (
+        fargate
+        + timeouts["ExtractFunctionArn"]
+        + fargate
+        + timeouts["TrainFunctionArn"]
+        + 2 * timeouts["PredictFunctionArn"]
+        + 1
+        + timeouts["MergeFunctionArn"]
+        + timeouts["RecordFailureFunctionArn"]
+    )
+    assert seconds == expected, path
+    assert path.startswith(
+        "Look up where to extract -> Choose where to extract -> Extract the ratings on Fargate"
+    )
+
+
 def test_logs_and_tracing(template: dict[str, Any]) -> None:
     machine = state_machine(template)
     assert machine["Tracing"] == {"Enabled": True}
