@@ -160,7 +160,11 @@ def test_train_compute_defaults_to_the_lambda(template: dict[str, Any]) -> None:
     parameters = template["Parameters"]
     compute = parameters["TrainCompute"]
     assert compute["Default"] == "lambda" and compute["AllowedValues"] == ["lambda", "fargate"]
-    assert template["Conditions"][CONDITION] == {"Fn::Equals": [{"Ref": "TrainCompute"}, "fargate"]}
+    # With HasVpc, which the rules require with fargate anyway (cfn-lint sees VpcId's empty default
+    # in the train task's group otherwise).
+    assert template["Conditions"][CONDITION] == {
+        "Fn::And": [{"Fn::Equals": [{"Ref": "TrainCompute"}, "fargate"]}, {"Condition": "HasVpc"}]
+    }
     assert parameters["TrainImageUri"]["Default"] == ""  # required only with fargate (a rule)
     assert (parameters["TrainTaskCpu"]["Default"], parameters["TrainTaskMemory"]["Default"]) == (
         "2048",
@@ -224,8 +228,6 @@ def _rule_value(value: Any, parameters: dict[str, str]) -> Any:
             return all(evaluated)
         if name == "Fn::Contains":
             return evaluated[1] in evaluated[0]
-        if name == "Fn::EachMemberEquals":
-            return all(member == evaluated[1] for member in evaluated[0].split(","))
         raise AssertionError(f"rule function {name} is not evaluated here")
     if isinstance(value, list):
         return [_rule_value(v, parameters) for v in value]
@@ -361,7 +363,7 @@ def test_substitutions_of_the_local_engine_and_the_template_agree(template: dict
     assert when_fargate == {
         "TrainClusterArn": {"Fn::GetAtt": ["TrainCluster", "Arn"]},
         "TrainTaskDefinitionArn": {"Ref": "TrainTaskDefinition"},
-        "TrainSubnetIds": {"Fn::Join": [",", {"Ref": "SubnetIds"}]},
+        "TrainSubnetIds": {"Ref": "SubnetIds"},
         "TrainSecurityGroupId": {"Fn::GetAtt": ["TrainTaskSecurityGroup", "GroupId"]},
     }
 
@@ -481,7 +483,7 @@ def rendered(compute: str, extract_substitutions: dict[str, str] | None = None) 
             TrainCompute=compute,
             TrainClusterArn=NAMES["TrainCluster.Arn"],
             TrainTaskDefinitionArn=TASK_DEFINITION,
-            TrainSubnetIds=",".join(SUBNETS),  # !Join [",", !Ref SubnetIds]
+            TrainSubnetIds=",".join(SUBNETS),  # !Ref SubnetIds, comma-separated
             TrainSecurityGroupId=NAMES["TrainTaskSecurityGroup.GroupId"],
         )
     loaded: dict[str, Any] = json.loads(local.render_definition(ASL.read_text(), substitutions))
@@ -562,7 +564,7 @@ def test_the_fargate_state(asl: dict[str, Any]) -> None:
 
 
 def test_the_subnets_reach_the_task_as_a_list() -> None:
-    """States.StringSplit of the joined SubnetIds gives back the list (as Step Functions splits)."""
+    """States.StringSplit of the comma-separated SubnetIds gives back the list (as Step Functions splits)."""
     network = rendered("fargate")["States"][FARGATE_STATE]["Parameters"]["NetworkConfiguration"]
     call = network["AwsvpcConfiguration"]["Subnets.$"]
     match = re.fullmatch(r"States\.StringSplit\('([^']*)', '(.)'\)", call)
@@ -932,12 +934,12 @@ def test_extract_resources_exist_only_with_fargate(template: dict[str, Any]) -> 
     assert when_fargate == {
         "ExtractClusterArn": {"Fn::GetAtt": ["ExtractCluster", "Arn"]},
         "ExtractTaskDefinitionArn": {"Ref": "ExtractTaskDefinition"},
-        "ExtractSubnetIds": {"Fn::Join": [",", {"Ref": "SubnetIds"}]},
+        "ExtractSubnetIds": {"Ref": "SubnetIds"},
         "ExtractSecurityGroupId": {"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]},
     }
     vpc = resources["ExtractFunction"]["Properties"]["VpcConfig"]["Fn::If"][1]
     assert vpc == {
-        "SubnetIds": {"Ref": "SubnetIds"},
+        "SubnetIds": {"Fn::Split": [",", {"Ref": "SubnetIds"}]},
         "SecurityGroupIds": [{"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]}],
     }
     # The Train resources stay as they were.

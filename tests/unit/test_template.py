@@ -37,11 +37,16 @@ STATE_MACHINE_INPUTS = ["state_machine_input.json", "schedule_input.json"]
 RUNTIME = "python3.13"
 ARCHITECTURE = "arm64"
 
-# The values the policies are evaluated with (any bucket, the default prefix, one run).
+# The values the policies are evaluated with (any bucket, the default prefix, one run, a name
+# CloudFormation could give the state machine).
 BUCKET = "my-bucket"
 STACK = "recommender"
 PREFIX = "recommender"
 RUN = RunPaths(PREFIX, "run-1")
+STATE_MACHINE = "RecommenderStateMachine"
+MACHINE_NAME = "RecommenderStateMachine-Ab12Cd34Ef56"
+MACHINE_ARN = f"arn:aws:states:us-east-1:123456789012:stateMachine:{MACHINE_NAME}"
+EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:"
 
 
 def _s3(action: str, key: str) -> tuple[str, str]:
@@ -246,6 +251,15 @@ def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
+def compact(value: Any) -> str:
+    """JSON as `jq -c .` writes it: no whitespace between tokens, keys in their order."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def schedule_input_pattern() -> re.Pattern[str]:
+    return re.compile(load_template()["Parameters"]["ScheduleInput"]["AllowedPattern"])
+
+
 # --- the ASL and the template --------------------------------------------------------------------
 
 
@@ -374,16 +388,37 @@ def test_state_machine_can_run_its_distributed_map(template: dict[str, Any], asl
     assert allows(statements, *_s3("s3:GetObject", RUN.shard_plan))
     assert not allows(statements, *_s3("s3:GetObject", RUN.dataset))
     assert not allows(statements, *_s3("s3:PutObject", RUN.shard_plan))
-    # Child executions of this state machine (named after the stack), and of no other.
-    assert state_machine(template)["Name"] == {"Ref": "AWS::StackName"}
-    machine = f"arn:aws:states:us-east-1:123456789012:stateMachine:{STACK}"
-    child = f"arn:aws:states:us-east-1:123456789012:execution:{STACK}/map-run-label:child-1"
-    assert allows(statements, "states:StartExecution", machine)
+    # CloudFormation names the machine: a fixed name would block any change that replaces it.
+    assert "Name" not in state_machine(template)
+    # Its grants on itself are in a policy of their own, on the role SAM makes from its Policies
+    # (naming the machine in Policies would be a cycle); Policies grant nothing in Step Functions.
+    assert not [a for s in statements for a in _listed(s["Action"]) if a.startswith("states:")]
+    policy = template["Resources"]["RecommenderStateMachineSelfPolicy"]
+    assert policy["Type"] == "AWS::IAM::Policy"
+    assert policy["Properties"]["Roles"] == [{"Ref": f"{STATE_MACHINE}Role"}]
+    own = self_policy_statements(template)
+    # Exactly: start the machine; describe, stop and redrive its child executions
+    # (<machine>/<map run label>:<id>). Not its other executions, nor another machine's.
+    assert [(s["Effect"], sorted(_listed(s["Action"])), s["Resource"]) for s in own] == [
+        ("Allow", ["states:StartExecution"], MACHINE_ARN),
+        (
+            "Allow",
+            ["states:DescribeExecution", "states:RedriveExecution", "states:StopExecution"],
+            f"{EXECUTIONS}{MACHINE_NAME}/*",
+        ),
+    ]
+    child = f"{EXECUTIONS}{MACHINE_NAME}/map-run-label:child-1"
+    statements += own
+    assert allows(statements, "states:StartExecution", MACHINE_ARN)
     for action in ("states:DescribeExecution", "states:StopExecution", "states:RedriveExecution"):
         assert allows(statements, action, child), action
     other = "arn:aws:states:us-east-1:123456789012:stateMachine:another-machine"
     assert not allows(statements, "states:StartExecution", other)
-    assert not allows(statements, "states:StopExecution", f"{other.replace('stateMachine', 'execution')}:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}another-machine/label:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}{MACHINE_NAME}-2/label:x")
+    assert not allows(statements, "states:StopExecution", f"{EXECUTIONS}{MACHINE_NAME}:a-run")
+    assert not allows(statements, "states:StartExecution", child)
+    assert not allows(statements, "states:DeleteStateMachine", MACHINE_ARN)
 
 
 def test_schedule_event(template: dict[str, Any]) -> None:
@@ -428,12 +463,44 @@ def test_parameters(template: dict[str, Any]) -> None:
     assert default_input == load_event("schedule_input.json")
     assert parameters["ScheduleInput"]["Default"] == json.dumps(default_input, separators=(",", ":"))
     RunConfig.from_input(default_input)
-    assert parameters["SubnetIds"]["Type"] == "CommaDelimitedList"
+    # A String (Fn::Equals in HasVpc compares strings), split where a list is needed.
+    assert parameters["SubnetIds"]["Type"] == "String"
+    subnets = re.compile(parameters["SubnetIds"]["AllowedPattern"])
+    assert subnets.fullmatch("") and subnets.fullmatch("subnet-0aaa1111bbbb2222c")
+    assert subnets.fullmatch("subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f")
+    assert not subnets.fullmatch("subnet-0aaa1111bbbb2222c, subnet-0ddd3333eeee4444f")
+    assert not subnets.fullmatch("subnet-0aaa1111bbbb2222c,") and not subnets.fullmatch("sg-0123")
     for name in ("VpcId", "SubnetIds", "DatabaseSecurityGroupId", "AlarmEmail", "DatabaseSecretKmsKeyArn"):
         assert parameters[name]["Default"] == "", f"{name} is optional"
     email = re.compile(parameters["AlarmEmail"]["AllowedPattern"])
     assert email.fullmatch("") and email.fullmatch("ops@example.com") and not email.fullmatch("ops")
     assert parameters["RunRetentionDays"]["Default"] >= 7
+
+
+# Values that --parameter-overrides makes of a mis-quoted JSON input, and other non-objects.
+NOT_A_JSON_OBJECT = ["", "{", "[]", '"x"', "{}x", '{"a":1}{"b":2}', '{"a":"}', '{"a":"}"', "}{", "null"]
+
+
+def test_schedule_input_pattern_accepts_objects_and_refuses_the_rest() -> None:
+    """CloudFormation checks AllowedPattern (Java regex, whole value) before it changes anything;
+    this pattern uses only what Java and Python read alike."""
+    pattern = schedule_input_pattern()
+    inputs = sorted(EVENTS.glob("*input*.json"))
+    assert {p.name for p in inputs} >= set(STATE_MACHINE_INPUTS)
+    for path in inputs:
+        value = compact(json.loads(path.read_text()))
+        assert pattern.fullmatch(value), path.name
+        # Every truncation, wherever the split fell: an open object or an open string.
+        for end in range(len(value)):
+            assert not pattern.fullmatch(value[:end]), (path.name, value[:end])
+        # Pretty-printed: one line only (CloudFormation and the scheduler take it as it is).
+        assert not pattern.fullmatch(json.dumps(json.loads(path.read_text()), indent=2))
+    for value in NOT_A_JSON_OBJECT:
+        assert not pattern.fullmatch(value), value
+    # Strings may hold braces, quotes (escaped) and spaces; objects nest 4 deep.
+    for value in ('{"schema":"a {b}","t":"x\\"y"}', '{"params":{"bsl_options":{"method":{"n":1}}}}'):
+        assert pattern.fullmatch(value), value
+    assert not pattern.fullmatch('{"a":{"b":{"c":{"d":{"e":1}}}}}')
 
 
 def test_every_parameter_is_used(template: dict[str, Any]) -> None:
@@ -446,15 +513,26 @@ def test_vpc_is_optional_and_only_for_extract(template: dict[str, Any]) -> None:
     vpc = functions(template)["ExtractFunction"]["Properties"]["VpcConfig"]
     condition, when_given, otherwise = vpc["Fn::If"]
     group = {"Fn::GetAtt": ["RecommendationFunctionSecurityGroup", "GroupId"]}
-    assert when_given == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": [group]}
+    assert when_given == {
+        "SubnetIds": {"Fn::Split": [",", {"Ref": "SubnetIds"}]},
+        "SecurityGroupIds": [group],
+    }
     assert otherwise == {"Ref": "AWS::NoValue"}
-    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "VpcId"}, ""]}]}
+    # The condition names every network parameter the VPC resources read (cfn-lint relates a
+    # parameter's empty default to a resource only through its condition).
+    assert template["Conditions"][condition] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]}
+            for name in ("VpcId", "SubnetIds", "DatabaseSecurityGroupId")
+        ]
+    }
     others = [n for n, f in functions(template).items() if "VpcConfig" in f["Properties"]]
     assert others == ["ExtractFunction"]
     assert "VpcConfig" not in template["Globals"]["Function"]
-    # With a VPC, subnets and the database's group are required (a template Rule says so).
+    # With a VPC, subnets and the database's group are required (a template Rule says so): a VpcId
+    # alone fails the deployment rather than leaving Extract outside the VPC.
     rule = template["Rules"]["VpcNeedsSubnetsAndTheDatabaseGroup"]
-    assert rule["RuleCondition"] == template["Conditions"][condition]
+    assert rule["RuleCondition"] == template["Conditions"][condition]["Fn::And"][0]
     asserted = json.dumps(rule["Assertions"])
     assert "SubnetIds" in asserted and "DatabaseSecurityGroupId" in asserted
 
@@ -557,6 +635,8 @@ def _resolve(value: Any, extra: dict[str, str] | None = None) -> Any:
         "AWS::Region": "us-east-1",
         "AWS::AccountId": "123456789012",
         "AWS::StackName": STACK,
+        STATE_MACHINE: MACHINE_ARN,
+        f"{STATE_MACHINE}.Name": MACHINE_NAME,
         "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123",
         "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-5678-90ef",
         **(extra or {}),
@@ -584,6 +664,12 @@ def policy_statements(policies: list[Any]) -> list[dict[str, Any]]:
                     statement = statement["Fn::If"][1]
                 found.append(_resolve(statement))
     return found
+
+
+def self_policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The state machine's grants on itself and its executions (a policy on its role)."""
+    document = template["Resources"]["RecommenderStateMachineSelfPolicy"]["Properties"]["PolicyDocument"]
+    return [_resolve(s) for s in document["Statement"]]
 
 
 def _listed(value: Any) -> list[str]:
@@ -726,6 +812,127 @@ def test_alarm_on_failed_runs(template: dict[str, Any]) -> None:
     assert template["Conditions"]["HasAlarmEmail"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]
     }
+
+
+def test_alarm_on_timed_out_runs(template: dict[str, Any]) -> None:
+    """A STANDARD execution that reaches the definition's TimeoutSeconds ends TIMED_OUT, counted
+    by AWS/States ExecutionsTimedOut (not ExecutionsFailed) under the machine's ARN: what !Ref of
+    the machine gives, whatever name CloudFormation generated."""
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    timed_out = alarms["RunTimedOutAlarm"]["Properties"]
+    failed = alarms["RunFailedAlarm"]["Properties"]
+    assert (timed_out["Namespace"], timed_out["MetricName"]) == ("AWS/States", "ExecutionsTimedOut")
+    assert timed_out["Dimensions"] == failed["Dimensions"]
+    assert failed["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": STATE_MACHINE}}]
+    for key in ("Statistic", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator"):
+        assert timed_out[key] == failed[key], key
+    assert timed_out["TreatMissingData"] == "notBreaching"
+    assert "failed or timed out" not in failed["AlarmDescription"], "ExecutionsFailed counts no timeout"
+
+
+# Errors a full-length attempt of a state ends with: a retrier matching one of them runs the state's
+# whole time limit again. (Sandbox.Timedout: a Lambda function that reached its own timeout.)
+TIMEOUT_ERRORS = {"States.ALL", "States.Timeout", "States.TaskFailed", "Sandbox.Timedout"}
+
+
+def function_timeouts(template: dict[str, Any]) -> dict[str, int]:
+    """Each ${...FunctionArn} substitution of the ASL -> that function's Timeout in seconds."""
+    substitutions = state_machine(template)["DefinitionSubstitutions"]
+    return {
+        name: int(function_property(template, value["Fn::GetAtt"][0], "Timeout"))
+        for name, value in substitutions.items()
+        if name.endswith("FunctionArn")
+    }
+
+
+def state_limit(state: dict[str, Any], timeouts: dict[str, int]) -> tuple[int, str]:
+    """The longest one state can run, and why: its TimeoutSeconds, else the Lambda function's own
+    Timeout (a lambda:invoke state without one waits for the function), a Map's processor once (one
+    wave of items: a Map with more items than its concurrency takes longer), times every attempt of
+    a retrier that catches a timeout, plus those retries' waits."""
+    kind = state["Type"]
+    assert "TimeoutSecondsPath" not in state, "a timeout read from the input has no fixed bound"
+    if kind in ("Pass", "Choice", "Succeed", "Fail"):
+        return 0, kind
+    if kind == "Map":
+        seconds, path = longest_chain(state["ItemProcessor"], timeouts)
+        once = (seconds, f"one wave of [{path}]")
+    elif "TimeoutSeconds" in state:
+        once = (int(state["TimeoutSeconds"]), f"TimeoutSeconds {state['TimeoutSeconds']}")
+    else:
+        assert state.get("Resource") == "arn:aws:states:::lambda:invoke", (
+            f"{state.get('Resource')}: no TimeoutSeconds, so no bound (Step Functions waits a year)"
+        )
+        function = re.fullmatch(r"\$\{(\w+)\}", state["Parameters"]["FunctionName"])
+        assert function, state["Parameters"]["FunctionName"]
+        once = (timeouts[function.group(1)], f"{function.group(1)} Timeout")
+    attempts, waits = 1, 0.0
+    for retrier in state.get("Retry", []):
+        if not TIMEOUT_ERRORS & set(retrier["ErrorEquals"]):
+            continue
+        for attempt in range(retrier.get("MaxAttempts", 3)):
+            delay = retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** attempt
+            waits += min(delay, retrier.get("MaxDelaySeconds", delay))
+            attempts += 1
+    return once[0] * attempts + int(waits), f"{once[1]} x {attempts}" if attempts > 1 else once[1]
+
+
+def longest_chain(machine: dict[str, Any], timeouts: dict[str, int]) -> tuple[int, str]:
+    """The longest path through a machine's states (Next, Choice branches and defaults, Catch) by the
+    sum of their limits, and that path."""
+    machine_states = machine["States"]
+
+    def longest(name: str, visiting: frozenset[str]) -> tuple[int, str]:
+        assert name not in visiting, f"a loop through {name}: no bound"
+        state = machine_states[name]
+        seconds, why = state_limit(state, timeouts)
+        following = [c["Next"] for c in state.get("Choices", [])] + [
+            c["Next"] for c in state.get("Catch", [])
+        ]
+        following += [state[key] for key in ("Next", "Default") if key in state]
+        rest = max((longest(n, visiting | {name}) for n in following), default=(0, ""))
+        step = f"{name} ({why})" if seconds else name
+        return seconds + rest[0], f"{step} -> {rest[1]}" if rest[1] else step
+
+    return longest(machine["StartAt"], frozenset())
+
+
+@pytest.mark.asl_timeout
+def test_the_run_times_out_after_its_longest_chain_of_state_timeouts(
+    template: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    """FAILS until statemachine/recommender.asl.json has a top-level TimeoutSeconds (another change
+    adds it). Without one a STANDARD execution may run for a year, so RunTimedOutAlarm
+    (ExecutionsTimedOut) could never fire. It must not cut short a run whose every state stays
+    within its own limit: at least the longest chain of those limits."""
+    seconds, path = longest_chain(asl, function_timeouts(template))
+    assert "TimeoutSeconds" in asl, f"no top-level TimeoutSeconds; the longest chain is {seconds} s: {path}"
+    assert asl["TimeoutSeconds"] >= seconds, f"{asl['TimeoutSeconds']} s < {seconds} s: {path}"
+
+
+def test_chain_of_state_timeouts_is_what_the_definition_says(
+    template: dict[str, Any], asl: dict[str, Any]
+) -> None:
+    """The bound above, by hand, so that a change to a limit shows up here too: both placements on
+    Fargate (12 h each), then the two functions that reuse their output, one wave of predictors (a
+    timed-out predictor is retried once, 1 s later), Merge, and recording Merge's failure."""
+    timeouts = function_timeouts(template)
+    seconds, path = longest_chain(asl, timeouts)
+    fargate = 43200
+    expected = (
+        fargate
+        + timeouts["ExtractFunctionArn"]
+        + fargate
+        + timeouts["TrainFunctionArn"]
+        + 2 * timeouts["PredictFunctionArn"]
+        + 1
+        + timeouts["MergeFunctionArn"]
+        + timeouts["RecordFailureFunctionArn"]
+    )
+    assert seconds == expected, path
+    assert path.startswith(
+        "Look up where to extract -> Choose where to extract -> Extract the ratings on Fargate"
+    )
 
 
 def test_logs_and_tracing(template: dict[str, Any]) -> None:
@@ -957,6 +1164,14 @@ def test_sam_translates_the_template() -> None:
     assert kinds.count("AWS::Lambda::LayerVersion") == 2
     assert kinds.count("AWS::Scheduler::Schedule") + kinds.count("AWS::Events::Rule") == 1
     (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    # The role the machine's own policy is attached to is the one SAM made for the machine.
+    assert machine is resources[STATE_MACHINE]
+    assert machine["Properties"]["RoleArn"] == {"Fn::GetAtt": [f"{STATE_MACHINE}Role", "Arn"]}
+    assert resources[f"{STATE_MACHINE}Role"]["Type"] == "AWS::IAM::Role"
+    assert resources["RecommenderStateMachineSelfPolicy"]["Properties"]["Roles"] == [
+        {"Ref": f"{STATE_MACHINE}Role"}
+    ]
+    assert "DependsOn" not in machine and "DependsOn" not in resources[f"{STATE_MACHINE}Role"]
     assert set(machine["Properties"]["DefinitionSubstitutions"]) == set(
         re.findall(r"\$\{(\w+)\}", ASL.read_text())
     )
