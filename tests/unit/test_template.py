@@ -901,8 +901,8 @@ def test_the_run_times_out_after_its_longest_chain_of_state_timeouts(
     template: dict[str, Any], asl: dict[str, Any]
 ) -> None:
     """Without a top-level TimeoutSeconds a STANDARD execution may run for a year, so
-    RunTimedOutAlarm (ExecutionsTimedOut) could never fire. It must not cut short a run whose every state stays
-    within its own limit: at least the longest chain of those limits."""
+    RunTimedOutAlarm (ExecutionsTimedOut) could never fire. It must not cut short a run whose
+    every state stays within its own limit: at least the longest chain of those limits."""
     seconds, path = longest_chain(asl, function_timeouts(template))
     assert "TimeoutSeconds" in asl, f"no top-level TimeoutSeconds; the longest chain is {seconds} s: {path}"
     assert asl["TimeoutSeconds"] >= seconds, f"{asl['TimeoutSeconds']} s < {seconds} s: {path}"
