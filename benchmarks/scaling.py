@@ -12,8 +12,9 @@ engine) with SVD at its default parameters and the run's default `evaluate` (Tra
 holdout split, then fits on every rating). The local engine records each Lambda invocation's
 seconds and memory.
 
-By default every invocation runs in its own fresh process, as a cold Lambda would
-(`LocalEngine(isolate=True)`, S3 reached over HTTP through moto's server):
+By default every invocation runs in the Lambda sandbox, a fresh process as a cold Lambda would
+start one (`LocalEngine(sandbox=True)`: the function's memory cap and timeout from template.yaml,
+a read-only file system, only the layers on the path, S3 reached over HTTP through moto's server):
 - "peak": that process's peak resident memory, its imports included and moto's storage excluded:
   the figure to compare with a function's memory setting;
 - "growth": that peak minus the process's resident memory once the handler was imported (the
@@ -238,7 +239,7 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         db = stack.enter_context(database(args, ratings, say))
         engine = stack.enter_context(
             LocalEngine(
-                db["url"], measure_memory=args.in_process, on_invoke=on_invoke, isolate=not args.in_process
+                db["url"], measure_memory=args.in_process, on_invoke=on_invoke, sandbox=not args.in_process
             )
         )
         cpu = time_cpu_of_handlers()
