@@ -77,7 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .process import ACCOUNT
+from .template import ACCOUNT
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 TASK_ROOT = "/var/task"
