@@ -50,6 +50,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"folder the run's objects are exported to (default {DEFAULT_OUT})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--layer",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder holding python/, given to every step as one more Lambda layer (your own"
+        " algorithm's module, as you would deploy it); repeatable",
+    )
 
 
 def _add_database_options(parser: argparse.ArgumentParser, default: str) -> None:
@@ -140,11 +149,16 @@ class Progress:
                 )
 
 
-def execute(database_url: str, run_input: dict[str, Any], out: Path, quiet: bool) -> int:
+def execute(
+    database_url: str, run_input: dict[str, Any], out: Path, quiet: bool, layers: list[Path] | None = None
+) -> int:
     """Run the state machine locally; export the bucket; print a summary. Returns an exit code."""
     from .local import LocalEngine
 
-    with LocalEngine(database_url) as engine:
+    for layer in layers or []:
+        if not (layer / "python").is_dir():
+            raise ConfigError(f"--layer {layer}: a layer folder holds python/ (what /opt/python becomes)")
+    with LocalEngine(database_url, layers=layers) as engine:
         progress = Progress(engine, quiet)
         print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
         print(f"  Lambda sandbox: {engine.sandbox_support}")
@@ -227,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rows = load_ratings(conn, synthetic_ratings(spec), config.source)
         seconds = time.monotonic() - started
         print(f"  loaded {rows:,} ratings into table {config.source.table!r} in {seconds:.1f}s")
-        return execute(url, run_input, args.out, args.quiet)
+        return execute(url, run_input, args.out, args.quiet, args.layer)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -243,7 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             with closing(_writable(url)) as conn:
                 rows = load_ratings(conn, read_movielens(args.movielens), config.source)
             print(f"  loaded {rows:,} ratings")
-        return execute(url, run_input, args.out, args.quiet)
+        return execute(url, run_input, args.out, args.quiet, args.layer)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
