@@ -19,9 +19,9 @@ import numpy as np
 import psycopg2
 import pytest
 
-from recommender.local import engine as local
 from recommender.config import SourceTable
 from recommender.local import Invocation, LocalEngine
+from recommender.local import engine as local
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 
 MB = 1_000_000
