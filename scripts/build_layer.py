@@ -259,6 +259,11 @@ def find_python(version: str) -> str | None:
     return None
 
 
+def host_machine() -> str:
+    """This machine's architecture, named as in wheel tags (aarch64, x86_64)."""
+    return platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+
+
 def runtime_stand_in(folder: Path) -> Path:
     """Links to this environment's boto3 and its dependencies: what the Lambda runtime provides."""
     import importlib.util
@@ -289,19 +294,34 @@ print(json.dumps({"modules": sorted(roots), "files": files, "version": sys.versi
 """
 
 
-def import_handler(python: str, handler: Path, layer: Path, stand_in: Path) -> dict[str, Any]:
+# A home folder nothing can write to, root included, as on Lambda (and the train image's user has
+# no home at all): an import that writes under ~ fails in the check as it would there.
+READ_ONLY_HOME = "/proc"
+
+
+def lambda_environment() -> dict[str, str]:
+    """What a function's process sees at import: the template's Globals variables (a stand-in
+    value for each CloudFormation reference), the region, and a read-only home folder."""
+    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    environment = {name: value if isinstance(value, str) else "probe" for name, value in variables.items()}
+    environment.update(AWS_DEFAULT_REGION="us-east-1", POWERTOOLS_TRACE_DISABLED="true", HOME=READ_ONLY_HOME)
+    return environment
+
+
+def import_handler(
+    python: str, handler: Path, layer: Path, stand_in: Path, environment: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Import one handler in a fresh interpreter: -I (no user site, no PYTHON* variables, no cwd),
     -S (no site-packages) and -B (no bytecode written, as on Lambda's read-only /opt): only the
-    standard library, then the folders Lambda would offer."""
+    standard library, then the folders Lambda would offer. `environment` replaces
+    `lambda_environment()`."""
     path = [str(handler.parent), str(layer / "python"), str(RECOMMENDER_LAYER), str(stand_in)]
     environment = {
+        **(lambda_environment() if environment is None else environment),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PROBE_PATH": json.dumps(path),
         "PROBE_HANDLER": str(handler),
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "RECOMMENDER_BUCKET": "probe",
-        "POWERTOOLS_SERVICE_NAME": "recommender",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
     result = subprocess.run(
         [python, "-I", "-S", "-B", "-c", _IMPORT_PROBE], capture_output=True, text=True, env=environment
@@ -317,7 +337,7 @@ def import_report(target: Target, workdir: Path) -> dict[str, Any] | str:
     python = find_python(target.python_version)
     if python is None:
         return f"no Python {target.python_version} interpreter here: handlers not imported"
-    host = platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+    host = host_machine()
     if host not in MACHINES.values():
         return f"this machine ({host}) is not a Lambda architecture: handlers not imported"
     layer = build(target, host)

@@ -446,6 +446,30 @@ def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Pa
         build_layer.import_handler(host_python, ROOT / "functions/train/app.py", empty, stand_in)
 
 
+# The steps whose handlers import Surprise when they are loaded.
+SURPRISE_HANDLERS = ("ExtractFunction", "TrainFunction")
+
+
+def test_handlers_import_on_a_read_only_home(host_python: str, tmp_path: Path) -> None:
+    """`import surprise` creates its data folder, ~/.surprise_data unless SURPRISE_DATA_FOLDER says
+    otherwise. Lambda's home folder is read-only and the train image's user has none: with the
+    template's environment (which sends it under /tmp) every handler imports with a read-only
+    home; without that variable, the handlers that load Surprise fail in os.makedirs."""
+    environment = build_layer.lambda_environment()
+    assert environment["HOME"] == build_layer.READ_ONLY_HOME
+    assert environment["SURPRISE_DATA_FOLDER"].startswith("/tmp/")
+    layer = build_layer.build(build_layer.template_target(), build_layer.host_machine())
+    stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
+    for name, code in build_layer.function_code_dirs().items():
+        report = build_layer.import_handler(host_python, code / "app.py", layer, stand_in, environment)
+        assert report["modules"], name
+    without = {k: v for k, v in environment.items() if k != "SURPRISE_DATA_FOLDER"}
+    for name in SURPRISE_HANDLERS:
+        handler = build_layer.function_code_dirs()[name] / "app.py"
+        with pytest.raises(RuntimeError, match=r"(?s)surprise.*makedirs"):
+            build_layer.import_handler(host_python, handler, layer, stand_in, without)
+
+
 def test_the_script_reports_the_size(target_layer: Path) -> None:
     """The command docs/deploy.md quotes (its import check is the test above)."""
     command = [sys.executable, str(SCRIPT), "--no-imports"]

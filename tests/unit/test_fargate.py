@@ -700,6 +700,15 @@ def test_dockerfile_installs_the_locks_and_the_package() -> None:
     assert "--requirement /tmp/locks/layer.lock --requirement /tmp/locks/container.lock" in install
     assert copies["/opt/recommender/recommender"] == "layers/recommender/recommender"
     assert ("ENV", "PYTHONPATH=/opt/recommender") in instructions
+    # Surprise's data folder where the image's user (no home) can create it, as the functions have it.
+    variables = dict(
+        pair.split("=", 1)
+        for instruction, arguments in instructions
+        if instruction == "ENV"
+        for pair in arguments.split()
+    )
+    globals_env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["SURPRISE_DATA_FOLDER"] == globals_env["SURPRISE_DATA_FOLDER"]
     assert instructions[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
     assert any(instruction == "USER" and arguments != "root" for instruction, arguments in instructions)
     # The Dockerfile's own ignore file lets exactly the copied paths into the build context.
@@ -849,6 +858,9 @@ def test_the_images_command_runs_with_only_the_images_packages(
         **{k: v for k, v in task_environment(RECOMMENDER_BUCKET=bucket).items()},
         "AWS_DEFAULT_REGION": REGION,  # as the task definition sets it
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        # The image's user has no home folder; the Dockerfile's ENV gives Surprise one under /tmp.
+        "HOME": "/proc",
+        "SURPRISE_DATA_FOLDER": "/tmp/surprise_data",
     }
     command = [python313, "-S", "-B", "-m", "recommender.task"]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd="/", timeout=600)
