@@ -1,4 +1,4 @@
-"""Build the dependencies layer here exactly as `sam build` does, then measure it against Lambda.
+"""Build both layers here exactly as `sam build` does, then measure them against Lambda.
 
     .venv/bin/python scripts/build_layer.py            # build for the template's architecture, report
     .venv/bin/python scripts/build_layer.py --lock     # rewrite the hashes of requirements.lock
@@ -9,15 +9,17 @@ What it does:
    folder under build/layer/: the very target `sam build` runs (BuildMethod: makefile), i.e.
    `pip install --platform manylinux_2_X_<arch> --only-binary=:all: --no-deps --require-hashes
    --target ...` from requirements.lock, then tests and caches removed.
+   Likewise `make build-RecommenderLayer` in a copy of layers/recommender/ (SAM builds in a copy
+   too): the modules the steps import and their package data (layers/recommender/build_closure.py).
 3. Prints the layer's unzipped and zipped size, its largest packages, and the largest function's
-   unzipped total (its code + the recommender layer + this layer) against Lambda's 250 MB limit.
+   unzipped total (its code + the two built layers) against Lambda's 250 MB limit.
 4. Checks every shared object: built for the target machine, needing no newer glibc than the
    runtime's image (Amazon Linux 2023: 2.34), and no scipy or pandas in the layer.
 5. When an interpreter of the runtime's Python version exists here, builds the layer again for this
    machine's architecture (same lock, same wheels for the other platform) and imports every
-   handler in a subprocess whose sys.path is only: the function's folder, the two layers, the
-   standard library and the boto3 the Lambda runtime provides. It also reports whether Surprise
-   pulled in scipy or pandas (it must not).
+   handler in a subprocess whose sys.path is only: the function's folder, the two built layers
+   (never layers/recommender/ itself), the standard library and the boto3 the Lambda runtime
+   provides. It also reports whether Surprise pulled in scipy or pandas (it must not).
 
 The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
 """
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 LAYER_SOURCE = ROOT / "layers" / "dependencies"
 LOCK = LAYER_SOURCE / "requirements.lock"
-RECOMMENDER_LAYER = ROOT / "layers" / "recommender"
+RECOMMENDER_SOURCE = ROOT / "layers" / "recommender"
 CACHE = ROOT / "build" / "layer"
 
 # Lambda: the function's code and all its layers, unzipped, at most 250 MB (262,144,000 bytes).
@@ -82,7 +85,7 @@ class Target:
 # --- the template --------------------------------------------------------------------------------
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
+class _CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type hints here
     """Accepts !Ref, !Sub, ... (their values do not matter here)."""
 
 
@@ -118,7 +121,8 @@ def cache_key() -> str:
 
 
 def build(target: Target, machine: str | None = None, out: Path | None = None) -> Path:
-    """Run the layer's `make build-DependenciesLayer` (what `sam build` runs); returns python/'s parent."""
+    """Run the dependencies layer's `make build-DependenciesLayer` (what `sam build` runs);
+    returns python/'s parent."""
     machine = machine or target.machine
     out = out or CACHE / cache_key() / machine
     if (out / ".complete").is_file():
@@ -141,6 +145,57 @@ def build(target: Target, machine: str | None = None, out: Path | None = None) -
         check=True,
     )
     (out / ".complete").write_text(json.dumps({"machine": machine, "runtime": target.runtime}))
+    return out
+
+
+def _source_files(folder: Path) -> list[Path]:
+    """The files of a layer's source folder, without what building or testing here leaves in it."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not {"__pycache__", "build"} & set(path.relative_to(folder).parts)
+        and not any(part.endswith(".egg-info") for part in path.relative_to(folder).parts)
+    )
+
+
+def recommender_cache_key() -> str:
+    """Changes whenever the package, its builder or its Makefile changes."""
+    digest = hashlib.sha256()
+    for path in _source_files(RECOMMENDER_SOURCE):
+        digest.update(path.relative_to(RECOMMENDER_SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_recommender(out: Path | None = None) -> Path:
+    """Run `make build-RecommenderLayer` as `sam build` does, in a copy of layers/recommender/, so
+    that the build can use nothing outside that folder; returns python/'s parent. The layer is the
+    same for every architecture (pure Python)."""
+    out = out or CACHE / "recommender" / recommender_cache_key()
+    if (out / ".complete").is_file():
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "source"
+        for path in _source_files(RECOMMENDER_SOURCE):
+            target = copy / path.relative_to(RECOMMENDER_SOURCE)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(copy),
+                "build-RecommenderLayer",
+                f"ARTIFACTS_DIR={out}",
+                f"PYTHON={sys.executable}",
+            ],
+            check=True,
+        )
+    (out / ".complete").write_text(json.dumps({"source": recommender_cache_key()}))
     return out
 
 
@@ -207,14 +262,14 @@ def glibc_needed(path: Path) -> tuple[int, int]:
     return max(versions, default=(0, 0))
 
 
-def layer_report(target: Target, layer: Path, zipped: bool = True) -> dict[str, Any]:
+def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: bool = True) -> dict[str, Any]:
     """Sizes, machine and glibc of every shared object, forbidden packages: all offline."""
     objects = shared_objects(layer)
     glibc = {str(p.relative_to(layer / "python")): glibc_needed(p) for p in objects}
     newest = max(glibc.values(), default=(0, 0))
     newest_file = max(glibc, key=lambda name: glibc[name]) if glibc else ""
     code = {name: unzipped_size(path) for name, path in function_code_dirs().items()}
-    recommender = unzipped_size(RECOMMENDER_LAYER)
+    recommender = unzipped_size(recommender_layer)
     dependencies = unzipped_size(layer)
     return {
         "runtime": target.runtime,
@@ -289,8 +344,10 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 assert callable(module.lambda_handler)
 roots = {m.split(".")[0] for m in sys.modules}
+ours = sorted(m for m in sys.modules if m == "recommender" or m.startswith("recommender."))
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})
-print(json.dumps({"modules": sorted(roots), "files": files, "version": sys.version.split()[0]}))
+version = sys.version.split()[0]
+print(json.dumps({"modules": sorted(roots), "recommender": ours, "files": files, "version": version}))
 """
 
 
@@ -310,13 +367,17 @@ def lambda_environment() -> dict[str, str]:
 
 
 def import_handler(
-    python: str, handler: Path, layer: Path, stand_in: Path, environment: dict[str, str] | None = None
+    python: str,
+    handler: Path,
+    layers: Sequence[Path],
+    stand_in: Path,
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Import one handler in a fresh interpreter: -I (no user site, no PYTHON* variables, no cwd),
     -S (no site-packages) and -B (no bytecode written, as on Lambda's read-only /opt): only the
     standard library, then the folders Lambda would offer. `environment` replaces
     `lambda_environment()`."""
-    path = [str(handler.parent), str(layer / "python"), str(RECOMMENDER_LAYER), str(stand_in)]
+    path = [str(handler.parent), *(str(layer / "python") for layer in layers), str(stand_in)]
     environment = {
         **(lambda_environment() if environment is None else environment),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -340,17 +401,21 @@ def import_report(target: Target, workdir: Path) -> dict[str, Any] | str:
     host = host_machine()
     if host not in MACHINES.values():
         return f"this machine ({host}) is not a Lambda architecture: handlers not imported"
-    layer = build(target, host)
+    layers = [build(target, host), build_recommender()]
     stand_in = runtime_stand_in(workdir / "runtime")
     handlers = {name: path / "app.py" for name, path in function_code_dirs().items()}
-    imported = {name: import_handler(python, handler, layer, stand_in) for name, handler in handlers.items()}
+    imported = {name: import_handler(python, handler, layers, stand_in) for name, handler in handlers.items()}
     modules = set().union(*(set(r["modules"]) for r in imported.values()))
+    files = set().union(*(set(r["files"]) for r in imported.values()))
     return {
         "python": python,
         "version": next(iter(imported.values()))["version"],
         "machine": host,
         "handlers": sorted(imported),
         "forbidden_imported": sorted(modules & set(FORBIDDEN)),
+        # Must stay empty: the check imports the built layer, never the source folder.
+        "from_source": sorted(f for f in files if f and Path(f).is_relative_to(RECOMMENDER_SOURCE)),
+        "recommender_modules": {name: report["recommender"] for name, report in imported.items()},
     }
 
 
@@ -418,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     target = template_target()
     started = time.monotonic()
     layer = build(target)
-    report = layer_report(target, layer)
+    recommender_layer = build_recommender()
+    report = layer_report(target, layer, recommender_layer)
     report["build_seconds"] = round(time.monotonic() - started, 1)
     report["layer_dir"] = str(layer / "python")
     if args.no_imports:

@@ -15,6 +15,7 @@ cache; it downloads the wheels from PyPI the first time) and reused while neithe
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import contextvars
 import importlib.util
@@ -61,6 +62,8 @@ from tests.unit.test_template import (
 )
 
 SCRIPT = ROOT / "scripts" / "build_layer.py"
+BUILDER = ROOT / "layers" / "recommender" / "build_closure.py"
+RECOMMENDER_MAKEFILE = ROOT / "layers" / "recommender" / "Makefile"
 MAKEFILE = ROOT / "layers" / "dependencies" / "Makefile"
 LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
 REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
@@ -368,8 +371,10 @@ def target_layer() -> Path:
     return Path(build_layer.build(build_layer.template_target()))
 
 
-def test_layer_fits_lambda_with_a_margin(target_layer: Path) -> None:
-    report = build_layer.layer_report(build_layer.template_target(), target_layer, zipped=False)
+def test_layer_fits_lambda_with_a_margin(target_layer: Path, recommender_layer: Path) -> None:
+    report = build_layer.layer_report(
+        build_layer.template_target(), target_layer, recommender_layer, zipped=False
+    )
     assert report["largest_function_total_bytes"] <= build_layer.SIZE_BUDGET, report
     assert build_layer.SIZE_BUDGET <= build_layer.LAMBDA_UNZIPPED_LIMIT // 2
     # Each extension module is for the target machine and needs no newer glibc than the runtime's.
@@ -436,6 +441,9 @@ def test_handlers_import_with_only_the_layers(host_python: str, tmp_path: Path) 
     assert isinstance(report, dict), report
     assert report["handlers"] == sorted(functions(load_template()))
     assert report["forbidden_imported"] == [], "Surprise must not pull in scipy or pandas"
+    # The package came from the built layer, never from layers/recommender/ itself.
+    assert report["from_source"] == []
+    assert all(report["recommender_modules"].values())
 
 
 def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Path) -> None:
@@ -443,7 +451,7 @@ def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Pa
     (empty / "python").mkdir(parents=True)
     stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
     with pytest.raises(RuntimeError, match="No module named"):
-        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", empty, stand_in)
+        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", [empty], stand_in)
 
 
 # The steps whose handlers import Surprise when they are loaded.
@@ -458,16 +466,19 @@ def test_handlers_import_on_a_read_only_home(host_python: str, tmp_path: Path) -
     environment = build_layer.lambda_environment()
     assert environment["HOME"] == build_layer.READ_ONLY_HOME
     assert environment["SURPRISE_DATA_FOLDER"].startswith("/tmp/")
-    layer = build_layer.build(build_layer.template_target(), build_layer.host_machine())
+    layers = [
+        build_layer.build(build_layer.template_target(), build_layer.host_machine()),
+        build_layer.build_recommender(),
+    ]
     stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
     for name, code in build_layer.function_code_dirs().items():
-        report = build_layer.import_handler(host_python, code / "app.py", layer, stand_in, environment)
+        report = build_layer.import_handler(host_python, code / "app.py", layers, stand_in, environment)
         assert report["modules"], name
     without = {k: v for k, v in environment.items() if k != "SURPRISE_DATA_FOLDER"}
     for name in SURPRISE_HANDLERS:
         handler = build_layer.function_code_dirs()[name] / "app.py"
         with pytest.raises(RuntimeError, match=r"(?s)surprise.*makedirs"):
-            build_layer.import_handler(host_python, handler, layer, stand_in, without)
+            build_layer.import_handler(host_python, handler, layers, stand_in, without)
 
 
 def test_the_script_reports_the_size(target_layer: Path) -> None:
@@ -478,6 +489,157 @@ def test_the_script_reports_the_size(target_layer: Path) -> None:
     assert re.search(r"unzipped \d+\.\d MB \([\d,]+ bytes\)", result.stdout), result.stdout
     assert re.search(r"zipped +\d+\.\d MB", result.stdout), result.stdout
     assert "of Lambda's 250.0 MB" in result.stdout
+
+
+# --- the recommender layer: what the steps import, nothing else ----------------------------------
+
+# What a person runs, never a step: the command, the local engine, the synthetic generator and the
+# evaluate report. None of it may reach the layer or the image.
+NOT_SHIPPED = ("recommender.cli", "recommender.local", "recommender.sample_data", "recommender.report")
+
+
+def _load_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("build_closure", BUILDER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_closure"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_closure = _load_builder()
+
+
+@pytest.fixture(scope="session")
+def recommender_layer() -> Path:
+    """The recommender layer, built by its Makefile in a copy of layers/recommender/ (cached)."""
+    return Path(build_layer.build_recommender())
+
+
+def not_shipped(modules: Any) -> list[str]:
+    return sorted(m for m in modules if any(m == x or m.startswith(x + ".") for x in NOT_SHIPPED))
+
+
+def handler_imports() -> set[str]:
+    """The package's modules that functions/*/app.py import, read from their source."""
+    found: set[str] = set()
+    for code in build_layer.function_code_dirs().values():
+        for node in ast.walk(ast.parse((code / "app.py").read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] == "recommender"
+            ):
+                found.add(node.module)
+                found.update(
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if build_closure.module_file(f"{node.module}.{alias.name}")
+                )
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.split(".")[0] == "recommender")
+    return found
+
+
+def test_the_builders_roots_are_what_the_handlers_import() -> None:
+    """`sam build` gives the builder layers/recommender/ alone, so it cannot read the handlers: its
+    ROOTS list what they import, and the train image's entry point. They must not drift apart."""
+    roots = set(build_closure.ROOTS)
+    assert "recommender.task" in roots  # python -m recommender.task (containers/train/Dockerfile)
+    assert roots - {"recommender.task"} <= handler_imports()
+    assert build_closure.closure(roots) == build_closure.closure(handler_imports() | {"recommender.task"})
+
+
+def test_recommender_layer_is_built_by_its_makefile() -> None:
+    (layer,) = [r for name, r in load_template()["Resources"].items() if name == "RecommenderLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    folder = ROOT / layer["Properties"]["ContentUri"]
+    assert BUILDER.parent == folder.resolve() and RECOMMENDER_MAKEFILE.parent == folder.resolve()
+    text = RECOMMENDER_MAKEFILE.read_text()
+    assert re.search(r"^build-RecommenderLayer:", text, re.M)  # SAM runs make build-<LogicalId>
+    assert re.search(r"build_closure\.py \"\$\(ARTIFACTS_DIR\)/python\"", text)
+    # SAM runs it with any python3, in a copy of the folder: the standard library only.
+    imported = set()
+    for node in ast.walk(ast.parse(BUILDER.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_recommender_layer_holds_only_what_the_steps_import(recommender_layer: Path) -> None:
+    python = recommender_layer / "python"
+    shipped = sorted(p.relative_to(python) for p in python.rglob("*") if p.is_file())
+    modules = build_closure.closure()
+    assert shipped == build_closure.closure_files(modules)
+    assert not_shipped(modules) == [], "a step imports what only a person runs: keep it out of the steps"
+    for name in NOT_SHIPPED:
+        path = python.joinpath(*name.split("."))
+        assert not path.exists() and not path.with_suffix(".py").exists(), name
+    # What the steps need is there, with the package data they read (the manifest's schemas).
+    assert {"recommender.steps.predict", "recommender.kernels.factors", "recommender.training"} <= set(
+        modules
+    )
+    assert (python / "recommender" / "schemas" / "manifest.schema.json").is_file()
+    assert not list(python.rglob("__pycache__"))
+
+
+def test_a_step_importing_the_command_would_ship_it(tmp_path: Path) -> None:
+    """The check above is not vacuous: in a copy of the package whose Predict step imports the CLI
+    (inside a function, as lazy imports are), the closure takes the CLI and what it imports."""
+    copy = tmp_path / "source"
+    shutil.copytree(
+        BUILDER.parent / "recommender", copy / "recommender", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    predict = copy / "recommender" / "steps" / "predict.py"
+    predict.write_text(
+        predict.read_text() + "\n\ndef _later() -> None:\n    from .. import cli  # noqa: F401\n"
+    )
+    assert "recommender.cli" in not_shipped(build_closure.closure(source=copy))
+    assert not_shipped(build_closure.closure()) == []
+
+
+def test_the_closure_follows_every_kind_of_import(tmp_path: Path) -> None:
+    """On a small package: absolute and relative imports at any depth, `from package import module`,
+    imports inside functions, literal `resources.files(...)` (which brings that package's data) and
+    a parent package's __init__; a module nothing imports stays out; a broken import fails."""
+    package = tmp_path / "recommender"
+    files = {
+        "__init__.py": "",
+        "root.py": "import recommender.a\nfrom .sub import b\nfrom . import c\n",
+        "a.py": "def f():\n    from .sub.deep import d\n",
+        "c.py": "from importlib import resources\nresources.files('recommender.data')\n",
+        "unused.py": "",
+        "sub/__init__.py": "",
+        "sub/b.py": "from ..c import something\n",
+        "sub/deep/__init__.py": "",
+        "sub/deep/d.py": "from ... import a\n",
+        "data/__init__.py": "",
+        "data/table.json": "{}",
+    }
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    modules = build_closure.closure(["recommender.root"], source=tmp_path)
+    assert modules == [
+        "recommender",
+        "recommender.a",
+        "recommender.c",
+        "recommender.data",
+        "recommender.root",
+        "recommender.sub",
+        "recommender.sub.b",
+        "recommender.sub.deep",
+        "recommender.sub.deep.d",
+    ]
+    written = build_closure.build(tmp_path / "out", ["recommender.root"], source=tmp_path)
+    assert Path("recommender/data/table.json") in written
+    assert (tmp_path / "out" / "recommender" / "data" / "table.json").read_text() == "{}"
+    assert not (tmp_path / "out" / "recommender" / "unused.py").exists()
+    (package / "a.py").write_text("from .missing import x\n")
+    with pytest.raises(build_closure.ClosureError, match=r"recommender\.missing"):
+        build_closure.closure(["recommender.root"], source=tmp_path)
 
 
 # --- the database secret ---------------------------------------------------------------------------

@@ -680,42 +680,75 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return found
 
 
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (each starts with its FROM)."""
+    stages: list[list[tuple[str, str]]] = []
+    for instruction in dockerfile_instructions():
+        if instruction[0] == "FROM":
+            stages.append([])
+        stages[-1].append(instruction)
+    return stages
+
+
+def stage_copies(stage: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """destination -> (the stage copied from, or "" for the build context; source)."""
+    copies = {}
+    for instruction, arguments in stage:
+        if instruction == "COPY":
+            *options, source, destination = arguments.split()
+            origin = next((o.removeprefix("--from=") for o in options if o.startswith("--from=")), "")
+            copies[destination] = (origin, source)
+    return copies
+
+
 def test_dockerfile_installs_the_locks_and_the_package() -> None:
-    instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.13-slim")  # the functions' Python (template Runtime)
+    builder, image = dockerfile_stages()
+    # The functions' Python (template Runtime) in both stages.
+    assert builder[0] == ("FROM", "python:3.13-slim AS recommender-layer")
+    assert image[0] == ("FROM", "python:3.13-slim")
     assert load_template()["Globals"]["Function"]["Runtime"] == "python3.13"
-    runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
+    runs = [arguments for instruction, arguments in image if instruction == "RUN"]
     assert any('"$(uname -m)" = aarch64' in r for r in runs), "the image must refuse to build for x86"
     (install,) = [r for r in runs if "pip install" in r]
     for flag in ("--no-deps", "--require-hashes", "--only-binary=:all:"):
         assert flag in install, flag
-    copies = dict(
-        (destination, source)
-        for instruction, arguments in instructions
-        if instruction == "COPY"
-        for source, destination in [arguments.split()]
-    )
-    assert copies["/tmp/locks/layer.lock"] == LAYER_LOCK.relative_to(ROOT).as_posix()
-    assert copies["/tmp/locks/container.lock"] == CONTAINER_LOCK.relative_to(ROOT).as_posix()
+    copies = stage_copies(image)
+    assert copies["/tmp/locks/layer.lock"] == ("", LAYER_LOCK.relative_to(ROOT).as_posix())
+    assert copies["/tmp/locks/container.lock"] == ("", CONTAINER_LOCK.relative_to(ROOT).as_posix())
     assert "--requirement /tmp/locks/layer.lock --requirement /tmp/locks/container.lock" in install
-    assert copies["/opt/recommender/recommender"] == "layers/recommender/recommender"
-    assert ("ENV", "PYTHONPATH=/opt/recommender") in instructions
+    assert ("ENV", "PYTHONPATH=/opt/recommender") in image
     # Surprise's data folder where the image's user (no home) can create it, as the functions have it.
     variables = dict(
         pair.split("=", 1)
-        for instruction, arguments in instructions
+        for instruction, arguments in image
         if instruction == "ENV"
         for pair in arguments.split()
     )
     globals_env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["SURPRISE_DATA_FOLDER"] == globals_env["SURPRISE_DATA_FOLDER"]
-    assert instructions[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
-    assert any(instruction == "USER" and arguments != "root" for instruction, arguments in instructions)
+    assert image[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
+    assert any(instruction == "USER" and arguments != "root" for instruction, arguments in image)
     # The Dockerfile's own ignore file lets exactly the copied paths into the build context.
     ignored = DOCKERIGNORE.read_text().splitlines()
     assert "*" in ignored
-    for source in copies.values():
+    for _origin, source in [*stage_copies(builder).values(), *(c for c in copies.values() if not c[0])]:
         assert f"!{source}" in ignored or f"!{source}/" in ignored, source
+
+
+def test_the_image_holds_the_recommender_layer_not_the_package() -> None:
+    """The image's package is the recommender layer's build, by the same command as
+    layers/recommender/Makefile's build-RecommenderLayer: only the modules the steps import."""
+    builder, image = dockerfile_stages()
+    assert stage_copies(builder) == {"/src/": ("", "layers/recommender/")}
+    assert ("WORKDIR", "/src") in builder
+    makefile = (PACKAGE / "Makefile").read_text()
+    (recipe,) = re.findall(r"^build-RecommenderLayer:\n\t@?(.+)$", makefile, re.M)
+    expected = recipe.replace("$(PYTHON)", "python").replace("$(ARTIFACTS_DIR)", "/layer")
+    assert [a for i, a in builder if i == "RUN"] == [expected]
+    # The image takes the build's output, and nothing else of layers/recommender/.
+    copies = stage_copies(image)
+    assert copies["/opt/recommender"] == ("recommender-layer", "/layer/python")
+    assert not [source for _origin, source in copies.values() if source.startswith("layers/recommender")]
 
 
 def test_container_lock_holds_what_lambdas_runtime_provides() -> None:
@@ -836,7 +869,7 @@ def test_the_images_command_runs_with_only_the_images_packages(
     python313: str, image_site: tuple[Path, Path], s3_server: str
 ) -> None:
     """`python -m recommender.task` in a Python 3.13 whose path is the image's: the standard library
-    (-S: no site-packages), both locks' packages and the recommender package; S3 over HTTP."""
+    (-S: no site-packages), both locks' packages and the built recommender layer; S3 over HTTP."""
     client = boto3.client(
         "s3",
         endpoint_url=s3_server,
@@ -849,9 +882,15 @@ def test_the_images_command_runs_with_only_the_images_packages(
     settings = Settings(bucket=bucket, prefix=PREFIX)
     write_snapshot(client, settings, RUN_ID, ratings())
     layer, container = image_site
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import build_layer
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    package = Path(build_layer.build_recommender()) / "python"  # what the image copies
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join([str(PACKAGE), str(layer), str(container)]),
+        "PYTHONPATH": os.pathsep.join([str(package), str(layer), str(container)]),
         "AWS_ENDPOINT_URL_S3": s3_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -765,9 +765,10 @@ def test_layers(template: dict[str, Any]) -> None:
         assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
         assert resource["Properties"]["CompatibleArchitectures"] == [ARCHITECTURE]
         assert resource["Metadata"]["BuildArchitecture"] == ARCHITECTURE
-    assert layers["RecommenderLayer"]["Metadata"]["BuildMethod"] == RUNTIME
-    # Built by layers/dependencies/Makefile's build-<LogicalId> target (tests/unit/test_deploy.py).
-    assert layers["DependenciesLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    # Each built by its folder's Makefile, target build-<LogicalId> (tests/unit/test_deploy.py).
+    for name, resource in layers.items():
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert (ROOT / resource["Properties"]["ContentUri"] / "Makefile").is_file(), name
     package = ROOT / layers["RecommenderLayer"]["Properties"]["ContentUri"] / "recommender" / "__init__.py"
     assert package.is_file()
 
