@@ -18,8 +18,8 @@ What it does:
 5. When an interpreter of the runtime's Python version exists here, builds the layer again for this
    machine's architecture (same lock, same wheels for the other platform) and imports every
    handler in a subprocess whose sys.path is only: the function's folder, the two built layers
-   (never layers/recommender/ itself), the standard library and the boto3 the Lambda runtime
-   provides. It also reports whether Surprise pulled in scipy or pandas (it must not).
+   (never layers/recommender/ itself) and the standard library; boto3 too comes from the layer.
+   It also reports whether Surprise pulled in scipy or pandas (it must not).
 
 The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
 """
@@ -62,8 +62,9 @@ RUNTIME_GLIBC = {"python3.11": (2, 26), "python3.12": (2, 34), "python3.13": (2,
 # Lambda architecture -> the machine name in wheel tags and `uname -m`; ELF e_machine numbers.
 MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 ELF_MACHINE = {183: "aarch64", 62: "x86_64"}
-# Provided by the Lambda Python runtime (boto3 and what it depends on): never in the layer.
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+# The AWS SDK for Python and what it needs on Python 3.13, as top-level import names: in the layer, at
+# the versions the tests run with, rather than whichever the Lambda runtime provides that day.
+SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
 # Must not be in the layer: Surprise declares scipy but never imports it at run time.
 FORBIDDEN = ("scipy", "pandas")
 
@@ -288,7 +289,7 @@ def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: b
         "glibc_max_file": newest_file,
         "runtime_glibc": ".".join(map(str, RUNTIME_GLIBC[target.runtime])),
         "forbidden_present": sorted(top_level_names(layer) & set(FORBIDDEN)),
-        "runtime_provided_present": sorted(top_level_names(layer) & set(RUNTIME_PROVIDED)),
+        "sdk_missing": sorted(set(SDK) - top_level_names(layer)),
     }
 
 
@@ -317,22 +318,6 @@ def find_python(version: str) -> str | None:
 def host_machine() -> str:
     """This machine's architecture, named as in wheel tags (aarch64, x86_64)."""
     return platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
-
-
-def runtime_stand_in(folder: Path) -> Path:
-    """Links to this environment's boto3 and its dependencies: what the Lambda runtime provides."""
-    import importlib.util
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in RUNTIME_PROVIDED:
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.origin, f"{name} is not installed here"
-        source = Path(spec.origin)
-        source = source.parent if source.name == "__init__.py" else source
-        link = folder / source.name
-        if not link.exists():
-            link.symlink_to(source)
-    return folder
 
 
 _IMPORT_PROBE = """
@@ -367,17 +352,13 @@ def lambda_environment() -> dict[str, str]:
 
 
 def import_handler(
-    python: str,
-    handler: Path,
-    layers: Sequence[Path],
-    stand_in: Path,
-    environment: dict[str, str] | None = None,
+    python: str, handler: Path, layers: Sequence[Path], environment: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Import one handler in a fresh interpreter: -I (no user site, no PYTHON* variables, no cwd),
     -S (no site-packages) and -B (no bytecode written, as on Lambda's read-only /opt): only the
     standard library, then the folders Lambda would offer. `environment` replaces
     `lambda_environment()`."""
-    path = [str(handler.parent), *(str(layer / "python") for layer in layers), str(stand_in)]
+    path = [str(handler.parent), *(str(layer / "python") for layer in layers)]
     environment = {
         **(lambda_environment() if environment is None else environment),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -393,7 +374,7 @@ def import_handler(
     return report
 
 
-def import_report(target: Target, workdir: Path) -> dict[str, Any] | str:
+def import_report(target: Target) -> dict[str, Any] | str:
     """Every handler imported with only the layers (built for this machine); or why it could not run."""
     python = find_python(target.python_version)
     if python is None:
@@ -402,9 +383,8 @@ def import_report(target: Target, workdir: Path) -> dict[str, Any] | str:
     if host not in MACHINES.values():
         return f"this machine ({host}) is not a Lambda architecture: handlers not imported"
     layers = [build(target, host), build_recommender()]
-    stand_in = runtime_stand_in(workdir / "runtime")
     handlers = {name: path / "app.py" for name, path in function_code_dirs().items()}
-    imported = {name: import_handler(python, handler, layers, stand_in) for name, handler in handlers.items()}
+    imported = {name: import_handler(python, handler, layers) for name, handler in handlers.items()}
     modules = set().union(*(set(r["modules"]) for r in imported.values()))
     files = set().union(*(set(r["files"]) for r in imported.values()))
     return {
@@ -490,8 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_imports:
         report["imports"] = "handlers' import check skipped (--no-imports)"
     else:
-        with tempfile.TemporaryDirectory() as workdir:
-            report["imports"] = import_report(target, Path(workdir))
+        report["imports"] = import_report(target)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -527,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         and report["machines"] == [target.machine]
         and glibc_tuple(report["glibc_max"]) <= RUNTIME_GLIBC[target.runtime]
         and not report["forbidden_present"]
-        and not report["runtime_provided_present"]
+        and not report["sdk_missing"]
         and (isinstance(imports, str) or not imports["forbidden_imported"])
     )
     return 0 if ok else 1

@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import contextvars
+import gzip
+import importlib.metadata
 import importlib.util
 import json
 import re
@@ -361,7 +363,7 @@ def test_lock_pins_within_the_declared_ranges() -> None:
         name = build_layer._canonical(requirement.name)
         assert name in pins, f"{name} is declared but not locked"
         assert SpecifierSet(str(requirement.specifier)).contains(pins[name][0]), name
-    for forbidden in build_layer.FORBIDDEN + build_layer.RUNTIME_PROVIDED:
+    for forbidden in build_layer.FORBIDDEN:
         assert build_layer._canonical(forbidden) not in pins, forbidden
 
 
@@ -380,7 +382,7 @@ def test_layer_fits_lambda_with_a_margin(target_layer: Path, recommender_layer: 
     # Each extension module is for the target machine and needs no newer glibc than the runtime's.
     assert report["machines"] == [build_layer.MACHINES[ARCHITECTURE]], report["machines"]
     assert build_layer.glibc_tuple(report["glibc_max"]) <= build_layer.RUNTIME_GLIBC[RUNTIME], report
-    assert report["forbidden_present"] == [] and report["runtime_provided_present"] == []
+    assert report["forbidden_present"] == [] and report["sdk_missing"] == []
 
 
 def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
@@ -395,8 +397,9 @@ def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
 
 
 def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
-    """Closed set: every dependency of a locked package is locked or provided by the runtime.
-    The one exception is on purpose: scikit-surprise declares scipy, which it never imports."""
+    """Closed set: every dependency of a locked package is locked, the SDK's included (nothing is
+    left to the Lambda runtime). The one exception is on purpose: scikit-surprise declares scipy,
+    which it never imports."""
     pins = read_lock()
     installed = {}
     for metadata in (target_layer / "python").glob("*.dist-info/METADATA"):
@@ -408,7 +411,6 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
     environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
     extras = {"aws-lambda-powertools": {"tracer"}}
     allowed_missing = {("scikit-surprise", "scipy")}
-    provided = {build_layer._canonical(n) for n in build_layer.RUNTIME_PROVIDED} | {"python-dateutil"}
     for name, (_version, message) in installed.items():
         for line in message.get_all("Requires-Dist") or []:
             requirement = Requirement(line)
@@ -419,10 +421,35 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
                 ):
                     continue
             needed = build_layer._canonical(requirement.name)
-            if needed in provided or (name, needed) in allowed_missing:
+            if (name, needed) in allowed_missing:
                 continue
             assert needed in installed, f"{name} needs {needed}, which the layer lacks"
             assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+
+
+def test_the_layer_ships_the_sdk_the_tests_use(target_layer: Path) -> None:
+    """boto3 is bundled, not taken from the Lambda runtime, whose version AWS changes when it likes:
+    Merge's conditional put_object(IfMatch=...) needs botocore 1.35.72 or newer, for one. The lock
+    pins boto3 and botocore to exactly what pyproject.toml pins, which is what these tests run."""
+    pins = read_lock()
+    project = [
+        Requirement(r)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+    for name in ("boto3", "botocore"):
+        assert name in pins, f"{name} is not in the dependencies layer's lock"
+        version = pins[name][0]
+        assert importlib.metadata.version(name) == version, (
+            f"the tests run {name} {importlib.metadata.version(name)}"
+        )
+        (declared,) = [r for r in project if r.name == name]
+        assert str(declared.specifier) == f"=={version}", f"pyproject.toml must pin {name}=={version}"
+    names = build_layer.top_level_names(target_layer)
+    assert set(build_layer.SDK) <= names, set(build_layer.SDK) - names
+    # The layer's botocore knows S3's conditional write that Merge relies on.
+    (model,) = (target_layer / "python" / "botocore" / "data" / "s3").glob("*/service-2.json*")
+    text = gzip.decompress(model.read_bytes()) if model.suffix == ".gz" else model.read_bytes()
+    assert "IfMatch" in json.loads(text)["shapes"]["PutObjectRequest"]["members"]
 
 
 @pytest.fixture(scope="session")
@@ -433,11 +460,11 @@ def host_python() -> str:
     return str(python)
 
 
-def test_handlers_import_with_only_the_layers(host_python: str, tmp_path: Path) -> None:
+def test_handlers_import_with_only_the_layers(host_python: str) -> None:
     """A fresh interpreter of the runtime's version, -I -S, with sys.path = the function's folder,
-    the two layers (the dependencies built for this machine, same lock), the standard library and
-    boto3 (which the runtime provides)."""
-    report = build_layer.import_report(build_layer.template_target(), tmp_path)
+    the two built layers (the dependencies built for this machine, same lock; boto3 among them) and
+    the standard library."""
+    report = build_layer.import_report(build_layer.template_target())
     assert isinstance(report, dict), report
     assert report["handlers"] == sorted(functions(load_template()))
     assert report["forbidden_imported"] == [], "Surprise must not pull in scipy or pandas"
@@ -449,16 +476,15 @@ def test_handlers_import_with_only_the_layers(host_python: str, tmp_path: Path) 
 def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty-layer"
     (empty / "python").mkdir(parents=True)
-    stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
     with pytest.raises(RuntimeError, match="No module named"):
-        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", [empty], stand_in)
+        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", [empty])
 
 
 # The steps whose handlers import Surprise when they are loaded.
 SURPRISE_HANDLERS = ("ExtractFunction", "TrainFunction")
 
 
-def test_handlers_import_on_a_read_only_home(host_python: str, tmp_path: Path) -> None:
+def test_handlers_import_on_a_read_only_home(host_python: str) -> None:
     """`import surprise` creates its data folder, ~/.surprise_data unless SURPRISE_DATA_FOLDER says
     otherwise. Lambda's home folder is read-only and the train image's user has none: with the
     template's environment (which sends it under /tmp) every handler imports with a read-only
@@ -470,15 +496,14 @@ def test_handlers_import_on_a_read_only_home(host_python: str, tmp_path: Path) -
         build_layer.build(build_layer.template_target(), build_layer.host_machine()),
         build_layer.build_recommender(),
     ]
-    stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
     for name, code in build_layer.function_code_dirs().items():
-        report = build_layer.import_handler(host_python, code / "app.py", layers, stand_in, environment)
+        report = build_layer.import_handler(host_python, code / "app.py", layers, environment)
         assert report["modules"], name
     without = {k: v for k, v in environment.items() if k != "SURPRISE_DATA_FOLDER"}
     for name in SURPRISE_HANDLERS:
         handler = build_layer.function_code_dirs()[name] / "app.py"
         with pytest.raises(RuntimeError, match=r"(?s)surprise.*makedirs"):
-            build_layer.import_handler(host_python, handler, layers, stand_in, without)
+            build_layer.import_handler(host_python, handler, layers, without)
 
 
 def test_the_script_reports_the_size(target_layer: Path) -> None:

@@ -781,8 +781,8 @@ def test_dependencies_layer_pins_the_project_dependencies() -> None:
     lines = (ROOT / "layers/dependencies/requirements.txt").read_text().splitlines()
     layer = {line.replace(" ", "") for line in lines if line.strip() and not line.startswith("#")}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    # boto3 comes with the Lambda runtime; everything else is the same requirement, same range.
-    expected = {d.replace(" ", "") for d in project if requirement_name(d) != "boto3"}
+    # The same requirements, same ranges: boto3 and botocore too, pinned (the layer bundles the SDK).
+    expected = {d.replace(" ", "") for d in project}
     assert {requirement_name(r) for r in layer} == {requirement_name(r) for r in expected}
     assert {_normalised(r) for r in layer} == {_normalised(r) for r in expected}
 
