@@ -396,6 +396,7 @@ def import_report(target: Target) -> dict[str, Any] | str:
         # Must stay empty: the check imports the built layer, never the source folder.
         "from_source": sorted(f for f in files if f and Path(f).is_relative_to(RECOMMENDER_SOURCE)),
         "recommender_modules": {name: report["recommender"] for name, report in imported.items()},
+        "top_level_modules": {name: report["modules"] for name, report in imported.items()},
     }
 
 

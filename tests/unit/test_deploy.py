@@ -473,6 +473,28 @@ def test_handlers_import_with_only_the_layers(host_python: str) -> None:
     assert all(report["recommender_modules"].values())
 
 
+# Heavy third-party packages a handler may load when it is imported, by step. Every one loads numpy,
+# boto3 and Powertools. Extract checks the algorithm's parameters with Surprise (which loads joblib)
+# and connects with psycopg2; Train fits with Surprise. Predict needs Surprise only to refit a
+# custom algorithm (a `refit` model), and imports it then; Merge and RecordFailure never need it.
+HEAVY = ("surprise", "psycopg2", "joblib", "scipy", "pandas")
+MAY_IMPORT = {
+    "ExtractFunction": {"surprise", "joblib", "psycopg2"},
+    "TrainFunction": {"surprise", "joblib"},
+    "PredictFunction": set(),
+    "MergeFunction": set(),
+    "RecordFailureFunction": set(),
+}
+
+
+def test_each_handler_imports_only_what_its_step_needs(host_python: str) -> None:
+    """In a fresh interpreter with only the built layers: what each handler's import loads."""
+    report = build_layer.import_report(build_layer.template_target())
+    assert isinstance(report, dict), report
+    loaded = {name: set(modules) & set(HEAVY) for name, modules in report["top_level_modules"].items()}
+    assert loaded == MAY_IMPORT
+
+
 def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty-layer"
     (empty / "python").mkdir(parents=True)

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 from surprise import accuracy
 
-from .dataset import Ratings
 from .model import ModelArrays
+from .ratings import Ratings
 from .scoring import fallback, recommend, scorer_for
 from .training import effective_params, fit, model_from_fit, rating_scale_of
 

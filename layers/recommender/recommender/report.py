@@ -22,7 +22,6 @@ from surprise import Reader
 from surprise.dataset import Dataset, DatasetAutoFolds
 from surprise.model_selection import KFold, cross_validate
 
-from .dataset import Ratings
 from .evaluation import (
     METHOD_LATEST,
     METRIC_NAMES,
@@ -33,6 +32,7 @@ from .evaluation import (
     popularity_top_n_metrics,
     split_summary,
 )
+from .ratings import Ratings
 from .training import effective_params, make_algorithm, rating_scale_of
 
 #: what `recommender evaluate` compares by default: every Surprise algorithm but SVDpp, whose fit
