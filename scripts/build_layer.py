@@ -87,24 +87,46 @@ class Target:
 
 
 class _CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type hints here
-    """Accepts !Ref, !Sub, ... (their values do not matter here)."""
+    """Accepts !Ref, !Sub, ...: `!Ref Name` becomes {"Ref": "Name"}, the others None (their values
+    do not matter here)."""
 
 
-_CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, str] | None:
+    if suffix == "Ref" and isinstance(node, yaml.ScalarNode):
+        return {"Ref": loader.construct_scalar(node)}
+    return None
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def _template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    return loaded
 
 
 def template_target() -> Target:
     """The runtime and architecture every function and layer of template.yaml uses."""
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
-    function = template["Globals"]["Function"]
+    function = _template()["Globals"]["Function"]
     (architecture,) = function["Architectures"]
     return Target(runtime=function["Runtime"], architecture=architecture)
 
 
 def function_code_dirs() -> dict[str, Path]:
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    template = _template()
     return {
         name: ROOT / resource["Properties"]["CodeUri"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def function_layers() -> dict[str, list[str]]:
+    """Each function's layers, by logical id: Globals' followed by its own, as SAM merges lists."""
+    template = _template()
+    shared = template["Globals"]["Function"].get("Layers", [])
+    return {
+        name: [layer["Ref"] for layer in shared + resource["Properties"].get("Layers", [])]
         for name, resource in template["Resources"].items()
         if resource["Type"] == "AWS::Serverless::Function"
     }
@@ -272,6 +294,12 @@ def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: b
     code = {name: unzipped_size(path) for name, path in function_code_dirs().items()}
     recommender = unzipped_size(recommender_layer)
     dependencies = unzipped_size(layer)
+    layer_bytes = {"RecommenderLayer": recommender, "DependenciesLayer": dependencies}
+    # Lambda's limit is on each function: its code and all its layers, unzipped.
+    functions = {
+        name: code[name] + sum(layer_bytes[layer] for layer in layers)
+        for name, layers in function_layers().items()
+    }
     return {
         "runtime": target.runtime,
         "architecture": target.architecture,
@@ -280,7 +308,8 @@ def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: b
         "largest_packages": largest_packages(layer),
         "recommender_layer_bytes": recommender,
         "largest_function_code_bytes": max(code.values()),
-        "largest_function_total_bytes": max(code.values()) + recommender + dependencies,
+        "largest_function_total_bytes": max(functions.values()),
+        "function_total_bytes": functions,
         "limit_bytes": LAMBDA_UNZIPPED_LIMIT,
         "budget_bytes": SIZE_BUDGET,
         "shared_objects": len(objects),
@@ -321,18 +350,22 @@ def host_machine() -> str:
 
 
 _IMPORT_PROBE = """
-import json, os, sys
+import json, os, sys, time
 sys.path[:0] = json.loads(os.environ["PROBE_PATH"])
 import importlib.util
+started = time.perf_counter()
 spec = importlib.util.spec_from_file_location("app", os.environ["PROBE_HANDLER"])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+seconds = time.perf_counter() - started
 assert callable(module.lambda_handler)
 roots = {m.split(".")[0] for m in sys.modules}
 ours = sorted(m for m in sys.modules if m == "recommender" or m.startswith("recommender."))
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})
 version = sys.version.split()[0]
-print(json.dumps({"modules": sorted(roots), "recommender": ours, "files": files, "version": version}))
+print(json.dumps(
+    {"modules": sorted(roots), "recommender": ours, "files": files, "version": version, "seconds": seconds}
+))
 """
 
 
@@ -344,8 +377,7 @@ READ_ONLY_HOME = "/proc"
 def lambda_environment() -> dict[str, str]:
     """What a function's process sees at import: the template's Globals variables (a stand-in
     value for each CloudFormation reference), the region, and a read-only home folder."""
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
-    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    variables = _template()["Globals"]["Function"]["Environment"]["Variables"]
     environment = {name: value if isinstance(value, str) else "probe" for name, value in variables.items()}
     environment.update(AWS_DEFAULT_REGION="us-east-1", POWERTOOLS_TRACE_DISABLED="true", HOME=READ_ONLY_HOME)
     return environment
@@ -357,7 +389,8 @@ def import_handler(
     """Import one handler in a fresh interpreter: -I (no user site, no PYTHON* variables, no cwd),
     -S (no site-packages) and -B (no bytecode written, as on Lambda's read-only /opt): only the
     standard library, then the folders Lambda would offer. `environment` replaces
-    `lambda_environment()`."""
+    `lambda_environment()`. The report's `seconds` is the handler module's import, all it imports
+    included: a cold start's init, less the interpreter's own start."""
     path = [str(handler.parent), *(str(layer / "python") for layer in layers)]
     environment = {
         **(lambda_environment() if environment is None else environment),
@@ -374,8 +407,10 @@ def import_handler(
     return report
 
 
-def import_report(target: Target) -> dict[str, Any] | str:
-    """Every handler imported with only the layers (built for this machine); or why it could not run."""
+def import_report(target: Target, repeat: int = 1) -> dict[str, Any] | str:
+    """Every handler imported with only the layers (built for this machine), `repeat` times each in
+    a fresh interpreter (the best time is kept: the others paid for a cold file cache or a busy
+    machine); or why it could not run."""
     python = find_python(target.python_version)
     if python is None:
         return f"no Python {target.python_version} interpreter here: handlers not imported"
@@ -384,7 +419,12 @@ def import_report(target: Target) -> dict[str, Any] | str:
         return f"this machine ({host}) is not a Lambda architecture: handlers not imported"
     layers = [build(target, host), build_recommender()]
     handlers = {name: path / "app.py" for name, path in function_code_dirs().items()}
-    imported = {name: import_handler(python, handler, layers) for name, handler in handlers.items()}
+    imported: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for name, handler in handlers.items():
+        runs = [import_handler(python, handler, layers) for _ in range(repeat)]
+        imported[name] = runs[0]
+        seconds[name] = min(run["seconds"] for run in runs)
     modules = set().union(*(set(r["modules"]) for r in imported.values()))
     files = set().union(*(set(r["files"]) for r in imported.values()))
     return {
@@ -397,6 +437,8 @@ def import_report(target: Target) -> dict[str, Any] | str:
         "from_source": sorted(f for f in files if f and Path(f).is_relative_to(RECOMMENDER_SOURCE)),
         "recommender_modules": {name: report["recommender"] for name, report in imported.items()},
         "top_level_modules": {name: report["modules"] for name, report in imported.items()},
+        "import_seconds": seconds,
+        "repeat": repeat,
     }
 
 
@@ -455,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock", action="store_true", help="rewrite requirements.lock's hashes, then exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-imports", action="store_true", help="skip the handlers' import check")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="imports of each handler, the best time kept (default 3)"
+    )
     args = parser.parse_args(argv)
     if args.lock:
         write_lock()
@@ -471,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_imports:
         report["imports"] = "handlers' import check skipped (--no-imports)"
     else:
-        report["imports"] = import_report(target)
+        report["imports"] = import_report(target, args.repeat)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -480,12 +525,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  unzipped {_mb(report['layer_unzipped_bytes'])} ({report['layer_unzipped_bytes']:,} bytes)")
     print(f"  zipped   {_mb(report['layer_zipped_bytes'])}")
     print("  largest: " + ", ".join(f"{name} {_mb(size)}" for name, size in report["largest_packages"]))
-    print(f"recommender layer {_mb(report['recommender_layer_bytes'])}")
-    print(f"largest function code {report['largest_function_code_bytes']:,} bytes")
+    recommender = report["recommender_layer_bytes"]
+    print(f"recommender layer {_mb(recommender)} ({recommender:,} bytes)")
     print(
-        f"function + layers, unzipped: {_mb(total)} of Lambda's {_mb(LAMBDA_UNZIPPED_LIMIT)} "
-        f"({100 * total / LAMBDA_UNZIPPED_LIMIT:.0f}%; budget {_mb(SIZE_BUDGET)})"
+        f"each function, unzipped (its code + its layers) of Lambda's {_mb(LAMBDA_UNZIPPED_LIMIT)} "
+        f"(budget {_mb(SIZE_BUDGET)}):"
     )
+    for name, size in sorted(report["function_total_bytes"].items()):
+        print(f"  {name:24} {_mb(size)} ({size:,} bytes, {100 * size / LAMBDA_UNZIPPED_LIMIT:.0f}%)")
     print(
         f"{report['shared_objects']} shared objects, machine {', '.join(report['machines'])}, "
         f"newest glibc needed {report['glibc_max']} ({report['glibc_max_file']}); "
@@ -497,10 +544,13 @@ def main(argv: list[str] | None = None) -> int:
         print(imports)
     else:
         print(
-            f"handlers imported with only the layers ({imports['machine']} build, Python "
+            f"handlers imported with only the built layers ({imports['machine']} build, Python "
             f"{imports['version']}): {', '.join(imports['handlers'])}; "
             f"scipy/pandas imported: {imports['forbidden_imported'] or 'none'}"
         )
+        print(f"cold import of each handler: fresh interpreter, no bytecode (best of {imports['repeat']})")
+        for name, seconds in sorted(imports["import_seconds"].items()):
+            print(f"  {name:24} {seconds:.2f} s")
     print(f"built in {report['build_seconds']} s")
     ok = (
         total <= SIZE_BUDGET

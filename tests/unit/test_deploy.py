@@ -529,13 +529,31 @@ def test_handlers_import_on_a_read_only_home(host_python: str) -> None:
 
 
 def test_the_script_reports_the_size(target_layer: Path) -> None:
-    """The command docs/deploy.md quotes (its import check is the test above)."""
+    """The command docs/deploy.md quotes (its import check is the test below): each function's
+    unzipped size, its code and its layers, against Lambda's 250 MB."""
     command = [sys.executable, str(SCRIPT), "--no-imports"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"unzipped \d+\.\d MB \([\d,]+ bytes\)", result.stdout), result.stdout
     assert re.search(r"zipped +\d+\.\d MB", result.stdout), result.stdout
-    assert "of Lambda's 250.0 MB" in result.stdout
+    assert "(its code + its layers) of Lambda's 250.0 MB" in result.stdout
+    report = build_layer.layer_report(
+        build_layer.template_target(), target_layer, build_layer.build_recommender(), zipped=False
+    )
+    for name in functions(load_template()):
+        size = report["function_total_bytes"][name]
+        code = build_layer.unzipped_size(build_layer.function_code_dirs()[name])
+        assert size == code + report["layer_unzipped_bytes"] + report["recommender_layer_bytes"]
+        assert re.search(rf"^  {name} +\d+\.\d MB \({size:,} bytes, \d+%\)$", result.stdout, re.M), name
+
+
+def test_the_script_reports_each_handlers_cold_import(host_python: str) -> None:
+    command = [sys.executable, str(SCRIPT), "--repeat", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cold import of each handler: fresh interpreter, no bytecode (best of 1)" in result.stdout
+    for name in functions(load_template()):
+        assert re.search(rf"^  {name} +\d+\.\d\d s$", result.stdout, re.M), name
 
 
 # --- the recommender layer: what the steps import, nothing else ----------------------------------
