@@ -11,15 +11,19 @@ What it does:
    --target ...` from requirements.lock, then tests and caches removed.
    Likewise `make build-RecommenderLayer` in a copy of layers/recommender/ (SAM builds in a copy
    too): the modules the steps import and their package data (layers/recommender/build_closure.py).
-3. Prints the layer's unzipped and zipped size, its largest packages, and the largest function's
-   unzipped total (its code + the two built layers) against Lambda's 250 MB limit.
+3. Prints the dependencies layer's unzipped and zipped size, its largest packages, the recommender
+   layer's size, and every function's unzipped total (its code + its built layers) against
+   Lambda's 250 MB limit.
 4. Checks every shared object: built for the target machine, needing no newer glibc than the
    runtime's image (Amazon Linux 2023: 2.34), and no scipy or pandas in the layer.
 5. When an interpreter of the runtime's Python version exists here, builds the layer again for this
    machine's architecture (same lock, same wheels for the other platform) and imports every
    handler in a subprocess whose sys.path is only: the function's folder, the two built layers
    (never layers/recommender/ itself) and the standard library; boto3 too comes from the layer.
-   It also reports whether Surprise pulled in scipy or pandas (it must not).
+   It runs with the template's environment and a read-only home folder, as on Lambda. It reports
+   whether Surprise pulled in scipy or pandas (it must not), and each handler's cold import time:
+   the best of --repeat imports (default 3), without bytecode caches, as from Lambda's read-only
+   /opt.
 
 The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
 """
