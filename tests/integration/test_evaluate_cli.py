@@ -12,7 +12,8 @@ from surprise import SVD, BaselineOnly, Dataset, Reader
 from surprise.model_selection import KFold, cross_validate
 
 from recommender.cli import main
-from recommender.evaluation import cross_validate_ratings, evaluate
+from recommender.evaluation import evaluate
+from recommender.report import cross_validate_ratings
 from recommender.sample_data import SyntheticSpec, read_movielens, synthetic_ratings
 from recommender.snapshot import ratings_from_rows
 

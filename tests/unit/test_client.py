@@ -20,7 +20,8 @@ from recommender.scoring import fallback, recommend
 from recommender.sharding import encode_shard, plan_shards, shard_users
 from recommender.snapshot import ratings_from_rows
 from recommender.storage import RunPaths, latest_key, relative_key, sha256_hex
-from recommender.training import fit, library_versions, model_from_fit
+from recommender.training import fit, model_from_fit
+from recommender.versions import library_versions
 
 RUN_ID = "run-1"
 PREFIX = "recs"  # keys in the manifest are relative to it; the folder is the prefix's content

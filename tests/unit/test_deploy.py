@@ -15,6 +15,9 @@ cache; it downloads the wheels from PyPI the first time) and reused while neithe
 
 from __future__ import annotations
 
+import ast
+import gzip
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -62,6 +65,8 @@ from tests.unit.test_template import (
 )
 
 SCRIPT = ROOT / "scripts" / "build_layer.py"
+BUILDER = ROOT / "layers" / "recommender" / "build_closure.py"
+RECOMMENDER_MAKEFILE = ROOT / "layers" / "recommender" / "Makefile"
 MAKEFILE = ROOT / "layers" / "dependencies" / "Makefile"
 LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
 REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
@@ -294,7 +299,7 @@ def test_lock_pins_within_the_declared_ranges() -> None:
         name = build_layer._canonical(requirement.name)
         assert name in pins, f"{name} is declared but not locked"
         assert SpecifierSet(str(requirement.specifier)).contains(pins[name][0]), name
-    for forbidden in build_layer.FORBIDDEN + build_layer.RUNTIME_PROVIDED:
+    for forbidden in build_layer.FORBIDDEN:
         assert build_layer._canonical(forbidden) not in pins, forbidden
 
 
@@ -304,14 +309,16 @@ def target_layer() -> Path:
     return Path(build_layer.build(build_layer.template_target()))
 
 
-def test_layer_fits_lambda_with_a_margin(target_layer: Path) -> None:
-    report = build_layer.layer_report(build_layer.template_target(), target_layer, zipped=False)
+def test_layer_fits_lambda_with_a_margin(target_layer: Path, recommender_layer: Path) -> None:
+    report = build_layer.layer_report(
+        build_layer.template_target(), target_layer, recommender_layer, zipped=False
+    )
     assert report["largest_function_total_bytes"] <= build_layer.SIZE_BUDGET, report
     assert build_layer.SIZE_BUDGET <= build_layer.LAMBDA_UNZIPPED_LIMIT // 2
     # Each extension module is for the target machine and needs no newer glibc than the runtime's.
     assert report["machines"] == [build_layer.MACHINES[ARCHITECTURE]], report["machines"]
     assert build_layer.glibc_tuple(report["glibc_max"]) <= build_layer.RUNTIME_GLIBC[RUNTIME], report
-    assert report["forbidden_present"] == [] and report["runtime_provided_present"] == []
+    assert report["forbidden_present"] == [] and report["sdk_missing"] == []
 
 
 def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
@@ -326,8 +333,9 @@ def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
 
 
 def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
-    """Closed set: every dependency of a locked package is locked or provided by the runtime.
-    The one exception is on purpose: scikit-surprise declares scipy, which it never imports."""
+    """Closed set: every dependency of a locked package is locked, the SDK's included (nothing is
+    left to the Lambda runtime). The one exception is on purpose: scikit-surprise declares scipy,
+    which it never imports."""
     pins = read_lock()
     installed = {}
     for metadata in (target_layer / "python").glob("*.dist-info/METADATA"):
@@ -339,7 +347,6 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
     environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
     extras = {"aws-lambda-powertools": {"tracer"}}
     allowed_missing = {("scikit-surprise", "scipy")}
-    provided = {build_layer._canonical(n) for n in build_layer.RUNTIME_PROVIDED} | {"python-dateutil"}
     for name, (_version, message) in installed.items():
         for line in message.get_all("Requires-Dist") or []:
             requirement = Requirement(line)
@@ -350,10 +357,35 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
                 ):
                     continue
             needed = build_layer._canonical(requirement.name)
-            if needed in provided or (name, needed) in allowed_missing:
+            if (name, needed) in allowed_missing:
                 continue
             assert needed in installed, f"{name} needs {needed}, which the layer lacks"
             assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+
+
+def test_the_layer_ships_the_sdk_the_tests_use(target_layer: Path) -> None:
+    """boto3 is bundled, not taken from the Lambda runtime, whose version AWS changes when it likes:
+    Merge's conditional put_object(IfMatch=...) needs botocore 1.35.72 or newer, for one. The lock
+    pins boto3 and botocore to exactly what pyproject.toml pins, which is what these tests run."""
+    pins = read_lock()
+    project = [
+        Requirement(r)
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    ]
+    for name in ("boto3", "botocore"):
+        assert name in pins, f"{name} is not in the dependencies layer's lock"
+        version = pins[name][0]
+        assert importlib.metadata.version(name) == version, (
+            f"the tests run {name} {importlib.metadata.version(name)}"
+        )
+        (declared,) = [r for r in project if r.name == name]
+        assert str(declared.specifier) == f"=={version}", f"pyproject.toml must pin {name}=={version}"
+    names = build_layer.top_level_names(target_layer)
+    assert set(build_layer.SDK) <= names, set(build_layer.SDK) - names
+    # The layer's botocore knows S3's conditional write that Merge relies on.
+    (model,) = (target_layer / "python" / "botocore" / "data" / "s3").glob("*/service-2.json*")
+    text = gzip.decompress(model.read_bytes()) if model.suffix == ".gz" else model.read_bytes()
+    assert "IfMatch" in json.loads(text)["shapes"]["PutObjectRequest"]["members"]
 
 
 @pytest.fixture(scope="session")
@@ -364,32 +396,251 @@ def host_python() -> str:
     return str(python)
 
 
-def test_handlers_import_with_only_the_layers(host_python: str, tmp_path: Path) -> None:
+def test_handlers_import_with_only_the_layers(host_python: str) -> None:
     """A fresh interpreter of the runtime's version, -I -S, with sys.path = the function's folder,
-    the two layers (the dependencies built for this machine, same lock), the standard library and
-    boto3 (which the runtime provides)."""
-    report = build_layer.import_report(build_layer.template_target(), tmp_path)
+    the two built layers (the dependencies built for this machine, same lock; boto3 among them) and
+    the standard library."""
+    report = build_layer.import_report(build_layer.template_target())
     assert isinstance(report, dict), report
     assert report["handlers"] == sorted(functions(load_template()))
     assert report["forbidden_imported"] == [], "Surprise must not pull in scipy or pandas"
+    # The package came from the built layer, never from layers/recommender/ itself.
+    assert report["from_source"] == []
+    assert all(report["recommender_modules"].values())
+
+
+# Heavy third-party packages a handler may load when it is imported, by step. Every one loads numpy,
+# boto3 and Powertools. Extract checks the algorithm's parameters with Surprise (which loads joblib)
+# and connects with psycopg2; Train fits with Surprise. Predict needs Surprise only to refit a
+# custom algorithm (a `refit` model), and imports it then; Merge and RecordFailure never need it.
+HEAVY = ("surprise", "psycopg2", "joblib", "scipy", "pandas")
+MAY_IMPORT = {
+    "ExtractFunction": {"surprise", "joblib", "psycopg2"},
+    "TrainFunction": {"surprise", "joblib"},
+    "PredictFunction": set(),
+    "MergeFunction": set(),
+    "RecordFailureFunction": set(),
+}
+
+
+def test_each_handler_imports_only_what_its_step_needs(host_python: str) -> None:
+    """In a fresh interpreter with only the built layers: what each handler's import loads."""
+    report = build_layer.import_report(build_layer.template_target())
+    assert isinstance(report, dict), report
+    loaded = {name: set(modules) & set(HEAVY) for name, modules in report["top_level_modules"].items()}
+    assert loaded == MAY_IMPORT
 
 
 def test_the_import_check_fails_without_the_layer(host_python: str, tmp_path: Path) -> None:
     empty = tmp_path / "empty-layer"
     (empty / "python").mkdir(parents=True)
-    stand_in = build_layer.runtime_stand_in(tmp_path / "runtime")
     with pytest.raises(RuntimeError, match="No module named"):
-        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", empty, stand_in)
+        build_layer.import_handler(host_python, ROOT / "functions/train/app.py", [empty])
+
+
+# The steps whose handlers import Surprise when they are loaded.
+SURPRISE_HANDLERS = ("ExtractFunction", "TrainFunction")
+
+
+def test_handlers_import_on_a_read_only_home(host_python: str) -> None:
+    """`import surprise` creates its data folder, ~/.surprise_data unless SURPRISE_DATA_FOLDER says
+    otherwise. Lambda's home folder is read-only and the train image's user has none: with the
+    template's environment (which sends it under /tmp) every handler imports with a read-only
+    home; without that variable, the handlers that load Surprise fail in os.makedirs."""
+    environment = build_layer.lambda_environment()
+    assert environment["HOME"] == build_layer.READ_ONLY_HOME
+    assert environment["SURPRISE_DATA_FOLDER"].startswith("/tmp/")
+    layers = [
+        build_layer.build(build_layer.template_target(), build_layer.host_machine()),
+        build_layer.build_recommender(),
+    ]
+    for name, code in build_layer.function_code_dirs().items():
+        report = build_layer.import_handler(host_python, code / "app.py", layers, environment)
+        assert report["modules"], name
+    without = {k: v for k, v in environment.items() if k != "SURPRISE_DATA_FOLDER"}
+    for name in SURPRISE_HANDLERS:
+        handler = build_layer.function_code_dirs()[name] / "app.py"
+        with pytest.raises(RuntimeError, match=r"(?s)surprise.*makedirs"):
+            build_layer.import_handler(host_python, handler, layers, without)
 
 
 def test_the_script_reports_the_size(target_layer: Path) -> None:
-    """The command docs/deploy.md quotes (its import check is the test above)."""
+    """The command docs/deploy.md quotes (its import check is the test below): each function's
+    unzipped size, its code and its layers, against Lambda's 250 MB."""
     command = [sys.executable, str(SCRIPT), "--no-imports"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"unzipped \d+\.\d MB \([\d,]+ bytes\)", result.stdout), result.stdout
     assert re.search(r"zipped +\d+\.\d MB", result.stdout), result.stdout
-    assert "of Lambda's 250.0 MB" in result.stdout
+    assert "(its code + its layers) of Lambda's 250.0 MB" in result.stdout
+    report = build_layer.layer_report(
+        build_layer.template_target(), target_layer, build_layer.build_recommender(), zipped=False
+    )
+    for name in functions(load_template()):
+        size = report["function_total_bytes"][name]
+        code = build_layer.unzipped_size(build_layer.function_code_dirs()[name])
+        assert size == code + report["layer_unzipped_bytes"] + report["recommender_layer_bytes"]
+        assert re.search(rf"^  {name} +\d+\.\d MB \({size:,} bytes, \d+%\)$", result.stdout, re.M), name
+
+
+def test_the_script_reports_each_handlers_cold_import(host_python: str) -> None:
+    command = [sys.executable, str(SCRIPT), "--repeat", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cold import of each handler: fresh interpreter, no bytecode (best of 1)" in result.stdout
+    for name in functions(load_template()):
+        assert re.search(rf"^  {name} +\d+\.\d\d s$", result.stdout, re.M), name
+
+
+# --- the recommender layer: what the steps import, nothing else ----------------------------------
+
+# What a person runs, never a step: the command, the local engine, the synthetic generator and the
+# evaluate report. None of it may reach the layer or the image.
+NOT_SHIPPED = ("recommender.cli", "recommender.local", "recommender.sample_data", "recommender.report")
+
+
+def _load_builder() -> Any:
+    spec = importlib.util.spec_from_file_location("build_closure", BUILDER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_closure"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_closure = _load_builder()
+
+
+@pytest.fixture(scope="session")
+def recommender_layer() -> Path:
+    """The recommender layer, built by its Makefile in a copy of layers/recommender/ (cached)."""
+    return Path(build_layer.build_recommender())
+
+
+def not_shipped(modules: Any) -> list[str]:
+    return sorted(m for m in modules if any(m == x or m.startswith(x + ".") for x in NOT_SHIPPED))
+
+
+def handler_imports() -> set[str]:
+    """The package's modules that functions/*/app.py import, read from their source."""
+    found: set[str] = set()
+    for code in build_layer.function_code_dirs().values():
+        for node in ast.walk(ast.parse((code / "app.py").read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.split(".")[0] == "recommender"
+            ):
+                found.add(node.module)
+                found.update(
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if build_closure.module_file(f"{node.module}.{alias.name}")
+                )
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.split(".")[0] == "recommender")
+    return found
+
+
+def test_the_builders_roots_are_what_the_handlers_import() -> None:
+    """`sam build` gives the builder layers/recommender/ alone, so it cannot read the handlers: its
+    ROOTS list what they import, and the train image's entry point. They must not drift apart."""
+    roots = set(build_closure.ROOTS)
+    assert "recommender.task" in roots  # python -m recommender.task (containers/train/Dockerfile)
+    assert roots - {"recommender.task"} <= handler_imports()
+    assert build_closure.closure(roots) == build_closure.closure(handler_imports() | {"recommender.task"})
+
+
+def test_recommender_layer_is_built_by_its_makefile() -> None:
+    (layer,) = [r for name, r in load_template()["Resources"].items() if name == "RecommenderLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    folder = ROOT / layer["Properties"]["ContentUri"]
+    assert BUILDER.parent == folder.resolve() and RECOMMENDER_MAKEFILE.parent == folder.resolve()
+    text = RECOMMENDER_MAKEFILE.read_text()
+    assert re.search(r"^build-RecommenderLayer:", text, re.M)  # SAM runs make build-<LogicalId>
+    assert re.search(r"build_closure\.py \"\$\(ARTIFACTS_DIR\)/python\"", text)
+    # SAM runs it with any python3, in a copy of the folder: the standard library only.
+    imported = set()
+    for node in ast.walk(ast.parse(BUILDER.read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_recommender_layer_holds_only_what_the_steps_import(recommender_layer: Path) -> None:
+    python = recommender_layer / "python"
+    shipped = sorted(p.relative_to(python) for p in python.rglob("*") if p.is_file())
+    modules = build_closure.closure()
+    assert shipped == build_closure.closure_files(modules)
+    assert not_shipped(modules) == [], "a step imports what only a person runs: keep it out of the steps"
+    for name in NOT_SHIPPED:
+        path = python.joinpath(*name.split("."))
+        assert not path.exists() and not path.with_suffix(".py").exists(), name
+    # What the steps need is there, with the package data they read (the manifest's schemas).
+    assert {"recommender.steps.predict", "recommender.kernels.factors", "recommender.training"} <= set(
+        modules
+    )
+    assert (python / "recommender" / "schemas" / "manifest.schema.json").is_file()
+    assert not list(python.rglob("__pycache__"))
+
+
+def test_a_step_importing_the_command_would_ship_it(tmp_path: Path) -> None:
+    """The check above is not vacuous: in a copy of the package whose Predict step imports the CLI
+    (inside a function, as lazy imports are), the closure takes the CLI and what it imports."""
+    copy = tmp_path / "source"
+    shutil.copytree(
+        BUILDER.parent / "recommender", copy / "recommender", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    predict = copy / "recommender" / "steps" / "predict.py"
+    predict.write_text(
+        predict.read_text() + "\n\ndef _later() -> None:\n    from .. import cli  # noqa: F401\n"
+    )
+    assert "recommender.cli" in not_shipped(build_closure.closure(source=copy))
+    assert not_shipped(build_closure.closure()) == []
+
+
+def test_the_closure_follows_every_kind_of_import(tmp_path: Path) -> None:
+    """On a small package: absolute and relative imports at any depth, `from package import module`,
+    imports inside functions, literal `resources.files(...)` (which brings that package's data) and
+    a parent package's __init__; a module nothing imports stays out; a broken import fails."""
+    package = tmp_path / "recommender"
+    files = {
+        "__init__.py": "",
+        "root.py": "import recommender.a\nfrom .sub import b\nfrom . import c\n",
+        "a.py": "def f():\n    from .sub.deep import d\n",
+        "c.py": "from importlib import resources\nresources.files('recommender.data')\n",
+        "unused.py": "",
+        "sub/__init__.py": "",
+        "sub/b.py": "from ..c import something\n",
+        "sub/deep/__init__.py": "",
+        "sub/deep/d.py": "from ... import a\n",
+        "data/__init__.py": "",
+        "data/table.json": "{}",
+    }
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    modules = build_closure.closure(["recommender.root"], source=tmp_path)
+    assert modules == [
+        "recommender",
+        "recommender.a",
+        "recommender.c",
+        "recommender.data",
+        "recommender.root",
+        "recommender.sub",
+        "recommender.sub.b",
+        "recommender.sub.deep",
+        "recommender.sub.deep.d",
+    ]
+    written = build_closure.build(tmp_path / "out", ["recommender.root"], source=tmp_path)
+    assert Path("recommender/data/table.json") in written
+    assert (tmp_path / "out" / "recommender" / "data" / "table.json").read_text() == "{}"
+    assert not (tmp_path / "out" / "recommender" / "unused.py").exists()
+    (package / "a.py").write_text("from .missing import x\n")
+    with pytest.raises(build_closure.ClosureError, match=r"recommender\.missing"):
+        build_closure.closure(["recommender.root"], source=tmp_path)
 
 
 # --- the database secret ---------------------------------------------------------------------------

@@ -15,8 +15,6 @@ from surprise.model_selection import KFold, cross_validate
 
 from recommender.dataset import Ratings
 from recommender.evaluation import (
-    RatingsDataset,
-    cross_validate_ratings,
     evaluate,
     holdout_split,
     popularity_top_n_metrics,
@@ -25,6 +23,7 @@ from recommender.evaluation import (
     top_n_metrics,
     user_metrics,
 )
+from recommender.report import RatingsDataset, cross_validate_ratings
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.snapshot import ratings_from_rows
 from recommender.training import fit, model_from_fit

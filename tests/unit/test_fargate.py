@@ -9,10 +9,11 @@
 - `recommender.task`, the container's command: trains a run from a snapshot in (moto's) S3, prints
   its result, after which the Train function returns the stored model without fitting again; bad
   input and failures exit non-zero with a clear message;
-- the image: the Dockerfile installs the two hash-locked requirement files, which together hold every
-  package their packages need; with a Python 3.13 on this machine, `python -m recommender.task`
-  runs with only those packages and the recommender package on its path (the image's contents,
-  built for this machine's architecture rather than ARM64), against S3 served by moto over HTTP.
+- the image: the Dockerfile installs the dependencies layer's hash-locked requirements, which hold
+  every package their packages need (the SDK's included), and copies the recommender layer its first
+  stage builds; with a Python 3.13 on this machine, `python -m recommender.task` runs with only
+  those on its path (the image's contents, built for this machine's architecture rather than
+  ARM64), against S3 served by moto over HTTP.
 
 Extracting on Fargate (ExtractCompute=fargate), the same way: the parameter, rule and conditional
 resources, the task definition (the same image, command `extract`, the Extract function's
@@ -27,7 +28,6 @@ tests/unit/test_deploy.py; the e2e tests run the definition's Lambda path on the
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import io
 import json
@@ -78,10 +78,8 @@ from tests.unit.test_template import (
 
 DOCKERFILE = ROOT / "containers" / "train" / "Dockerfile"
 DOCKERIGNORE = DOCKERFILE.with_name("Dockerfile.dockerignore")
-CONTAINER_LOCK = ROOT / "containers" / "train" / "requirements.lock"
 LAYER_LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
 PACKAGE = ROOT / "layers" / "recommender"
-BUILD = ROOT / "build" / "container"
 
 FARGATE_STATE = "Train the model on Fargate"
 TRAIN_STATE = "Train the model and plan the shards"
@@ -683,105 +681,112 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return found
 
 
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, one list per stage (each starts with its FROM)."""
+    stages: list[list[tuple[str, str]]] = []
+    for instruction in dockerfile_instructions():
+        if instruction[0] == "FROM":
+            stages.append([])
+        stages[-1].append(instruction)
+    return stages
+
+
+def stage_copies(stage: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """destination -> (the stage copied from, or "" for the build context; source)."""
+    copies = {}
+    for instruction, arguments in stage:
+        if instruction == "COPY":
+            *options, source, destination = arguments.split()
+            origin = next((o.removeprefix("--from=") for o in options if o.startswith("--from=")), "")
+            copies[destination] = (origin, source)
+    return copies
+
+
 def test_dockerfile_installs_the_locks_and_the_package() -> None:
-    instructions = dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.13-slim")  # the functions' Python (template Runtime)
+    builder, image = dockerfile_stages()
+    # The functions' Python (template Runtime) in both stages.
+    assert builder[0] == ("FROM", "python:3.13-slim AS recommender-layer")
+    assert image[0] == ("FROM", "python:3.13-slim")
     assert load_template()["Globals"]["Function"]["Runtime"] == "python3.13"
-    runs = [arguments for instruction, arguments in instructions if instruction == "RUN"]
+    runs = [arguments for instruction, arguments in image if instruction == "RUN"]
     assert any('"$(uname -m)" = aarch64' in r for r in runs), "the image must refuse to build for x86"
     (install,) = [r for r in runs if "pip install" in r]
     for flag in ("--no-deps", "--require-hashes", "--only-binary=:all:"):
         assert flag in install, flag
-    copies = dict(
-        (destination, source)
-        for instruction, arguments in instructions
-        if instruction == "COPY"
-        for source, destination in [arguments.split()]
+    copies = stage_copies(image)
+    # The dependencies layer's lock alone: it holds the SDK too.
+    assert copies["/tmp/requirements.lock"] == ("", LAYER_LOCK.relative_to(ROOT).as_posix())
+    assert re.findall(r"--requirement (\S+)", install) == ["/tmp/requirements.lock"]
+    assert ("ENV", "PYTHONPATH=/opt/recommender") in image
+    # Surprise's data folder where the image's user (no home) can create it, as the functions have it.
+    variables = dict(
+        pair.split("=", 1)
+        for instruction, arguments in image
+        if instruction == "ENV"
+        for pair in arguments.split()
     )
-    assert copies["/tmp/locks/layer.lock"] == LAYER_LOCK.relative_to(ROOT).as_posix()
-    assert copies["/tmp/locks/container.lock"] == CONTAINER_LOCK.relative_to(ROOT).as_posix()
-    assert "--requirement /tmp/locks/layer.lock --requirement /tmp/locks/container.lock" in install
-    assert copies["/opt/recommender/recommender"] == "layers/recommender/recommender"
-    assert ("ENV", "PYTHONPATH=/opt/recommender") in instructions
-    assert instructions[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
-    assert any(instruction == "USER" and arguments != "root" for instruction, arguments in instructions)
+    globals_env = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["SURPRISE_DATA_FOLDER"] == globals_env["SURPRISE_DATA_FOLDER"]
+    assert image[-1] == ("ENTRYPOINT", '["python", "-m", "recommender.task"]')
+    assert any(instruction == "USER" and arguments != "root" for instruction, arguments in image)
     # The Dockerfile's own ignore file lets exactly the copied paths into the build context.
     ignored = DOCKERIGNORE.read_text().splitlines()
     assert "*" in ignored
-    for source in copies.values():
+    for _origin, source in [*stage_copies(builder).values(), *(c for c in copies.values() if not c[0])]:
         assert f"!{source}" in ignored or f"!{source}/" in ignored, source
 
 
-def test_container_lock_holds_what_lambdas_runtime_provides() -> None:
+def test_the_image_holds_the_recommender_layer_not_the_package() -> None:
+    """The image's package is the recommender layer's build, by the same command as
+    layers/recommender/Makefile's build-RecommenderLayer: only the modules the steps import."""
+    builder, image = dockerfile_stages()
+    assert stage_copies(builder) == {"/src/": ("", "layers/recommender/")}
+    assert ("WORKDIR", "/src") in builder
+    makefile = (PACKAGE / "Makefile").read_text()
+    (recipe,) = re.findall(r"^build-RecommenderLayer:\n\t@?(.+)$", makefile, re.M)
+    expected = recipe.replace("$(PYTHON)", "python").replace("$(ARTIFACTS_DIR)", "/layer")
+    assert [a for i, a in builder if i == "RUN"] == [expected]
+    # The image takes the build's output, and nothing else of layers/recommender/.
+    copies = stage_copies(image)
+    assert copies["/opt/recommender"] == ("recommender-layer", "/layer/python")
+    assert not [source for _origin, source in copies.values() if source.startswith("layers/recommender")]
+
+
+def _build_layer() -> Any:
+    """scripts/build_layer.py, which builds both layers as `sam build` does."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import build_layer
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    pins = read_lock(CONTAINER_LOCK)
-    assert all(hashes for _version, hashes in pins.values())
-    # boto3 and what it needs (dateutil's distribution is python-dateutil).
-    provided = {"python-dateutil" if n == "dateutil" else n for n in build_layer.RUNTIME_PROVIDED}
-    assert set(pins) == provided
-    assert not set(pins) & set(read_lock(LAYER_LOCK))
+    return build_layer
 
 
 @pytest.fixture(scope="module")
 def image_site() -> tuple[Path, Path]:
-    """The image's third-party packages, built for this machine: the dependencies layer (the same
-    Makefile and lock, cached by tests/unit/test_deploy.py's build) and the container lock."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import build_layer
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    """The image's packages, built for this machine: the dependencies layer's lock (the same
+    Makefile, cached by tests/unit/test_deploy.py's build), which the image installs, and the
+    recommender layer, which it copies."""
+    build_layer = _build_layer()
     machine = os.uname().machine
     if machine not in ("x86_64", "aarch64"):
         pytest.skip(f"no Lambda architecture here ({machine})")
-    layer = Path(build_layer.build(build_layer.template_target(), machine)) / "python"
-    key = hashlib.sha256(CONTAINER_LOCK.read_bytes()).hexdigest()[:16]
-    container = BUILD / key / "site"
-    if not (container.parent / ".complete").is_file():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-compile",
-                "--no-deps",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "--python-version",
-                "3.13",
-                "--implementation",
-                "cp",
-                "--abi",
-                "cp313",
-                "--abi",
-                "none",
-                "--target",
-                str(container),
-                "--requirement",
-                str(CONTAINER_LOCK),
-            ],
-            check=True,
-            env={**os.environ, "PIP_CONSTRAINT": ""},
-        )
-        (container.parent / ".complete").write_text("ok")
-    return layer, container
+    dependencies = Path(build_layer.build(build_layer.template_target(), machine)) / "python"
+    return dependencies, Path(build_layer.build_recommender()) / "python"
 
 
-def test_the_two_locks_hold_everything_their_packages_need(image_site: tuple[Path, Path]) -> None:
+def test_the_lock_holds_everything_the_images_packages_need(image_site: tuple[Path, Path]) -> None:
+    """The image installs the layer's lock alone, with --no-deps: so the lock must hold every package
+    its packages need, boto3's included (Fargate has no runtime that provides it)."""
+    dependencies, _package = image_site
     installed: dict[str, tuple[str, Any]] = {}
-    for folder in image_site:
-        for metadata in folder.glob("*.dist-info/METADATA"):
-            message = Parser().parsestr(metadata.read_text())
-            installed[re.sub(r"[-_.]+", "-", message["Name"]).lower()] = (message["Version"], message)
-    expected = {**read_lock(LAYER_LOCK), **read_lock(CONTAINER_LOCK)}
-    assert {n: v for n, (v, _m) in installed.items()} == {n: v for n, (v, _h) in expected.items()}
+    for metadata in dependencies.glob("*.dist-info/METADATA"):
+        message = Parser().parsestr(metadata.read_text())
+        installed[re.sub(r"[-_.]+", "-", message["Name"]).lower()] = (message["Version"], message)
+    assert {n: v for n, (v, _m) in installed.items()} == {
+        n: v for n, (v, _h) in read_lock(LAYER_LOCK).items()
+    }
+    assert {"boto3", "botocore", "s3transfer", "urllib3"} <= set(installed)
     environment = {
         "python_version": "3.13",
         "sys_platform": "linux",
@@ -800,18 +805,13 @@ def test_the_two_locks_hold_everything_their_packages_need(image_site: tuple[Pat
             needed = re.sub(r"[-_.]+", "-", requirement.name).lower()
             if (name, needed) == ("scikit-surprise", "scipy"):  # declared, never imported
                 continue
-            assert needed in installed, f"{name} needs {needed}, which neither lock holds"
+            assert needed in installed, f"{name} needs {needed}, which the lock lacks"
             assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
 
 
 @pytest.fixture(scope="module")
 def python313() -> str:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import build_layer
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    python = build_layer.find_python("3.13")
+    python = _build_layer().find_python("3.13")
     if python is None:
         pytest.skip("no Python 3.13 here: the image's command is not run")
     return str(python)
@@ -830,7 +830,7 @@ def test_the_images_command_runs_with_only_the_images_packages(
     python313: str, image_site: tuple[Path, Path], s3_server: str
 ) -> None:
     """`python -m recommender.task` in a Python 3.13 whose path is the image's: the standard library
-    (-S: no site-packages), both locks' packages and the recommender package; S3 over HTTP."""
+    (-S: no site-packages), the lock's packages and the built recommender layer; S3 over HTTP."""
     client = boto3.client(
         "s3",
         endpoint_url=s3_server,
@@ -842,16 +842,19 @@ def test_the_images_command_runs_with_only_the_images_packages(
     client.create_bucket(Bucket=bucket)
     settings = Settings(bucket=bucket, prefix=PREFIX)
     write_snapshot(client, settings, RUN_ID, ratings())
-    layer, container = image_site
+    dependencies, package = image_site
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join([str(PACKAGE), str(layer), str(container)]),
+        "PYTHONPATH": os.pathsep.join([str(package), str(dependencies)]),
         "AWS_ENDPOINT_URL_S3": s3_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         **{k: v for k, v in task_environment(RECOMMENDER_BUCKET=bucket).items()},
         "AWS_DEFAULT_REGION": REGION,  # as the task definition sets it
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        # The image's user has no home folder; the Dockerfile's ENV gives Surprise one under /tmp.
+        "HOME": "/proc",
+        "SURPRISE_DATA_FOLDER": "/tmp/surprise_data",
     }
     command = [python313, "-S", "-B", "-m", "recommender.task"]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd="/", timeout=600)

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from recommender.config import RunConfig
 from recommender.manifest import SCHEMA_VERSION, build_latest, build_manifest, load_schema, utc_now
-from recommender.training import library_versions
+from recommender.versions import library_versions
 
 
 def _sha(text: str) -> str:
@@ -242,3 +242,20 @@ def test_schemas_are_loadable() -> None:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     with pytest.raises(FileNotFoundError):
         load_schema("nope")
+
+
+def test_library_versions_are_what_the_libraries_say() -> None:
+    """Read from the distributions' metadata, so that Merge records them without importing
+    Surprise; they are what the libraries report of themselves."""
+    import platform
+    import sys
+
+    import numpy
+    import surprise
+
+    assert library_versions() == {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scikit-surprise": surprise.__version__,
+        "platform": sys.platform,
+    }

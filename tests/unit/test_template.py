@@ -612,6 +612,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
             "POWERTOOLS_SERVICE_NAME",
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
+            "SURPRISE_DATA_FOLDER",  # read by Surprise when imported (tests/unit/test_deploy.py)
         }
         assert set(environment) <= known, f"{logical}: unknown variable(s) {set(environment) - known}"
     assert function_environment(template, "ExtractFunction")["DATABASE_SECRET_ARN"] == {
@@ -620,6 +621,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
     globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert globals_env["POWERTOOLS_SERVICE_NAME"] == "recommender"
     assert globals_env["POWERTOOLS_METRICS_NAMESPACE"] == "Recommender"
+    assert globals_env["SURPRISE_DATA_FOLDER"].startswith("/tmp/")  # Lambda's only writable folder
 
 
 # --- a small IAM evaluator: enough for the statements this template writes -----------------------
@@ -983,9 +985,10 @@ def test_layers(template: dict[str, Any]) -> None:
         assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
         assert resource["Properties"]["CompatibleArchitectures"] == [ARCHITECTURE]
         assert resource["Metadata"]["BuildArchitecture"] == ARCHITECTURE
-    assert layers["RecommenderLayer"]["Metadata"]["BuildMethod"] == RUNTIME
-    # Built by layers/dependencies/Makefile's build-<LogicalId> target (tests/unit/test_deploy.py).
-    assert layers["DependenciesLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    # Each built by its folder's Makefile, target build-<LogicalId> (tests/unit/test_deploy.py).
+    for name, resource in layers.items():
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert (ROOT / resource["Properties"]["ContentUri"] / "Makefile").is_file(), name
     package = ROOT / layers["RecommenderLayer"]["Properties"]["ContentUri"] / "recommender" / "__init__.py"
     assert package.is_file()
 
@@ -998,8 +1001,8 @@ def test_dependencies_layer_pins_the_project_dependencies() -> None:
     lines = (ROOT / "layers/dependencies/requirements.txt").read_text().splitlines()
     layer = {line.replace(" ", "") for line in lines if line.strip() and not line.startswith("#")}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    # boto3 comes with the Lambda runtime; everything else is the same requirement, same range.
-    expected = {d.replace(" ", "") for d in project if requirement_name(d) != "boto3"}
+    # The same requirements, same ranges: boto3 and botocore too, pinned (the layer bundles the SDK).
+    expected = {d.replace(" ", "") for d in project}
     assert {requirement_name(r) for r in layer} == {requirement_name(r) for r in expected}
     assert {_normalised(r) for r in layer} == {_normalised(r) for r in expected}
 

@@ -2,17 +2,23 @@
 
 The pipeline, one module per concern:
     config       the run's input and the deployment's settings
-    dataset      PostgreSQL -> snapshot in S3 (COPY), snapshot -> arrays
+    ratings      ratings as arrays, the snapshot's columns
+    dataset      PostgreSQL -> snapshot in S3 (COPY); snapshot reads it back into arrays
     training     Surprise trainset and fit
+    evaluation   Train's hold-out measurement of a run
     model        the fitted model as plain arrays (no pickle)
     scoring      top-N unseen items for blocks of users
     sharding     the shard plan and the shard objects
-    manifest     the run manifest and the latest pointer
+    manifest     the run manifest and the latest pointer; versions, the libraries' it records
     steps/       extract, train, predict, merge: what each Lambda does
     client       reading published recommendations (app servers)
     local        the real state machine on moto, for trying and testing without AWS
     sample_data  synthetic ratings and MovieLens loading
+    report       the `recommender evaluate` report (Surprise's cross-validation and the hold-out)
     cli          the `recommender` command
+
+The Lambda layer and the train image ship only what the steps import (../build_closure.py): not
+client, local, sample_data, report nor cli.
 """
 
 __version__ = "0.1.0"

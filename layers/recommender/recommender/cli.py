@@ -286,12 +286,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import evaluation
+    from . import report as evaluation_report
     from .sample_data import SyntheticSpec, read_movielens, synthetic_ratings
     from .snapshot import ratings_from_rows
     from .training import effective_params, rating_scale_of
 
-    algorithms = list(args.algorithms or evaluation.DEFAULT_ALGORITHMS)
+    algorithms = list(args.algorithms or evaluation_report.DEFAULT_ALGORITHMS)
     for name in algorithms:
         effective_params(name, {})  # an unknown name fails here, before any work
     if args.folds < 2:
@@ -311,7 +311,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ratings = ratings_from_rows(synthetic_ratings(spec))
     configured = (args.rating_scale[0], args.rating_scale[1]) if args.rating_scale else None
     scale = rating_scale_of(ratings, configured)
-    report = evaluation.run_report(
+    report = evaluation_report.run_report(
         ratings,
         algorithms,
         source=source,
@@ -324,7 +324,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         top_n=not args.cv_only,
         progress=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
     )
-    print(evaluation.format_report(report))
+    print(evaluation_report.format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nReport written to {args.json}")

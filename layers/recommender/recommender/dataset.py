@@ -14,21 +14,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import psycopg2
 from psycopg2 import sql
 
 from .config import ConfigError, SourceTable
 from .database import DatabaseUnavailableError
+
+# Defined in ratings.py, which needs no database driver, and importable from here too.
+from .ratings import SNAPSHOT_COLUMNS as SNAPSHOT_COLUMNS
+from .ratings import DatasetError as DatasetError
+from .ratings import Ratings as Ratings
 from .storage import S3Writer
 
-SNAPSHOT_COLUMNS = ("user", "item", "rating")
 MAX_ID_LENGTH = 1024  # characters; a longer id is almost surely a mapping mistake
 TIMESTAMP_COLUMN = "timestamp"
-
-
-class DatasetError(ValueError):
-    """The ratings cannot be used as they are; the message names the row or the column."""
 
 
 @dataclass(frozen=True)
@@ -42,23 +41,6 @@ class ExtractSummary:
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
     invalid_rows: int = 0  # rows with at least one reason to be left out
     duplicates_merged: int = 0  # valid rows folded into another of the same (user, item)
-
-
-@dataclass
-class Ratings:
-    """Ratings as compact arrays. Inner indices follow first appearance in the snapshot, which is
-    exactly how Surprise numbers raw ids, so `users[k]` is Surprise's inner user id of row k."""
-
-    user_ids: list[str]
-    item_ids: list[str]
-    users: np.ndarray
-    items: np.ndarray
-    ratings: np.ndarray
-    timestamps: np.ndarray | None = None
-
-    @property
-    def n_ratings(self) -> int:
-        return int(self.ratings.shape[0])
 
 
 def _column_types(cursor: Any, source: SourceTable) -> dict[str, str]:

@@ -17,7 +17,6 @@ import numpy as np
 from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
 from .selection import mask_seen, select_top_n
-from .training import estimate_or_default
 
 __all__ = ["PairwiseScorer", "UserTopN", "fallback", "mask_seen", "recommend", "select_top_n"]
 
@@ -57,6 +56,9 @@ class PairwiseScorer(Kernel):
         )
 
     def scores(self, users: np.ndarray) -> np.ndarray:
+        # Surprise is imported by the refit that made `algorithm`; scoring with a kernel needs none.
+        from .training import estimate_or_default
+
         items = range(self.model.n_items)
         return np.asarray(
             [[estimate_or_default(self.algorithm, int(u), i) for i in items] for u in users],

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import platform
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -32,8 +30,8 @@ from surprise import AlgoBase, PredictionImpossible, Trainset
 from . import kernels
 from .algorithms import PRODUCT_ALGORITHMS
 from .config import DEFAULT_SEED, ConfigError
-from .dataset import DatasetError, Ratings
 from .model import KIND_REFIT, ModelArrays, utf8_order
+from .ratings import DatasetError, Ratings
 
 ALGORITHM_NAMES = (
     "SVD",
@@ -354,12 +352,3 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
         user_order=utf8_order(user_ids),
         arrays=arrays,
     )
-
-
-def library_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scikit-surprise": surprise.__version__,
-        "platform": sys.platform,
-    }

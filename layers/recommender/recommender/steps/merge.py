@@ -32,7 +32,7 @@ from ..storage import (
     relative_key,
     sha256_hex,
 )
-from ..training import library_versions
+from ..versions import library_versions
 
 VERIFY_THREADS = 8
 

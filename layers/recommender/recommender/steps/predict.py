@@ -14,9 +14,7 @@ from ..kernels import Kernel
 from ..model import KIND_REFIT, ModelArrays, UserPart
 from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
-from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
-from ..training import fit
 
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
@@ -48,7 +46,11 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
         kernel = None
         if model.kind == KIND_REFIT:
             # No kernel for this algorithm: refit it exactly as Train did (same snapshot,
-            # parameters and seed) and score pair by pair. Nothing is unpickled.
+            # parameters and seed) and score pair by pair. Nothing is unpickled. Imported here:
+            # only this path needs Surprise, which a kernel never does.
+            from ..snapshot import read_snapshot
+            from ..training import fit
+
             meta = get_json(s3, settings.bucket, paths.model_meta)
             body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
             fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], tuple(meta["rating_scale"]))

@@ -17,7 +17,8 @@ from ..model import ModelArrays
 from ..sharding import check_shard_count, plan_shards, shard_users
 from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
-from ..training import fit, library_versions, model_from_fit
+from ..training import fit, model_from_fit
+from ..versions import library_versions
 
 
 def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, Any]:
