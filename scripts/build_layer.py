@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -49,12 +48,13 @@ from typing import Any
 
 import yaml
 
+from recommender.local import layers
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 LAYER_SOURCE = ROOT / "layers" / "dependencies"
 LOCK = LAYER_SOURCE / "requirements.lock"
 RECOMMENDER_SOURCE = ROOT / "layers" / "recommender"
-CACHE = ROOT / "build" / "layer"
 
 # Lambda: the function's code and all its layers, unzipped, at most 250 MB (262,144,000 bytes).
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
@@ -139,91 +139,15 @@ def function_layers() -> dict[str, list[str]]:
 # --- building ------------------------------------------------------------------------------------
 
 
-def cache_key() -> str:
-    """Changes whenever what the build does or installs changes."""
-    digest = hashlib.sha256()
-    for path in (LAYER_SOURCE / "Makefile", LOCK):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def build(target: Target, machine: str | None = None) -> Path:
+    """The dependencies layer for the target's Python, built by its Makefile (what `sam build`
+    runs) for `machine` (default: the target's); returns python/'s parent."""
+    return layers.dependencies_layer(ROOT, target.python_version, machine or target.machine)
 
 
-def build(target: Target, machine: str | None = None, out: Path | None = None) -> Path:
-    """Run the dependencies layer's `make build-DependenciesLayer` (what `sam build` runs);
-    returns python/'s parent."""
-    machine = machine or target.machine
-    out = out or CACHE / cache_key() / machine
-    if (out / ".complete").is_file():
-        return out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-C",
-            str(LAYER_SOURCE),
-            "build-DependenciesLayer",
-            f"ARTIFACTS_DIR={out}",
-            f"PYTHON={sys.executable}",
-            f"PYTHON_VERSION={target.python_version}",
-            f"ARCH={machine}",
-        ],
-        check=True,
-    )
-    (out / ".complete").write_text(json.dumps({"machine": machine, "runtime": target.runtime}))
-    return out
-
-
-def _source_files(folder: Path) -> list[Path]:
-    """The files of a layer's source folder, without what building or testing here leaves in it."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and not {"__pycache__", "build"} & set(path.relative_to(folder).parts)
-        and not any(part.endswith(".egg-info") for part in path.relative_to(folder).parts)
-    )
-
-
-def recommender_cache_key() -> str:
-    """Changes whenever the package, its builder or its Makefile changes."""
-    digest = hashlib.sha256()
-    for path in _source_files(RECOMMENDER_SOURCE):
-        digest.update(path.relative_to(RECOMMENDER_SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def build_recommender(out: Path | None = None) -> Path:
-    """Run `make build-RecommenderLayer` as `sam build` does, in a copy of layers/recommender/, so
-    that the build can use nothing outside that folder; returns python/'s parent. The layer is the
-    same for every architecture (pure Python)."""
-    out = out or CACHE / "recommender" / recommender_cache_key()
-    if (out / ".complete").is_file():
-        return out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / "source"
-        for path in _source_files(RECOMMENDER_SOURCE):
-            target = copy / path.relative_to(RECOMMENDER_SOURCE)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-        subprocess.run(
-            [
-                "make",
-                "--no-print-directory",
-                "-C",
-                str(copy),
-                "build-RecommenderLayer",
-                f"ARTIFACTS_DIR={out}",
-                f"PYTHON={sys.executable}",
-            ],
-            check=True,
-        )
-    (out / ".complete").write_text(json.dumps({"source": recommender_cache_key()}))
-    return out
+def build_recommender() -> Path:
+    """The recommender layer, built by its Makefile in a copy of its folder as `sam build` does."""
+    return layers.recommender_layer(ROOT)
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -329,28 +253,8 @@ def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: b
 # --- importing the handlers with only the layers on the path -----------------------------------
 
 
-def find_python(version: str) -> str | None:
-    """An interpreter of this exact minor version on this machine (PATH, then pyenv's folders)."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    candidates = [shutil.which(f"python{version}")]
-    candidates += [
-        str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
-    ]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
-    return None
-
-
-def host_machine() -> str:
-    """This machine's architecture, named as in wheel tags (aarch64, x86_64)."""
-    return platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
+find_python = layers.find_python
+host_machine = layers.host_machine
 
 
 _IMPORT_PROBE = """

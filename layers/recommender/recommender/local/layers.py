@@ -1,27 +1,30 @@
-"""The layers as `sam build` builds them, assembled into the /opt a sandboxed invocation sees.
+"""The layers as `sam build` builds them, and the /opt a sandboxed invocation sees.
 
-Lambda unpacks a function's layers into /opt, and its Python runtime puts /opt/python on sys.path.
-The sandbox gets the same: the dependencies layer built by its own Makefile (the target `sam build`
-runs) for the interpreter the sandbox uses and this machine's architecture, and the recommender
-layer, merged into one folder under build/sandbox/ (hard links, so assembling it is cheap).
+Both layers are built by their own Makefile targets, the ones `sam build` runs (BuildMethod:
+makefile): the dependencies layer pip-installs requirements.lock for a Python version and an
+architecture; the recommender layer writes the modules the steps import (build_closure.py), in a
+copy of its folder, since SAM builds it in one. Each build is cached under build/ by its content.
+scripts/build_layer.py measures them for deployment; the local engine merges them into the /opt
+of its sandbox (hard links), under the template's runtime version when this machine has it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import template
-from .sandbox import runtime_python as sandbox_python
+from .sandbox import runtime_python as installed_python
 
 BUILD = Path("build")
-MACHINES = {"arm64": "aarch64", "aarch64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64"}
 
 
 class LayerBuildError(RuntimeError):
@@ -42,7 +45,8 @@ class RuntimePython:
 
 
 def host_machine() -> str:
-    return MACHINES.get(platform.machine().lower(), platform.machine().lower())
+    """This machine's architecture, named as in wheel tags (aarch64, x86_64)."""
+    return platform.machine().lower().replace("arm64", "aarch64").replace("amd64", "x86_64")
 
 
 def template_runtime(root: Path) -> str:
@@ -51,89 +55,119 @@ def template_runtime(root: Path) -> str:
     return runtime.removeprefix("python")
 
 
+def find_python(version: str) -> str | None:
+    """An interpreter of exactly this minor version here: this one, else pyenv's or PATH's."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return sys.executable
+    return installed_python(version)
+
+
 def runtime_python(root: Path) -> RuntimePython:
     """The template's runtime version when this machine has it, else this interpreter."""
     wanted = template_runtime(root)
-    found = sys.executable if f"{sys.version_info.major}.{sys.version_info.minor}" == wanted else None
-    found = found or sandbox_python(wanted)
+    found = find_python(wanted)
     if found is not None:
         return RuntimePython(found, wanted, wanted)
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return RuntimePython(sys.executable, here, wanted)
+    return RuntimePython(sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}", wanted)
 
 
-def _digest(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            if "__pycache__" in file.parts or file.suffix == ".pyc":
-                continue
-            digest.update(str(file.relative_to(path.parent)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _make(folder: Path, target: str, out: Path, variables: dict[str, str]) -> Path:
-    """Run a layer's Makefile target as `sam build` does (ARTIFACTS_DIR), once per content."""
-    if (out / ".complete").is_file():
-        return out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+def _make(folder: Path, target: str, out: Path, variables: dict[str, str]) -> None:
     command = ["make", "--no-print-directory", "-C", str(folder), target, f"ARTIFACTS_DIR={out}"]
     command += [f"{k}={v}" for k, v in variables.items()]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        raise LayerBuildError(f"`{' '.join(command)}` failed:\n{completed.stderr[-2000:]}")
-    (out / ".complete").write_text(target)
+        raise LayerBuildError(f"`{' '.join(command)}` failed:\n{completed.stderr[-3000:]}")
+
+
+def _fresh(out: Path) -> bool:
+    """Whether `out` holds a finished build; otherwise it is emptied for one."""
+    if (out / ".complete").is_file():
+        return False
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return True
+
+
+def dependencies_key(root: Path) -> str:
+    """Changes whenever what the dependencies layer's build does or installs changes."""
+    source = root / "layers" / "dependencies"
+    digest = hashlib.sha256()
+    for path in (source / "Makefile", source / "requirements.lock"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def dependencies_layer(root: Path, python_version: str, machine: str, out: Path | None = None) -> Path:
+    """The dependencies layer for this Python and architecture (its folder holding python/)."""
+    name = machine if python_version == template_runtime(root) else f"{machine}-py{python_version}"
+    out = out or root / BUILD / "layer" / dependencies_key(root) / name
+    if _fresh(out):
+        _make(
+            root / "layers" / "dependencies",
+            "build-DependenciesLayer",
+            out,
+            {"PYTHON": sys.executable, "PYTHON_VERSION": python_version, "ARCH": machine},
+        )
+        (out / ".complete").write_text(json.dumps({"machine": machine, "python": python_version}))
     return out
 
 
-def dependencies_layer(root: Path, python_version: str, machine: str | None = None) -> Path:
-    """The dependencies layer (its folder holding python/), built by layers/dependencies/Makefile."""
-    source = root / "layers" / "dependencies"
-    machine = machine or host_machine()
-    key = _digest(source / "Makefile", source / "requirements.lock")
-    return _make(
-        source,
-        "build-DependenciesLayer",
-        root / BUILD / "layer" / key / f"{machine}-py{python_version}",
-        {"PYTHON": sys.executable, "PYTHON_VERSION": python_version, "ARCH": machine},
+def _source_files(folder: Path) -> list[Path]:
+    """The files of a layer's source folder, without what building or testing here leaves in it."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not {"__pycache__", "build"} & set(path.relative_to(folder).parts)
+        and not any(part.endswith(".egg-info") for part in path.relative_to(folder).parts)
     )
 
 
-def recommender_layer(root: Path) -> Path:
-    """The recommender layer (its folder holding python/), as `sam build` builds it."""
+def recommender_key(root: Path) -> str:
+    """Changes whenever the package, its builder or its Makefile changes."""
     source = root / "layers" / "recommender"
-    makefile = source / "Makefile"
-    if makefile.is_file():
-        key = _digest(makefile, source / "recommender")
-        return _make(source, "build-RecommenderLayer", root / BUILD / "recommender-layer" / key, {})
-    out = root / BUILD / "recommender-layer" / _digest(source / "recommender")
-    if not (out / ".complete").is_file():
-        shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(
-            source / "recommender",
-            out / "python" / "recommender",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-        (out / ".complete").write_text("copied")
+    digest = hashlib.sha256()
+    for path in _source_files(source):
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def recommender_layer(root: Path, out: Path | None = None) -> Path:
+    """The recommender layer (its folder holding python/), built in a copy of layers/recommender/
+    as `sam build` builds it, so that the build can use nothing outside that folder. Pure Python:
+    the same for every architecture."""
+    source = root / "layers" / "recommender"
+    out = out or root / BUILD / "layer" / "recommender" / recommender_key(root)
+    if _fresh(out):
+        with tempfile.TemporaryDirectory() as scratch:
+            copy = Path(scratch) / "source"
+            for path in _source_files(source):
+                target = copy / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            _make(copy, "build-RecommenderLayer", out, {"PYTHON": sys.executable})
+        (out / ".complete").write_text(json.dumps({"source": recommender_key(root)}))
     return out
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in _source_files(folder):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def prepare_opt(root: Path, python_version: str, extra: list[Path] | None = None) -> Path:
     """The folder a sandboxed invocation sees as /opt: every layer's python/ merged, the
     template's two and the `extra` ones (folders holding python/, e.g. a user's algorithm)."""
-    built = [dependencies_layer(root, python_version), recommender_layer(root)]  # named by content
+    built = [dependencies_layer(root, python_version, host_machine()), recommender_layer(root)]
     layers = [*built, *(extra or [])]
-    names = [str(layer) for layer in built]
+    names = [str(layer) for layer in built]  # their folders are named by their content
     names += [f"{layer}:{_digest(layer / 'python')}" for layer in extra or []]
-    key = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    opt = root / BUILD / "sandbox" / f"opt-{key}"
-    if (opt / ".complete").is_file():
+    opt = root / BUILD / "sandbox" / f"opt-{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}"
+    if not _fresh(opt):
         return opt
-    shutil.rmtree(opt, ignore_errors=True)
     for layer in layers:
         for path in sorted((layer / "python").rglob("*")):
             target = opt / "python" / path.relative_to(layer / "python")
@@ -142,10 +176,10 @@ def prepare_opt(root: Path, python_version: str, extra: list[Path] | None = None
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
-                raise LayerBuildError(f"two layers hold {target.relative_to(opt)}")
+                raise LayerBuildError(f"two layers hold python/{target.relative_to(opt / 'python')}")
             try:
                 os.link(path, target)
             except OSError:
                 shutil.copy2(path, target)
-    (opt / ".complete").write_text("\n".join(str(layer) for layer in layers))
+    (opt / ".complete").write_text("\n".join(names))
     return opt
