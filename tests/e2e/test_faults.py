@@ -1,6 +1,5 @@
 """Faults injected into the real ASL run locally, every step in the Lambda sandbox: what is
-retried, what fails, what is resumed, and that a failed run never moves latest.json nor leaks the
-database password."""
+retried, what fails, what is resumed, and that a failed run never moves latest.json."""
 
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from tests.conftest import Databases
 pytestmark = pytest.mark.e2e
 
 PREFIX = "recommender"
-PASSWORD = "S3cr3t-Pa55w0rd"
 RUN_INPUT = {"users_per_shard": 40, "max_concurrency": 2, "top_n": 5}
 
 
@@ -56,11 +54,6 @@ def keys(engine: LocalEngine, run_id: str) -> set[str]:
 def users_published(engine: LocalEngine) -> int:
     manifest = json.loads(get(engine, json.loads(get(engine, "latest.json"))["manifest"]))
     return sum(len(list(decode_shard(get(engine, s["key"])))) for s in manifest["shards"])
-
-
-def failed_attempts(engine: LocalEngine, execution_arn: str) -> int:
-    events = engine.sfn.get_execution_history(executionArn=execution_arn)["events"]
-    return sum(1 for e in events if e["type"] in ("TaskFailed", "LambdaFunctionFailed"))
 
 
 def etags(engine: LocalEngine, run_id: str) -> dict[str, tuple[str, Any]]:
@@ -117,21 +110,3 @@ def test_a_failing_shard_fails_the_run_and_a_resume_reuses_finished_work(engine:
     assert "shard-00002.jsonl.gz" in after
     assert json.loads(get(engine, "latest.json"))["run_id"] == "fault-broken"
     assert users_published(engine) == 120
-
-
-def test_an_unreachable_database_is_retried_then_fails_without_the_password(
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    url = f"postgresql://app:{PASSWORD}@127.0.0.1:1/ratings"
-    with LocalEngine(url, prefix=PREFIX) as engine:
-        result = engine.run(RUN_INPUT, name="fault-no-database")
-        assert result.status == "FAILED"
-        assert result.error == "DatabaseUnavailableError"
-        assert failed_attempts(engine, result.execution_arn) == 3  # MaxAttempts 2: two retries, then failed
-        failure = get(engine, "runs/fault-no-database/failure.json").decode()
-        assert keys(engine, "fault-no-database") == {"failure.json"}  # no partial dataset
-        events = engine.sfn.get_execution_history(executionArn=result.execution_arn)["events"]
-    printed = capfd.readouterr()  # the sandboxed steps write to this process's file descriptors
-    for text in (result.cause or "", failure, json.dumps(events, default=str), printed.out, printed.err):
-        assert PASSWORD not in text
-    assert "127.0.0.1" in (result.cause or "")  # the error still says where it could not connect
