@@ -15,26 +15,29 @@ MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest
 
 
 def test_demo_then_recommend_for_known_and_unknown_users(
-    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    database_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
     code = main(
         ["demo", "--users", "150", "--items", "80", "--database-url", database_url, "--out", str(out)]
     )
-    printed = capsys.readouterr().out
+    captured = capfd.readouterr()  # the sandboxed steps write to this process's file descriptors
+    printed = captured.out
     assert code == 0, printed
     assert "published" in printed and "a new user (fallback)" in printed
+    assert "Lambda sandbox: read-only file system, memory cap, /tmp cap and non-root user enforced" in printed
+    assert "Warning" not in captured.err  # a cold start logs no warning (joblib's, for one)
     latest = json.loads((out / "latest.json").read_text())
     manifest = json.loads((out / latest["manifest"]).read_text())
     assert manifest["model"]["users"] == 150
 
     assert main(["recommend", "1", "--from", str(out), "-n", "3"]) == 0
-    known = capsys.readouterr().out
+    known = capfd.readouterr().out
     assert "personal recommendations" in known
     assert len([line for line in known.splitlines() if line.strip()[:2].rstrip(".").isdigit()]) == 3
 
     assert main(["recommend", "nobody-at-all", "--from", str(out)]) == 0
-    unknown = capsys.readouterr().out
+    unknown = capfd.readouterr().out
     assert "unknown user: fallback list" in unknown
     assert manifest["fallback"]["items"][0] in unknown
 

@@ -613,6 +613,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
             "SURPRISE_DATA_FOLDER",  # read by Surprise when imported (tests/unit/test_deploy.py)
+            "JOBLIB_MULTIPROCESSING",  # read by joblib when Surprise imports it
         }
         assert set(environment) <= known, f"{logical}: unknown variable(s) {set(environment) - known}"
     assert function_environment(template, "ExtractFunction")["DATABASE_SECRET_ARN"] == {
@@ -622,6 +623,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
     assert globals_env["POWERTOOLS_SERVICE_NAME"] == "recommender"
     assert globals_env["POWERTOOLS_METRICS_NAMESPACE"] == "Recommender"
     assert globals_env["SURPRISE_DATA_FOLDER"].startswith("/tmp/")  # Lambda's only writable folder
+    assert globals_env["JOBLIB_MULTIPROCESSING"] == "0"
 
 
 # --- a small IAM evaluator: enough for the statements this template writes -----------------------

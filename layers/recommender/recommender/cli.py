@@ -161,7 +161,7 @@ def execute(
     with LocalEngine(database_url, layers=layers) as engine:
         progress = Progress(engine, quiet)
         print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
-        print(f"  Lambda sandbox: {engine.sandbox_support}")
+        print(f"  {engine.sandbox_support}")
         result = engine.run(run_input, on_event=progress.on_event, on_tick=progress.on_tick)
         out.mkdir(parents=True, exist_ok=True)
         exported = engine.export(out)

@@ -232,7 +232,7 @@ class LocalEngine:
     def sandbox_support(self) -> str:
         """One sentence: what the sandbox enforces here, or that invocations run in this process."""
         if not self.sandboxed:
-            return "each invocation runs in this process: nothing of Lambda's sandbox is enforced"
+            return "Lambda sandbox off: each invocation runs in this process, nothing of it enforced"
         from .sandbox import support
 
         return support().summary
