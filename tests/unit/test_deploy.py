@@ -88,16 +88,17 @@ FARGATE_PARAMETERS = {
 }
 
 
-def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("build_layer", SCRIPT)
+def load_module(name: str, path: Path) -> Any:
+    """A script or builder that is not a package's module, imported from its file."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["build_layer"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-build_layer = _load_script()
+build_layer = load_module("build_layer", SCRIPT)
 
 
 # --- the definition ------------------------------------------------------------------------------
@@ -499,16 +500,7 @@ def test_the_script_reports_each_handlers_cold_import(host_python: str) -> None:
 NOT_SHIPPED = ("recommender.cli", "recommender.local", "recommender.sample_data", "recommender.report")
 
 
-def _load_builder() -> Any:
-    spec = importlib.util.spec_from_file_location("build_closure", BUILDER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_closure"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build_closure = _load_builder()
+build_closure = load_module("build_closure", BUILDER)
 
 
 @pytest.fixture(scope="session")

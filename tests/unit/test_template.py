@@ -18,10 +18,10 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import yaml
 
 from recommender import local
 from recommender.config import RunConfig, check_run_id
+from recommender.local import template as local_template
 from recommender.steps import extract as extract_step
 from recommender.storage import RunPaths, latest_key
 from recommender.training import effective_params
@@ -102,30 +102,9 @@ S3_DENIED = {
 # --- loading -------------------------------------------------------------------------------------
 
 
-class CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader that accepts CloudFormation's short-form intrinsic function tags."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "GetAtt" and isinstance(value, str):  # !GetAtt Resource.Attribute
-        value = value.split(".", 1)
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    return {name: value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _intrinsic)
-
-
 def load_template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CloudFormationLoader)
-    return loaded
+    """template.yaml with CloudFormation's short-form tags in their long form (as the engine reads it)."""
+    return local_template.load(TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -296,8 +275,6 @@ def test_substitutions_resolve_to_the_right_resources(template: dict[str, Any]) 
 def test_the_local_engine_runs_each_function_as_the_template_configures_it(template: dict[str, Any]) -> None:
     """The engine reads memory, timeout and environment from the template (local.template): the
     evaluation of its intrinsics must give what CloudFormation would with the defaults."""
-    from recommender.local import template as local_template
-
     parameters = template["Parameters"]
     deployed = {f.logical_id: f for f in local_template.functions(ROOT).values()}
     assert set(deployed) == set(functions(template))
