@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import boto3
@@ -58,6 +58,9 @@ from .iam import RoleGate
 from .process import Handler, HandlerImportError, LocalContext, lambda_error, load_handler
 from .recording import Invocation, Recorder
 from .template import ACCOUNT, REGION, Function
+
+if TYPE_CHECKING:  # the sandbox is imported when an engine uses it
+    from .sandbox import Sandbox
 
 DEFINITION = Path("statemachine") / "recommender.asl.json"
 BUCKET_SUBSTITUTION = "RecommendationsBucket"
@@ -212,7 +215,7 @@ class LocalEngine:
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._gate: RoleGate | None = None
-        self._sandbox: Any = None
+        self._sandbox: Sandbox | None = None
         self._credentials: dict[str, str] = {}
         self._forwarder: SocketForwarder | None = None
 
@@ -262,11 +265,8 @@ class LocalEngine:
         return self
 
     def _start(self) -> None:
-        base_env = {"AWS_DEFAULT_REGION": REGION}
-        if not self.sandboxed:
-            base_env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
         self._patches = [
-            mock.patch.dict(os.environ, base_env),
+            mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": REGION}),
             mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},

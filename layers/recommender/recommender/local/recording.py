@@ -39,7 +39,7 @@ class Invocation:
     rss_start_bytes: int | None  # the process's resident memory at the start (measure_memory)
     peak_bytes: int | None  # the process's peak resident memory during the call (measure_memory)
     concurrent: int  # the most invocations in flight at once during this one, itself included
-    cpu_seconds: float | None = None  # isolated invocations: the CPU time of the handler's process
+    cpu_seconds: float | None = None  # sandboxed invocations: the CPU time of the handler's process
 
     @property
     def growth_bytes(self) -> int | None:
@@ -116,7 +116,7 @@ class Recorder:
         memory: tuple[int | None, int | None] | None = None,
         cpu_seconds: float | None = None,
     ) -> Invocation:
-        """Close a record; `memory` is (start, peak) measured elsewhere (an isolated process)."""
+        """Close a record; `memory` is (start, peak) measured elsewhere (a sandboxed process)."""
         with self._lock:
             ended = time.monotonic()
             call = self._open.pop(token)
