@@ -154,3 +154,18 @@ def test_a_tasks_input_after_parameters_is_held_to_the_limit() -> None:
         execute(env, {"FunctionName": "f", "Payload": b"x" * 101})
     assert raised.value.extract_error_cause_pair()[0] == "States.DataLimitExceeded"  # type: ignore[index]
     assert len(calls) == 1
+
+
+def test_an_input_too_large_to_carry_between_states_fails_in_the_first_step(ratings_db: str) -> None:
+    """Near Step Functions' own limit a run would fail where States.ALL cannot catch it, with no
+    failure.json; Extract refuses it first, so the run fails with its reason recorded."""
+    with LocalEngine(ratings_db, prefix=PREFIX, sandbox=False) as engine:
+        result = engine.run({**RUN_INPUT, "params": {"verbose": "x" * 200_000}}, name="huge-input")
+        assert result.status == "FAILED"
+        assert result.error == "ConfigError" and "execution input is" in (result.cause or "")
+        failure = json.loads(
+            engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/runs/huge-input/failure.json")[
+                "Body"
+            ].read()
+        )
+    assert failure["error"] == "ConfigError"

@@ -238,3 +238,11 @@ def test_max_concurrency_stays_within_the_reserved_concurrency() -> None:
     with pytest.raises(ConfigError, match=r"max_concurrency must be at most 4.*MaxConcurrency"):
         validate_input({"max_concurrency": 5}, 4)
     assert validate_input({"max_concurrency": 50}, None).max_concurrency == 50
+
+
+def test_an_input_too_large_to_carry_between_states_is_refused() -> None:
+    RunConfig.from_input({"params": {"verbose": "x" * 30_000}})
+    with pytest.raises(ConfigError, match=r"the execution input is 40,0\d\d bytes, more than the 32,768"):
+        RunConfig.from_input({"params": {"verbose": "x" * 40_000}})
+    with pytest.raises(ConfigError, match="execution input is"):  # bytes, not characters
+        RunConfig.from_input({"source": {"table": "t"}, "params": {"verbose": "é" * 17_000}})

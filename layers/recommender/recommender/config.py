@@ -6,6 +6,7 @@ Both are read once into frozen dataclasses. The execution input is validated in 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,10 @@ DEFAULT_QUALITY_GATE_MAX_DROP = 0.1  # hold a run whose NDCG fell by more than 1
 
 # Upper bounds that catch a mistyped number before it turns into a huge bill or a huge object.
 MAX_TOP_N = 1000
+# The state machine carries the input from state to state, each state's data at most 256 KiB,
+# and a state past it fails the run where States.ALL cannot catch it (nothing records why). Real
+# inputs are a few hundred bytes; a larger one is refused in the first step, with its reason.
+MAX_INPUT_BYTES = 32 * 1024
 MAX_USERS_PER_SHARD = 1_000_000
 MAX_CONCURRENCY = 1000
 
@@ -86,6 +91,12 @@ class RunConfig:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ConfigError("the execution input must be a JSON object")
+        size = len(json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size > MAX_INPUT_BYTES:
+            raise ConfigError(
+                f"the execution input is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} a run"
+                " accepts: the state machine carries it between states (256 KiB each at most)"
+            )
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
