@@ -106,6 +106,7 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     extract |= {"source_rows": 1, "dropped": {}, "invalid_rows": 0, "duplicates_merged": 0}
     publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
+    s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "bad").manifest)  # as before its Merge ran
     key = RunPaths("p", "bad").shard(1)
     data = s3.get_object(Bucket=BUCKET, Key=key)
     body, metadata = data["Body"].read(), data["Metadata"]

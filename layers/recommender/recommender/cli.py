@@ -160,24 +160,33 @@ def execute(
             raise ConfigError(f"--layer {layer}: a layer folder holds python/ (what /opt/python becomes)")
     with LocalEngine(database_url, layers=layers) as engine:
         progress = Progress(engine, quiet)
+        held = engine.load_folder(out)
         print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
         print(f"  {engine.sandbox_support}")
+        if held:
+            print(f"  {out} holds {held} object(s) of earlier runs: this run sees them as S3 would")
         result = engine.run(run_input, on_event=progress.on_event, on_tick=progress.on_tick)
-        out.mkdir(parents=True, exist_ok=True)
-        exported = engine.export(out)
+        published = engine.export(out)
     if result.status != "SUCCEEDED":
         print(f"\nThe run {result.name} {result.status}: {result.error}\n  {result.cause}", file=sys.stderr)
-        print(f"Nothing was published; {exported} object(s) of earlier steps are in {out.resolve()}")
+        print(f"Nothing was published; what the earlier steps wrote is in {out.resolve()}")
         return 1
-    print_summary(out, progress.seconds, result.seconds)
+    if not published.latest_moved:
+        print(
+            f"\nThe run {result.name} succeeded, but latest.json still points to {published.latest_run_id}:"
+            " a run with newer data (or the quality gate) kept it there."
+        )
+    run_id = str((result.output or {}).get("run_id", result.name))
+    print_summary(out, run_id, progress.seconds, result.seconds)
     return 0
 
 
-def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> None:
+def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall: float) -> None:
+    """This run's figures (its own manifest), then lists as an app server reads them (latest.json)."""
     recs = Recommendations.open(out)
-    manifest = recs.manifest
+    manifest = json.loads((out / "runs" / run_id / "manifest.json").read_text())
     model = manifest["model"]
-    print(f"\nRun {manifest['run_id']} published in {wall:.1f}s")
+    print(f"\nRun {manifest['run_id']} {manifest.get('status', 'published')} in {wall:.1f}s")
     print(
         f"  ratings: {manifest['dataset']['rows']:,}   users: {model['users']:,}"
         f"   items: {model['items']:,}   shards: {len(manifest['shards'])}"
@@ -210,7 +219,7 @@ def print_summary(out: Path, state_seconds: dict[str, float], wall: float) -> No
             f" RMSE {model_q['rmse']:.3f}; gate: {manifest['gate']['decision']}"
         )
     shown = [s["first_user"] for s in manifest["shards"][:3]]
-    print("\nA few users' recommendations:")
+    print(f"\nA few users' recommendations (run {recs.manifest['run_id']}, the one latest.json points to):")
     for user in shown:
         answer = recs.for_user(user, n=5)
         print(f"  user {user}: " + ", ".join(f"{i} ({s:.2f})" for i, s in zip(answer.items, answer.scores)))

@@ -36,6 +36,11 @@ class ConfigError(ValueError):
     """The execution input or the deployment settings are wrong; the message names the field."""
 
 
+class PublishedRunError(ConfigError):
+    """The run is published already (its manifest exists): its objects are never changed, so a
+    rerun under its run id is refused; a new run (a new execution, no run_id) is the way."""
+
+
 @dataclass(frozen=True)
 class SourceTable:
     """Where the ratings live in the user's database. Names are quoted with sql.Identifier."""

@@ -95,6 +95,20 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# What S3 answers a conditional write whose condition does not hold (If-None-Match, If-Match).
+PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+class ObjectExistsError(RuntimeError):
+    """A write that must create its object found one there already."""
+
+
+def precondition_failed(error: Exception) -> bool:
+    """Whether an S3 error is a conditional write's condition failing."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    return code in PRECONDITION_CODES
+
+
 def put_bytes(
     s3: Any,
     bucket: str,
@@ -102,8 +116,19 @@ def put_bytes(
     data: bytes,
     content_type: str = "application/octet-stream",
     metadata: dict[str, str] | None = None,
+    if_absent: bool = False,
 ) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {})
+    """Write an object whole. With `if_absent` the write is conditional (If-None-Match: *): it
+    creates the object or fails with ObjectExistsError, never replacing one."""
+    condition = {"IfNoneMatch": "*"} if if_absent else {}
+    try:
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}, **condition
+        )
+    except s3.exceptions.ClientError as error:
+        if if_absent and precondition_failed(error):
+            raise ObjectExistsError(f"s3://{bucket}/{key} exists already") from None
+        raise
 
 
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
@@ -111,9 +136,9 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return body
 
 
-def put_json(s3: Any, bucket: str, key: str, obj: Any) -> None:
+def put_json(s3: Any, bucket: str, key: str, obj: Any, if_absent: bool = False) -> None:
     data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
-    put_bytes(s3, bucket, key, data, content_type=JSON_CONTENT)
+    put_bytes(s3, bucket, key, data, content_type=JSON_CONTENT, if_absent=if_absent)
 
 
 def get_json(s3: Any, bucket: str, key: str) -> Any:

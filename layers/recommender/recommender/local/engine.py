@@ -52,6 +52,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ..executions import history, map_item_counts
+from . import folder as folder_store
 from . import seams, template
 from .forward import SocketForwarder, socket_path, tcp_url
 from .iam import RoleGate
@@ -562,18 +563,15 @@ class LocalEngine:
         """Item counts of the execution's DISTRIBUTED Map run, once it has started."""
         return map_item_counts(self.sfn, execution_arn)
 
-    def export(self, destination: Path) -> int:
-        """Copy every object under the prefix to `destination`, keeping the layout; returns count."""
-        count = 0
-        paginator = self.s3.get_paginator("list_objects_v2")
-        head = f"{self.prefix}/" if self.prefix else ""
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=head):
-            for entry in page.get("Contents", []):
-                target = destination / entry["Key"][len(head) :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=entry["Key"])["Body"].read())
-                count += 1
-        return count
+    def load_folder(self, folder: Path) -> int:
+        """Put an output folder's objects into the bucket before a run: the folder is the bucket a
+        local run stands for (folder.py). Returns how many objects it held."""
+        return folder_store.load(self.s3, self.bucket, self.prefix, folder)
+
+    def export(self, destination: Path) -> folder_store.Published:
+        """Publish the bucket into `destination` as S3 is published: run objects, manifests, then
+        latest.json (only to newer data), each whole; a published run's objects never change."""
+        return folder_store.publish(self.s3, self.bucket, self.prefix, destination)
 
 
 def _placeholder_zip() -> bytes:

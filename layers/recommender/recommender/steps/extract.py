@@ -12,7 +12,7 @@ from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
-from ..config import ConfigError, RunConfig, Settings
+from ..config import ConfigError, PublishedRunError, RunConfig, Settings
 from ..database import describe
 from ..dataset import extract_to_s3
 from ..manifest import utc_now
@@ -49,6 +49,11 @@ def run(
     """Snapshot the table (or reuse this run's snapshot); `config` comes from `validate_input`."""
     run_id = config.run_id or execution_name
     paths = RunPaths(settings.prefix, run_id)
+    if object_exists(s3, settings.bucket, paths.manifest):
+        raise PublishedRunError(
+            f"run_id: run {run_id} is published already (runs/{run_id}/manifest.json exists), and a"
+            " published run's objects are never changed: start a new run (no run_id) instead"
+        )
     if object_exists(s3, settings.bucket, paths.dataset_meta):
         metadata = get_json(s3, settings.bucket, paths.dataset_meta)
         reused = True

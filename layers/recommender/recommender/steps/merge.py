@@ -16,18 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import gate
-from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, Settings, check_run_id
+from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, PublishedRunError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
 from ..scoring import fallback
 from ..storage import (
     JSON_CONTENT,
+    ObjectExistsError,
     RunPaths,
     get_bytes,
     get_json,
     latest_key,
     listed_keys,
     object_exists,
+    precondition_failed,
     put_json,
     relative_key,
     sha256_hex,
@@ -113,8 +115,45 @@ def run(
     extract: dict[str, Any],
     train: dict[str, Any],
 ) -> dict[str, Any]:
-    started = time.perf_counter()
     paths = RunPaths(settings.prefix, run_id)
+    if object_exists(s3, settings.bucket, paths.manifest):  # an earlier attempt wrote it: a retry
+        manifest: dict[str, Any] = get_json(s3, settings.bucket, paths.manifest)
+    else:
+        manifest = write_manifest(s3, settings, paths, config, extract, train)
+    if manifest["status"] == "held":  # the quality gate keeps the published run
+        published, newest = False, str(manifest["gate"]["previous_run_id"])
+    else:
+        latest = build_latest(
+            run_id,
+            relative_key(settings.prefix, paths.manifest),
+            manifest["created_at"],
+            manifest["dataset"]["extracted_at"],
+        )
+        published, newest = publish_latest(s3, settings, latest)
+    return {
+        "manifest_key": paths.manifest,
+        "latest_key": latest_key(settings.prefix),
+        "published": published,
+        "status": manifest["status"],
+        "gate": manifest["gate"]["decision"],
+        "latest_run_id": newest,
+        "users": manifest["users"],
+        "shards": len(manifest["shards"]),
+    }
+
+
+def write_manifest(
+    s3: Any,
+    settings: Settings,
+    paths: RunPaths,
+    config: dict[str, Any],
+    extract: dict[str, Any],
+    train: dict[str, Any],
+) -> dict[str, Any]:
+    """Verify the shards, write the fallback list, decide the quality gate, write the manifest
+    once. Returns the manifest as it is in S3 (another execution's, if it wrote first)."""
+    started = time.perf_counter()
+    run_id = paths.run_id
     shards = verify_shards(s3, settings, paths)
 
     model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
@@ -175,27 +214,11 @@ def run(
         quality=quality,
         gate=decision,
     )
-    put_json(s3, settings.bucket, paths.manifest, manifest)
-    if manifest["status"] == "held":  # the quality gate keeps the published run
-        published, newest = False, str(decision["previous_run_id"])
-    else:
-        latest = build_latest(
-            run_id,
-            relative_key(settings.prefix, paths.manifest),
-            manifest["created_at"],
-            extract["extracted_at"],
-        )
-        published, newest = publish_latest(s3, settings, latest)
-    return {
-        "manifest_key": paths.manifest,
-        "latest_key": latest_key(settings.prefix),
-        "published": published,
-        "status": manifest["status"],
-        "gate": decision["decision"],
-        "latest_run_id": newest,
-        "users": manifest["users"],
-        "shards": len(shards),
-    }
+    try:  # a run is published once: its manifest is never replaced
+        put_json(s3, settings.bucket, paths.manifest, manifest, if_absent=True)
+    except ObjectExistsError:
+        manifest = get_json(s3, settings.bucket, paths.manifest)
+    return manifest
 
 
 def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
@@ -210,7 +233,7 @@ def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
     return manifest
 
 
-def _newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
+def newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
     """Runs are ordered by when their data was extracted (then by run id, for a total order)."""
     return (candidate["extracted_at"], candidate["run_id"]) > (
         current.get("extracted_at", ""),
@@ -233,16 +256,12 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
             current, condition = json.loads(response["Body"].read()), {"IfMatch": response["ETag"]}
         else:  # the first run: the write fails if another run creates the pointer meanwhile
             current, condition = None, {"IfNoneMatch": "*"}
-        if current is not None and not _newer(latest, current):
+        if current is not None and not newer(latest, current):
             return False, str(current["run_id"])
         try:
             s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType=JSON_CONTENT, **condition)
         except s3.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in (
-                "PreconditionFailed",
-                "412",
-                "ConditionalRequestConflict",
-            ):
+            if precondition_failed(error):
                 continue  # another run wrote meanwhile: compare with what it wrote
             raise
         return True, str(latest["run_id"])
@@ -269,8 +288,10 @@ def record_failure(s3: Any, settings: Settings, execution_name: str, state: dict
     """Leave the reason a run failed next to its objects; `latest.json` is not touched.
 
     `state` is the failed state's data, with the error under "error" (the ASL's Catch)."""
-    run_id = failed_run_id(state, execution_name)
     error = state.get("error") or {}
+    # A rerun refused because its run is published must leave that run's folder as it was.
+    published = error.get("Error") == PublishedRunError.__name__
+    run_id = check_run_id(execution_name) if published else failed_run_id(state, execution_name)
     paths = RunPaths(settings.prefix, run_id)
     document = {
         "run_id": run_id,
