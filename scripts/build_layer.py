@@ -22,8 +22,8 @@ What it does:
    (never layers/recommender/ itself) and the standard library; boto3 too comes from the layer.
    It runs with the template's environment and a read-only home folder, as on Lambda. It reports
    whether Surprise pulled in scipy or pandas (it must not), and each handler's cold import time:
-   the best of --repeat imports (default 3), without bytecode caches, as from Lambda's read-only
-   /opt.
+   the best of --repeat imports (default 3), with the bytecode the layers' builds compiled and no
+   other (-B: nothing is written, as to Lambda's read-only /opt).
 
 The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
 """
@@ -153,20 +153,22 @@ def build_recommender() -> Path:
 # --- measuring -----------------------------------------------------------------------------------
 
 
-def _files(root: Path) -> list[Path]:
-    """What gets packaged: no bytecode caches, no egg-info of an editable install, no markers."""
+def _files(root: Path, bytecode: bool = True) -> list[Path]:
+    """What gets packaged: no egg-info of an editable install, no build markers; bytecode where a
+    build compiled it (a layer), not where running the code here left it (`bytecode=False`: a
+    function's folder, which SAM copies without its caches)."""
     found = []
     for path in root.rglob("*"):
         parts = set(path.relative_to(root).parts)
-        if "__pycache__" in parts or any(p.endswith(".egg-info") for p in parts):
+        if ("__pycache__" in parts and not bytecode) or any(p.endswith(".egg-info") for p in parts):
             continue
         if path.is_file() and path.name != ".complete":
             found.append(path)
     return found
 
 
-def unzipped_size(root: Path) -> int:
-    return sum(path.stat().st_size for path in _files(root))
+def unzipped_size(root: Path, bytecode: bool = True) -> int:
+    return sum(path.stat().st_size for path in _files(root, bytecode))
 
 
 def zipped_size(root: Path) -> int:
@@ -219,7 +221,7 @@ def layer_report(target: Target, layer: Path, recommender_layer: Path, zipped: b
     glibc = {str(p.relative_to(layer / "python")): glibc_needed(p) for p in objects}
     newest = max(glibc.values(), default=(0, 0))
     newest_file = max(glibc, key=lambda name: glibc[name]) if glibc else ""
-    code = {name: unzipped_size(path) for name, path in function_code_dirs().items()}
+    code = {name: unzipped_size(path, bytecode=False) for name, path in function_code_dirs().items()}
     recommender = unzipped_size(recommender_layer)
     dependencies = unzipped_size(layer)
     layer_bytes = {"RecommenderLayer": recommender, "DependenciesLayer": dependencies}
@@ -456,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{imports['version']}): {', '.join(imports['handlers'])}; "
             f"scipy/pandas imported: {imports['forbidden_imported'] or 'none'}"
         )
-        print(f"cold import of each handler: fresh interpreter, no bytecode (best of {imports['repeat']})")
+        repeat = imports["repeat"]
+        print(f"cold import of each handler: fresh interpreter, the layers' bytecode (best of {repeat})")
         for name, seconds in sorted(imports["import_seconds"].items()):
             print(f"  {name:24} {seconds:.2f} s")
     print(f"built in {report['build_seconds']} s")

@@ -229,7 +229,8 @@ def test_cfn_lint_would_catch_a_bad_template() -> None:
 
 @pytest.mark.e2e
 def test_real_runs_need_nothing_their_roles_do_not_grant(databases: Databases) -> None:
-    """Run the real definition in the sandbox (a run, its resumption, a failing run): every S3 and
+    """Run the real definition in the sandbox (an interrupted run, its resumption, a refused rerun
+    of it once published, a failing run): every S3 and
     Secrets Manager request a step makes goes through the local IAM check, which holds it to that
     function's statements in the template and answers a missing object 403 as S3 answers these
     roles. A step that starts touching a new key or calling a new API fails here, not on AWS."""
@@ -237,11 +238,18 @@ def test_real_runs_need_nothing_their_roles_do_not_grant(databases: Databases) -
     with closing(psycopg2.connect(url)) as conn:
         rows = synthetic_ratings(SyntheticSpec(users=90, items=40, ratings_per_user=12, seed=5))
         load_ratings(conn, rows, SourceTable())
+    run_input = {"users_per_shard": 30, "max_concurrency": 2}
     with LocalEngine(url, bucket=BUCKET, prefix=PREFIX) as engine:
-        first = engine.run({"users_per_shard": 30, "max_concurrency": 2})
-        assert first.status == "SUCCEEDED", (first.cause, engine.denials)
-        resumed = engine.run({"users_per_shard": 30, "max_concurrency": 2, "run_id": first.name})
+        engine.inject(
+            "recommender-predict", "RuntimeError", times=100, when=lambda e: e["shard"]["index"] == 1
+        )
+        interrupted = engine.run(run_input)
+        assert interrupted.status == "FAILED", (interrupted.cause, engine.denials)
+        engine.clear_faults()
+        resumed = engine.run({**run_input, "run_id": interrupted.name})
         assert resumed.status == "SUCCEEDED", (resumed.cause, engine.denials)
+        again = engine.run({**run_input, "run_id": interrupted.name})  # published: refused
+        assert again.status == "FAILED" and again.error == "PublishedRunError"
         failed = engine.run({"source": {"table": "no_such_table"}})
         assert failed.status == "FAILED" and failed.error == "ConfigError"
         assert engine.denials == []
@@ -322,12 +330,26 @@ def test_layer_fits_lambda_with_a_margin(target_layer: Path, recommender_layer: 
     assert report["forbidden_present"] == [] and report["sdk_missing"] == []
 
 
-def test_layer_is_stripped_of_tests_and_caches(target_layer: Path) -> None:
+def test_layer_is_stripped_of_tests_and_holds_the_runtimes_bytecode(target_layer: Path) -> None:
+    """No tests, no console scripts; bytecode for the runtime's Python only, compiled once by the
+    build (Lambda cannot write it to /opt, so a cold start would compile every import) as
+    unchecked-hash .pyc files (PEP 552), which hold no timestamp: the layer is the same from build
+    to build."""
     python = target_layer / "python"
+    tag = f"cpython-{RUNTIME.removeprefix('python').replace('.', '')}"
+    sources = {p for p in python.rglob("*.py")}
+    compiled = set()
     for path in python.rglob("*"):
-        assert path.name not in ("tests", "__pycache__"), path
-        assert path.suffix not in (".pyc", ".pyo"), path
+        assert path.name != "tests", path
+        assert path.suffix != ".pyo", path
+        if path.suffix == ".pyc":
+            assert path.parent.name == "__pycache__" and path.name.endswith(f".{tag}.pyc"), path
+            flags = int.from_bytes(path.read_bytes()[4:8], "little")
+            assert flags == 0b01, f"{path}: not an unchecked-hash pyc (flags {flags:#b})"
+            compiled.add(path.parent.parent / (path.name.split(".")[0] + ".py"))
     assert not (python / "bin").exists()
+    if build_layer.find_python(RUNTIME.removeprefix("python")) is not None:
+        assert compiled == sources, sorted(map(str, sources - compiled))[:5]
     assert {"surprise", "numpy", "psycopg2", "aws_lambda_powertools", "aws_xray_sdk", "joblib"} <= (
         build_layer.top_level_names(target_layer)
     )
@@ -488,7 +510,7 @@ def test_the_script_reports_each_handlers_cold_import(host_python: str) -> None:
     command = [sys.executable, str(SCRIPT), "--repeat", "1"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "cold import of each handler: fresh interpreter, no bytecode (best of 1)" in result.stdout
+    assert "cold import of each handler: fresh interpreter, the layers' bytecode (best of 1)" in result.stdout
     for name in functions(load_template()):
         assert re.search(rf"^  {name} +\d+\.\d\d s$", result.stdout, re.M), name
 
@@ -563,7 +585,9 @@ def test_recommender_layer_is_built_by_its_makefile() -> None:
 
 def test_recommender_layer_holds_only_what_the_steps_import(recommender_layer: Path) -> None:
     python = recommender_layer / "python"
-    shipped = sorted(p.relative_to(python) for p in python.rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(python) for p in python.rglob("*") if p.is_file() and p.parent.name != "__pycache__"
+    )
     modules = build_closure.closure()
     assert shipped == build_closure.closure_files(modules)
     assert not_shipped(modules) == [], "a step imports what only a person runs: keep it out of the steps"
@@ -575,7 +599,11 @@ def test_recommender_layer_holds_only_what_the_steps_import(recommender_layer: P
         modules
     )
     assert (python / "recommender" / "schemas" / "manifest.schema.json").is_file()
-    assert not list(python.rglob("__pycache__"))
+    # Bytecode only for what ships, compiled by the build for the runtime's Python.
+    tag = f"cpython-{RUNTIME.removeprefix('python').replace('.', '')}"
+    for compiled in python.rglob("*.pyc"):
+        assert compiled.name.endswith(f".{tag}.pyc"), compiled
+        assert (compiled.parent.parent / (compiled.name.split(".")[0] + ".py")).is_file(), compiled
 
 
 def test_a_step_importing_the_command_would_ship_it(tmp_path: Path) -> None:

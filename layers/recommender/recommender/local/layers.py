@@ -107,7 +107,12 @@ def dependencies_layer(root: Path, python_version: str, machine: str, out: Path 
             root / "layers" / "dependencies",
             "build-DependenciesLayer",
             out,
-            {"PYTHON": sys.executable, "PYTHON_VERSION": python_version, "ARCH": machine},
+            {
+                "PYTHON": sys.executable,
+                "PYTHON_VERSION": python_version,
+                "ARCH": machine,
+                "RUNTIME_PYTHON": find_python(python_version) or f"python{python_version}",
+            },
         )
         (out / ".complete").write_text(json.dumps({"machine": machine, "python": python_version}))
     return out
@@ -146,7 +151,17 @@ def recommender_layer(root: Path, out: Path | None = None) -> Path:
                 target = copy / path.relative_to(source)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
-            _make(copy, "build-RecommenderLayer", out, {"PYTHON": sys.executable})
+            version = template_runtime(root)
+            _make(
+                copy,
+                "build-RecommenderLayer",
+                out,
+                {
+                    "PYTHON": sys.executable,
+                    "PYTHON_VERSION": version,
+                    "RUNTIME_PYTHON": find_python(version) or f"python{version}",
+                },
+            )
         (out / ".complete").write_text(json.dumps({"source": recommender_key(root)}))
     return out
 
