@@ -7,6 +7,7 @@ Both are read once into frozen dataclasses. The execution input is validated in 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -156,17 +157,31 @@ def _fraction(raw: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
+def finite_float(value: Any) -> float | None:
+    """`value` as a finite float, or None: bool is not a number here, and neither is an integer
+    no float holds (JSON has no size limit on integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _rating_scale(value: Any) -> tuple[float, float] | None:
+    """The scale is published (the manifest) and bounds every score: Infinity or NaN there would
+    make the manifest unreadable to a strict JSON reader, and `[0, 1e999]` parses as Infinity."""
     if value is None:
         return None
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        or not value[0] < value[1]
-    ):
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"rating_scale must be [low, high] with low < high, got {value!r}")
-    return float(value[0]), float(value[1])
+    low, high = finite_float(value[0]), finite_float(value[1])
+    if low is None or high is None:
+        raise ConfigError(f"rating_scale must be two finite numbers [low, high], got {value!r}")
+    if not low < high:
+        raise ConfigError(f"rating_scale must be [low, high] with low < high, got {value!r}")
+    return low, high
 
 
 def check_run_id(run_id: Any) -> str:
