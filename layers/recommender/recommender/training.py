@@ -31,6 +31,7 @@ from . import kernels
 from .algorithms import PRODUCT_ALGORITHMS
 from .config import DEFAULT_SEED, ConfigError
 from .model import KIND_REFIT, ModelArrays, utf8_order
+from .params import check_params
 from .ratings import DatasetError, Ratings
 
 ALGORITHM_NAMES = (
@@ -95,6 +96,8 @@ def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
             f"params: {name} has no parameter(s) {', '.join(unknown)}"
             f" (it takes: {', '.join(sorted(accepted)) or 'none'})"
         )
+    if ":" not in name:  # a user's own class checks its own values (see params.py)
+        check_params(name, params)
     result = dict(params)
     if "random_state" in accepted:
         result.setdefault("random_state", DEFAULT_SEED)
