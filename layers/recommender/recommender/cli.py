@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
 from .client import Recommendations, RecommendationsError
 from .config import ConfigError, RunConfig, SourceTable
 
@@ -160,7 +161,7 @@ def execute(
             raise ConfigError(f"--layer {layer}: a layer folder holds python/ (what /opt/python becomes)")
     with LocalEngine(database_url, layers=layers) as engine:
         progress = Progress(engine, quiet)
-        print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
+        print(f"Running statemachine/recommender.asl.json on moto (input: {strict_json.dumps(run_input)})")
         print(f"  {engine.sandbox_support}")
         result = engine.run(run_input, on_event=progress.on_event, on_tick=progress.on_tick)
         out.mkdir(parents=True, exist_ok=True)
@@ -326,7 +327,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(evaluation_report.format_report(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.write_text(strict_json.dumps(report, what=str(args.json), indent=2) + "\n")
         print(f"\nReport written to {args.json}")
     return 0
 

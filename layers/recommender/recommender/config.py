@@ -6,12 +6,13 @@ Both are read once into frozen dataclasses. The execution input is validated in 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from . import strict_json
 
 DEFAULT_ALGORITHM = "SVD"
 DEFAULT_TOP_N = 10
@@ -92,7 +93,16 @@ class RunConfig:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ConfigError("the execution input must be a JSON object")
-        size = len(json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        # `json.loads` reads NaN and Infinity, so an input given as a file may hold them: such an
+        # input is refused, after the field checks below, whose errors name the field better.
+        non_finite: ConfigError | None = None
+        try:
+            text = strict_json.dumps(
+                raw, what="the execution input", ensure_ascii=False, separators=(",", ":")
+            )
+        except strict_json.NonFiniteNumberError as error:
+            non_finite, text = ConfigError(str(error)), ""
+        size = len(text.encode("utf-8"))
         if size > MAX_INPUT_BYTES:
             raise ConfigError(
                 f"the execution input is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} a run"
@@ -111,7 +121,7 @@ class RunConfig:
         if not isinstance(params, dict):
             raise ConfigError("params must be an object of the algorithm's keyword arguments")
 
-        return cls(
+        config = cls(
             algorithm=algorithm,
             params=dict(params),
             top_n=_bounded_int(raw, "top_n", DEFAULT_TOP_N, MAX_TOP_N),
@@ -127,6 +137,9 @@ class RunConfig:
             force_publish=_bool(raw, "force_publish", False),
             run_id=None if raw.get("run_id") is None else check_run_id(raw["run_id"]),
         )
+        if non_finite is not None:
+            raise non_finite
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

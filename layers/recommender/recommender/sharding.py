@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import strict_json
 from .config import ConfigError
 
 if TYPE_CHECKING:  # the client reads shards without importing Surprise
@@ -86,7 +87,8 @@ def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, 
             "items": [model.item_ids[i] for i in top.items.tolist()],
             "scores": [round(s, 6) for s in top.scores.tolist()],
         }
-        lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        what = f"the list of user {record['user']!r}"
+        lines.append(strict_json.dumps(record, what=what, ensure_ascii=False, separators=(",", ":")))
     payload = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass") if lines else b""
     return gzip.compress(payload, compresslevel=6, mtime=0), len(lines)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import gate
+from .. import gate, strict_json
 from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
@@ -46,6 +47,16 @@ class PublishConflictError(RuntimeError):
 
 class IncompleteRunError(RuntimeError):
     """Some planned shard is missing or damaged: the run is not published."""
+
+
+def recorded_seconds(recorded: dict[str, str]) -> float:
+    """The predictor's time for the shard; 0.0 when it recorded none (or nothing finite), since
+    the manifest's figures must all be finite numbers."""
+    try:
+        seconds = float(recorded.get("seconds", "0"))
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
 
 
 def verify_shard(
@@ -79,7 +90,7 @@ def verify_shard(
         "last_user": planned["last_user"],
         "bytes": len(data),
         "sha256": digest,
-        "seconds": float(recorded.get("seconds", "nan")),
+        "seconds": recorded_seconds(recorded),
     }
 
 
@@ -226,7 +237,7 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     blindly: the loser reads the pointer again and decides again. Returns (moved, run now latest).
     """
     key = latest_key(settings.prefix)
-    body = json.dumps(latest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    body = strict_json.dump_bytes(latest, what=key, indent=1, sort_keys=True)
     for _ in range(PUBLISH_ATTEMPTS):
         if object_exists(s3, settings.bucket, key):
             response = s3.get_object(Bucket=settings.bucket, Key=key)
