@@ -90,8 +90,12 @@ def test_the_shard_encoder_refuses_a_nan_score() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_a_handler_never_returns_nan() -> None:
+def test_a_handler_never_returns_nan(monkeypatch: pytest.MonkeyPatch) -> None:
     """Step outputs travel through Step Functions into the manifest: they are JSON too."""
+    from recommender.observability import metrics
+
+    monkeypatch.setattr(metrics, "namespace", "Test")  # as the template sets it
+    metrics.clear_metrics()
 
     @handler
     def step(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -117,8 +121,12 @@ def test_the_train_task_prints_strict_json(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_an_input_holding_nan_is_a_configuration_error() -> None:
     """`json.loads` accepts NaN, so a file given to `recommender run --input` may hold it."""
-    with pytest.raises(ConfigError, match=r"the execution input would hold nan at \$\.params\.reg_all"):
+    with pytest.raises(ConfigError, match=r"^params\.reg_all must be a finite number, got nan"):
         RunConfig.from_input(json.loads('{"params": {"reg_all": NaN}}'))
+    with pytest.raises(
+        ConfigError, match=r"^params\.sim_options\.shrinkage must be a finite number, got inf"
+    ):
+        RunConfig.from_input(json.loads('{"params": {"sim_options": {"shrinkage": Infinity}}}'))
     with pytest.raises(ConfigError, match=r"max_invalid_fraction must be a number from 0 to 1, got nan"):
         RunConfig.from_input(json.loads('{"max_invalid_fraction": NaN}'))
 

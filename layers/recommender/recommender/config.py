@@ -100,8 +100,11 @@ class RunConfig:
             text = strict_json.dumps(
                 raw, what="the execution input", ensure_ascii=False, separators=(",", ":")
             )
-        except strict_json.NonFiniteNumberError as error:
-            non_finite, text = ConfigError(str(error)), ""
+        except strict_json.NonFiniteNumberError:
+            path, value = strict_json.non_finite(raw) or ("$", math.nan)
+            field_name = path.removeprefix("$.")
+            message = f"{field_name} must be a finite number, got {value}: JSON has no NaN or Infinity"
+            non_finite, text = ConfigError(message), ""
         size = len(text.encode("utf-8"))
         if size > MAX_INPUT_BYTES:
             raise ConfigError(

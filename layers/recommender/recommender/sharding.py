@@ -56,6 +56,8 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
     check_shard_count(n_users, users_per_shard)
     n_shards = shard_count(n_users, users_per_shard)
     bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
+    # Users who rated every item get an empty list, by rule; Merge expects exactly that many.
+    rated_everything = model.unseen_counts(model.user_order, 1) == 0
     plan: list[dict[str, Any]] = []
     for start, end in itertools.pairwise(bounds):
         if end <= start:
@@ -68,6 +70,7 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
                 "users": end - start,
                 "first_user": model.user_ids[int(model.user_order[start])],
                 "last_user": model.user_ids[int(model.user_order[end - 1])],
+                "users_without_unseen": int(np.count_nonzero(rated_everything[start:end])),
             }
         )
     return plan

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -333,6 +334,43 @@ def seen_arrays(trainset: Trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return indptr, indices, counts, user_ids, item_ids
 
 
+class NonFiniteModelError(ValueError):
+    """The fitted model holds NaN or Infinity: no list could be ranked with it, so the run fails
+    before anything is written (and `latest.json` stays where it was)."""
+
+
+def _rating_values(trainset: Trainset) -> np.ndarray:
+    if isinstance(trainset, ArrayTrainset):
+        return np.asarray(trainset.user_ratings)
+    return np.fromiter((r for _, _, r in trainset.all_ratings()), dtype=np.float64)
+
+
+def check_finite_model(model: ModelArrays, fitted: FittedModel) -> None:
+    """Refuse a model with a non-finite parameter, saying why it happens and what to change.
+
+    A diverging SGD (SVD's, SVD++'s) is the usual cause: one rating far outside the others'
+    scale (500 among stars from 1 to 5) makes its error, hence its steps, explode until the
+    factors overflow. Ratings near float64's limit overflow any algorithm's sums."""
+    bad = model.non_finite()
+    if not bad:
+        return
+    name = type(fitted.algorithm).__name__
+    arrays = "; ".join(f"{array}: {count:,} of {size:,} values" for array, count, size in bad)
+    ratings = _rating_values(fitted.trainset)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(ratings)) if ratings.size else math.nan
+    spread = f"{float(ratings.min()):g} to {float(ratings.max()):g}" if ratings.size else "nowhere"
+    raise NonFiniteModelError(
+        f"{name}'s fitted model is not finite (NaN or Infinity in {arrays}), so no list can be"
+        f" ranked with it. The ratings range from {spread} (mean {mean:g}): one rating far outside"
+        " the others' scale makes a fit diverge (SGD first: SVD, SVDpp, NMF), and ratings this"
+        " large overflow. Set rating_scale to the real scale (for example [1, 5]): a rating"
+        " outside it is an invalid row, left out of the snapshot and counted as"
+        " outside_rating_scale, within max_invalid_fraction. Or correct the data; for SGD"
+        " algorithms, a smaller learning rate (lr_all) may keep the fit finite."
+    )
+
+
 def model_from_fit(fitted: FittedModel) -> ModelArrays:
     algo, trainset = fitted.algorithm, fitted.trainset
     indptr, indices, counts, user_ids, item_ids = seen_arrays(trainset)
@@ -342,7 +380,7 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
     name = kernels.kernel_name(algo)
     kind = KIND_REFIT if name is None else name
     arrays = {} if name is None else kernels.export_arrays(algo, trainset)
-    return ModelArrays(
+    model = ModelArrays(
         kind=kind,
         user_ids=user_ids,
         item_ids=item_ids,
@@ -355,3 +393,5 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
         user_order=utf8_order(user_ids),
         arrays=arrays,
     )
+    check_finite_model(model, fitted)
+    return model

@@ -49,6 +49,16 @@ class IncompleteRunError(RuntimeError):
     """Some planned shard is missing or damaged: the run is not published."""
 
 
+class EmptyListsError(RuntimeError):
+    """Users who have items left to recommend got empty lists: their scores were not finite, and
+    publishing would serve them nothing. The run is not published."""
+
+
+#: how an empty list reads in a shard record. Inside an id every `"` is escaped, so `items"` then
+#: `:` can only end the key of a record's items: counting this counts the empty lists.
+EMPTY_ITEMS = b'"items":[]'
+
+
 def recorded_seconds(recorded: dict[str, str]) -> float:
     """The predictor's time for the shard; 0.0 when it recorded none (or nothing finite), since
     the manifest's figures must all be finite numbers."""
@@ -77,9 +87,10 @@ def verify_shard(
     try:
         # One user per line. The checksum already ties the object to what its predictor wrote, so
         # counting lines is enough; parsing every record's JSON cost Merge most of its time.
-        users = gzip.decompress(data).count(b"\n")
+        records = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
+    users = records.count(b"\n")
     if users != planned["users"]:
         raise ValueError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
     return {
@@ -91,6 +102,7 @@ def verify_shard(
         "bytes": len(data),
         "sha256": digest,
         "seconds": recorded_seconds(recorded),
+        "empty_lists": records.count(EMPTY_ITEMS),
     }
 
 
@@ -108,12 +120,32 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str
         results = list(pool.map(check, plan))
     problems = [r for r in results if isinstance(r, str)]
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise IncompleteRunError(
             f"run {paths.run_id} not published: {len(problems)} of {len(plan)} shard(s) failed"
-            f" verification: {shown}"
+            f" verification: {_first_five(problems)}"
         )
-    return [r for r in results if isinstance(r, dict)]
+    shards = [r for r in results if isinstance(r, dict)]
+    emptied = [
+        f"shard {planned['index']}: {entry['empty_lists'] - planned['users_without_unseen']} users"
+        f" with unseen items have an empty list"
+        for planned, entry in zip(plan, shards)
+        # a plan written before it counted them (a resumed run) cannot be checked this way
+        if "users_without_unseen" in planned and entry["empty_lists"] != planned["users_without_unseen"]
+    ]
+    if emptied:
+        raise EmptyListsError(
+            f"run {paths.run_id} not published: {_first_five(emptied)}. Every user with unseen"
+            " items must get a list; an empty one means their scores were not finite (see the"
+            " predictors' logs), and rating_scale (leaving outliers out as invalid rows) is the"
+            " usual remedy"
+        )
+    for entry in shards:
+        del entry["empty_lists"]
+    return shards
+
+
+def _first_five(problems: list[str]) -> str:
+    return "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
 def run(
