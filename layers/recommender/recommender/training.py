@@ -32,7 +32,7 @@ from . import kernels
 from .algorithms import PRODUCT_ALGORITHMS
 from .config import DEFAULT_SEED, ConfigError
 from .model import KIND_REFIT, ModelArrays, utf8_order
-from .params import check_params
+from .params import check_params, similarity_name
 from .ratings import DatasetError, Ratings
 
 ALGORITHM_NAMES = (
@@ -272,6 +272,58 @@ def surprise_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Tr
     )
 
 
+KNN_NAMES = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
+
+
+class SimilarityError(ValueError):
+    """A k-NN similarity divides 0 by 0 on this data (Surprise fails with a bare "float
+    division"); the message names the similarity and one that is defined here."""
+
+
+def _similarity(name: str, params: dict[str, Any]) -> str | None:
+    """The similarity a built-in k-NN algorithm computes with these params, else None."""
+    if name not in KNN_NAMES:
+        return None
+    options = params.get("sim_options") or {}
+    return similarity_name(options) if isinstance(options, dict) else None
+
+
+def check_similarity(ratings: Ratings, name: str, params: dict[str, Any]) -> None:
+    """Refuse, before any fit, a similarity that is 0/0 for every pair on these ratings.
+
+    pearson_baseline correlates deviations from the baselines: when every rating is equal
+    (like/click data), no rating deviates, so every similarity is 0/0. cosine divides by the
+    norms of the ratings: when every rating is 0, every norm is 0."""
+    similarity = _similarity(name, params)
+    if similarity not in ("pearson_baseline", "cosine") or ratings.n_ratings == 0:
+        return
+    low, high = float(ratings.ratings.min()), float(ratings.ratings.max())
+    if low != high or (similarity == "cosine" and low != 0.0):
+        return
+    why = (
+        "no rating deviates from its baseline"
+        if similarity == "pearson_baseline"
+        else "the ratings' norms are 0"
+    )
+    raise SimilarityError(
+        f"{name} with sim_options name {similarity!r} cannot run on this data: every one of the"
+        f" {ratings.n_ratings:,} ratings is {low:g}, so {why} and every similarity is 0/0. Use"
+        " sim_options name 'msd' (or 'pearson': both are defined on equal ratings, and give every"
+        " item the same estimate, so lists follow popularity), or EASE, which ranks like/click data"
+        " where every rating is equal"
+    )
+
+
+def _zscore_sigmas(algo: Any) -> None:
+    """KNNWithZScore divides each neighbour's deviation from its mean by its sigma, and a sigma
+    of 0 by the overall sigma; when that is 0 too (every rating equal), the z-score is 0/0 and
+    every estimate NaN. A sigma is exactly 0 only when every deviation is exactly 0, so the
+    z-score is 0 whatever the sigma: 1.0 makes Surprise's own division give it, and the estimate
+    is then the mean, as the formula's limit is. Other sigmas are left as they are."""
+    if isinstance(algo, surprise.KNNWithZScore):
+        algo.sigmas[algo.sigmas == 0.0] = 1.0
+
+
 @dataclass
 class FittedModel:
     algorithm: AlgoBase
@@ -290,12 +342,25 @@ def fit(
     """Fit the named algorithm on every rating (the published model sees all the data)."""
     scale = rating_scale_of(ratings, rating_scale)
     full_params = effective_params(name, params)
+    check_similarity(ratings, name, params)
     algo = make_algorithm(name, params)
     trainset = build_trainset(ratings, scale)
     started = time.perf_counter()
     if name == "NormalPredictor":
         np.random.seed(DEFAULT_SEED)  # its only randomness is numpy's global generator
-    algo.fit(trainset)
+    try:
+        algo.fit(trainset)
+    except ZeroDivisionError:
+        similarity = _similarity(name, params)
+        if similarity is None:
+            raise
+        raise SimilarityError(
+            f"{name}'s {similarity} similarity divided 0 by 0 on this data (Surprise's 'float"
+            " division'): some users or items share only ratings of 0 (cosine) or ratings equal to"
+            " their baselines (pearson_baseline). Use sim_options name 'msd' or 'pearson', which"
+            " are defined on any ratings"
+        ) from None
+    _zscore_sigmas(algo)
     return FittedModel(algo, trainset, full_params, scale, time.perf_counter() - started)
 
 
