@@ -20,7 +20,7 @@ from recommender.config import RunConfig, Settings
 from recommender.kernels import Kernel, load_kernel
 from recommender.model import ModelArrays, utf8_order
 from recommender.scoring import NonFiniteScoreError, fallback, recommend
-from recommender.sharding import decode_shard
+from recommender.sharding import decode_shard, published_scores
 from recommender.snapshot import ratings_from_rows
 from recommender.steps import merge
 from recommender.steps.merge import EmptyListsError
@@ -248,3 +248,56 @@ def test_a_user_who_rated_everything_still_gets_an_empty_list(s3: Any) -> None:
         for r in decode_shard(s3.get_object(Bucket=BUCKET, Key=f"p/{s['key']}")["Body"].read())
     }
     assert lists.pop("all") == [] and all(lists.values())
+
+
+# --- published scores: within the scale ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "low",
+    [1e-300, 5e-324, 1e-7, 0.1234567],
+    ids=["1e-300", "subnormal", "1e-7", "seven-digits"],
+)
+def test_published_scores_stay_within_the_scale(s3: Any, low: float) -> None:
+    """Ratings near 1e-300 published 0.0, below the scale: scores were rounded to 6 decimals
+    after clipping. They keep 6 significant digits of the scale's span, within the scale."""
+    rng = random.Random(1)
+    rows = [
+        (f"u{u}", f"i{i}", low * rng.choice([1, 2, 3, 4, 5]))
+        for u in range(40)
+        for i in range(15)
+        if (u + i) % 4
+    ]
+    manifest = publish(s3, SETTINGS, "tiny", rows, {"algorithm": "BaselineOnly", "evaluate": False})
+    scale_low, scale_high = manifest["model"]["rating_scale"]
+    assert (scale_low, scale_high) == (min(r for *_, r in rows), max(r for *_, r in rows))
+    scores = list(manifest["fallback"]["scores"])
+    distinct = set()
+    for record in published_lists_of(s3, manifest):
+        scores += record["scores"]
+        distinct.update(record["scores"])
+    assert scores and all(math.isfinite(s) and scale_low <= s <= scale_high for s in scores)
+    if low > 1e-307:  # subnormal ratings have too few bits for a model to tell them apart
+        assert len(distinct) > 10  # still ordered values, not all collapsed onto a bound
+
+
+def test_rounding_never_leaves_the_scale() -> None:
+    scale = (0.1234567, 0.6172835)
+    got = published_scores(np.array([0.61728354, 0.40000049, 0.1234567]), scale)
+    assert got == [0.6172835, 0.4000005, 0.1234567]  # a span under 1: 7 decimals, within the scale
+    tiny = published_scores(np.array([3.0000004e-300, 1e-300]), (1e-300, 5e-300))
+    assert tiny == [3.0e-300, 1e-300]
+    assert published_scores(np.array([4.1234567, 1.0]), (1.0, 5.0)) == [4.123457, 1.0]  # as before
+    # a bound with more decimals than a score keeps: rounding would leave the scale
+    assert published_scores(np.array([4.9999995, 1.0000004]), (1.0000004, 4.9999995)) == [
+        4.9999995,
+        1.0000004,
+    ]
+
+
+def published_lists_of(s3: Any, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        record
+        for shard in manifest["shards"]
+        for record in decode_shard(s3.get_object(Bucket=BUCKET, Key=f"p/{shard['key']}")["Body"].read())
+    ]

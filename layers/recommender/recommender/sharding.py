@@ -81,6 +81,22 @@ def shard_users(model: ModelArrays, shard: dict[str, Any]) -> np.ndarray:
     return np.asarray(model.user_order[int(shard["start"]) : int(shard["end"])], dtype=np.int64)
 
 
+#: decimal places a published score keeps, at least: scores are for ordering and display
+SCORE_DECIMALS = 6
+
+
+def published_scores(scores: np.ndarray, rating_scale: tuple[float, float]) -> list[float]:
+    """Clipped estimates as published: rounded, and within the scale whatever the rounding.
+
+    Rounding to a fixed number of decimals would publish 0.0 for every score of a scale near
+    1e-300, below the scale, and could lift a score at the top of a scale with more decimals
+    above it. So a scale spanning less than 1 keeps SCORE_DECIMALS significant digits of its
+    span, and the rounded value is clamped back into the scale."""
+    low, high = rating_scale
+    decimals = max(SCORE_DECIMALS, SCORE_DECIMALS - math.floor(math.log10(high - low)))
+    return [min(max(round(s, decimals), low), high) for s in scores.tolist()]
+
+
 def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, int]:
     """Serialise a shard's lists; returns (gzip bytes, number of users)."""
     lines = []
@@ -88,7 +104,7 @@ def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, 
         record = {
             "user": model.user_ids[top.user],
             "items": [model.item_ids[i] for i in top.items.tolist()],
-            "scores": [round(s, 6) for s in top.scores.tolist()],
+            "scores": published_scores(top.scores, model.rating_scale),
         }
         what = f"the list of user {record['user']!r}"
         lines.append(strict_json.dumps(record, what=what, ensure_ascii=False, separators=(",", ":")))

@@ -21,6 +21,7 @@ from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, Settings, check
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
 from ..scoring import fallback
+from ..sharding import published_scores
 from ..storage import (
     JSON_CONTENT,
     RunPaths,
@@ -164,7 +165,7 @@ def run(
     top = fallback(model, config["top_n"])
     fallback_doc = {
         "items": [model.item_ids[i] for i in top.items.tolist()],
-        "scores": [round(s, 6) for s in top.scores.tolist()],
+        "scores": published_scores(top.scores, model.rating_scale),
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
