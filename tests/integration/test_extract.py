@@ -12,6 +12,7 @@ from contextlib import closing
 from typing import Any
 
 import boto3
+import numpy as np
 import psycopg2
 import pytest
 from moto import mock_aws
@@ -165,6 +166,87 @@ def test_bad_ratings_are_counted_and_duplicates_averaged(database_url: str, s3: 
         for u, i, r in zip(ratings.users, ratings.items, ratings.ratings)
     }
     assert got[("u", "i0")] == 3.5 and len(got) == 40
+
+
+#: the smallest magnitudes PostgreSQL cannot turn into a float8: halfway to the next power of two
+#: above the largest double (rounds to infinity), and halfway to the smallest subnormal (rounds to 0)
+FLOAT8_OVERFLOW = str(2**1024 - 2**970)
+FLOAT8_UNDERFLOW = "0." + str(5**1075).rjust(1075, "0")
+
+
+@pytest.mark.parametrize("timestamp", [False, True], ids=["averaged", "latest"])
+def test_a_rating_no_float8_holds_is_an_invalid_row(database_url: str, s3: Any, timestamp: bool) -> None:
+    """A numeric rating of 1e400 (or 1e-400) failed the whole extract ("out of range for type
+    double precision"); it is an invalid row like NaN, counted by its own reason."""
+    execute(database_url, "CREATE TABLE ratings (user_id text, item_id text, rating numeric, at bigint)")
+    rows = [(f"u{k}", "i", str(1 + k % 5), k) for k in range(100)]
+    unrepresentable = ["1e400", "-1e400", "1e-400", FLOAT8_OVERFLOW, "-" + FLOAT8_OVERFLOW, FLOAT8_UNDERFLOW]
+    rows += [("v", f"big{k}", value, 0) for k, value in enumerate(unrepresentable)]
+    just_inside = [str(2**1024 - 2**970 - 1), "4.9406564584124654e-324", "0", "-0.0"]
+    rows += [("w", f"edge{k}", value, 0) for k, value in enumerate(just_inside)]
+    rows += [("v", "nan", "NaN", 0), ("v", "inf", "Infinity", 0)]
+    execute(database_url, "INSERT INTO ratings VALUES (%s, %s, %s::numeric, %s)", rows)
+    source = SourceTable(timestamp_column="at" if timestamp else None)
+    with closing(psycopg2.connect(database_url)) as conn:
+        summary = extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", source, max_invalid_fraction=0.1)
+    assert summary.dropped == {"rating_out_of_range": 6, "non_finite_rating": 2}
+    assert summary.invalid_rows == 8 and summary.rows == 104
+    ratings = snapshot(s3, "snap.csv.gz")
+    kept = {
+        ratings.item_ids[i]: r
+        for u, i, r in zip(ratings.users, ratings.items, ratings.ratings)
+        if ratings.user_ids[u] == "w"
+    }
+    assert kept == {"edge0": 1.7976931348623157e308, "edge1": 5e-324, "edge2": 0.0, "edge3": 0.0}
+    with closing(psycopg2.connect(database_url)) as conn:
+        scaled = extract_to_s3(
+            conn, s3, BUCKET, "scaled.csv.gz", source, (0.0, 5.0), max_invalid_fraction=0.2
+        )
+    # beyond the scale too, as NaN and Infinity are (-0.0 and 0 are within it)
+    assert scaled.dropped == {"rating_out_of_range": 6, "non_finite_rating": 2, "outside_rating_scale": 7}
+
+
+@pytest.mark.parametrize("column_type", ["float8", "numeric", "timestamptz"])
+def test_a_timestamp_that_is_not_a_number_counts_as_unknown(
+    database_url: str, s3: Any, column_type: str
+) -> None:
+    """NaN sorts above every number in PostgreSQL, so a NaN timestamp won over a real newer one;
+    like NULL, it now counts as oldest, and so does ±Infinity (no moment a rating was given)."""
+    execute(database_url, f"CREATE TABLE ratings (user_id text, item_id text, rating real, at {column_type})")
+    if column_type == "timestamptz":
+        stamp = {"nan": "'infinity'", "inf": "'infinity'", "-inf": "'-infinity'", "big": "'infinity'"}
+        real = lambda s: f"to_timestamp({s})"  # noqa: E731
+    else:
+        stamp = {"nan": "'NaN'", "inf": "'Infinity'", "-inf": "'-Infinity'", "big": "'1e400'::numeric"}
+        real = str
+        if column_type == "float8":
+            stamp["big"] = "'1e300'"  # the largest float8s are real (if odd) numbers
+    execute(
+        database_url,
+        "INSERT INTO ratings VALUES "
+        f"('u1', 'a', 1, {stamp['nan']}), ('u1', 'a', 5, {real(100)}),"
+        f"('u1', 'b', 2, {stamp['inf']}), ('u1', 'b', 4, {real(50)}),"
+        f"('u1', 'c', 3, {stamp['-inf']}),"
+        f"('u1', 'd', 1, {stamp['big']}), ('u1', 'd', 2, {real(60)}),"
+        f"('u2', 'a', 2, {real(10)})",
+    )
+    with closing(psycopg2.connect(database_url)) as conn:
+        summary = extract_to_s3(conn, s3, BUCKET, "snap.csv.gz", SourceTable(timestamp_column="at"))
+    ratings = snapshot(s3, "snap.csv.gz")
+    assert ratings.timestamps is not None
+    got = {
+        (ratings.user_ids[u], ratings.item_ids[i]): (r, t)
+        for u, i, r, t in zip(ratings.users, ratings.items, ratings.ratings, ratings.timestamps.tolist())
+    }
+    assert summary.rows == 5
+    assert got.pop(("u1", "c"))[0] == 3.0 and np.isnan(ratings.timestamps).sum() == 1
+    expected_d = (1.0, 1e300) if column_type == "float8" else (2.0, 60.0)
+    assert got == {
+        ("u1", "a"): (5.0, 100.0),
+        ("u1", "b"): (4.0, 50.0),
+        ("u1", "d"): expected_d,
+        ("u2", "a"): (2.0, 10.0),
+    }
 
 
 def test_too_many_invalid_rows_fail_and_name_the_setting(database_url: str, s3: Any) -> None:

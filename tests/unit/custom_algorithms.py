@@ -29,3 +29,13 @@ class ItemMean(AlgoBase):  # type: ignore[misc]
         if not self.trainset.knows_item(i):
             raise PredictionImpossible("unknown item")
         return float(self.means[i])
+
+
+class CheckedAlgo(ItemMean):
+    """An algorithm of one's own that checks its parameter when built, as Extract builds it."""
+
+    def __init__(self, size: int = 1) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a whole number of at least 1, got {size!r}")
+        super().__init__()
+        self.size = size

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from recommender.config import (
@@ -110,6 +112,29 @@ def test_bounded_ints_accept_bounds(name: str, upper: int) -> None:
 def test_rating_scale_rejects(value: object) -> None:
     with pytest.raises(ConfigError, match="rating_scale"):
         RunConfig.from_input({"rating_scale": value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [0, float("inf")],
+        [float("-inf"), 5],
+        [float("nan"), 5],
+        [float("-inf"), float("inf")],
+        [0, 10**400],  # a JSON integer no float holds
+        [1, False],
+    ],
+)
+def test_rating_scale_must_be_finite(value: object) -> None:
+    """`[0, 1e999]` parses as [0, Infinity]: Infinity would reach the manifest, which no strict
+    JSON reader accepts."""
+    with pytest.raises(ConfigError, match="rating_scale must be two finite numbers"):
+        RunConfig.from_input({"rating_scale": value})
+
+
+def test_rating_scale_from_json_with_1e999_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rating_scale .*got \[0, inf\]"):
+        RunConfig.from_input(json.loads('{"rating_scale": [0, 1e999]}'))
 
 
 def test_rating_scale_accepts_numbers() -> None:

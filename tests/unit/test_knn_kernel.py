@@ -1,7 +1,7 @@
 """The k-NN kernel against Surprise's `estimate`, bit for bit (equality, not closeness), beyond the
 contract's cases: k = 0 and 1, min_k = 0 and min_k > k, chunks cut down to one candidate list and
 one ranked row, users in any order, and a degenerate ZScore (every rating equal: sigma 0
-everywhere, where Surprise returns NaN)."""
+everywhere, where Surprise's own fit returns NaN and the product's reads the z-score as 0)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from surprise import PredictionImpossible
+from surprise import KNNWithZScore, PredictionImpossible
 
 from recommender.dataset import Ratings
 from recommender.kernels import load_kernel
 from recommender.kernels.knn import KNNKernel
 from recommender.model import ModelArrays
 from recommender.snapshot import ratings_from_rows
-from recommender.training import FittedModel, fit, model_from_fit
+from recommender.training import FittedModel, fit, model_from_fit, surprise_trainset
 
 KNN = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
 SIMILARITIES = ("cosine", "msd", "pearson", "pearson_baseline")
@@ -93,7 +93,9 @@ def test_zscore_all_ratings_equal(user_based: bool) -> None:
     params = {"sim_options": {"name": "msd", "user_based": user_based}}
     fitted = fit(ratings_from_rows(rows), "KNNWithZScore", params, (1.0, 5.0))
     model, kernel = _kernel(fitted)
+    plain = KNNWithZScore(**params, verbose=False).fit(surprise_trainset(ratings_from_rows(rows), (1.0, 5.0)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        expected = _surprise(fitted, model)
-    assert np.isnan(expected).any()
+        assert np.isnan(_surprise(FittedModel(plain, plain.trainset, {}, (1.0, 5.0), 0.0), model)).any()
+    expected = _surprise(fitted, model)
+    assert np.all(expected == 3.0)  # training.fit's sigma rule: a z-score of 0, the mean
     np.testing.assert_array_equal(kernel.scores(np.arange(model.n_users)), expected)

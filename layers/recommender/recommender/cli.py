@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import strict_json
 from .client import Recommendations, RecommendationsError
 from .config import ConfigError, RunConfig, SourceTable
 
@@ -161,7 +162,7 @@ def execute(
     with LocalEngine(database_url, layers=layers) as engine:
         progress = Progress(engine, quiet)
         held = engine.load_folder(out)
-        print(f"Running statemachine/recommender.asl.json on moto (input: {json.dumps(run_input)})")
+        print(f"Running statemachine/recommender.asl.json on moto (input: {strict_json.dumps(run_input)})")
         print(f"  {engine.sandbox_support}")
         if held:
             print(f"  {out} holds {held} object(s) of earlier runs: this run sees them as S3 would")
@@ -335,7 +336,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(evaluation_report.format_report(report))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.write_text(strict_json.dumps(report, what=str(args.json), indent=2) + "\n")
         print(f"\nReport written to {args.json}")
     return 0
 

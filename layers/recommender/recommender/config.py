@@ -6,11 +6,13 @@ Both are read once into frozen dataclasses. The execution input is validated in 
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from . import strict_json
 
 DEFAULT_ALGORITHM = "SVD"
 DEFAULT_TOP_N = 10
@@ -96,7 +98,19 @@ class RunConfig:
         raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise ConfigError("the execution input must be a JSON object")
-        size = len(json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        # `json.loads` reads NaN and Infinity, so an input given as a file may hold them: such an
+        # input is refused, after the field checks below, whose errors name the field better.
+        non_finite: ConfigError | None = None
+        try:
+            text = strict_json.dumps(
+                raw, what="the execution input", ensure_ascii=False, separators=(",", ":")
+            )
+        except strict_json.NonFiniteNumberError:
+            path, value = strict_json.non_finite(raw) or ("$", math.nan)
+            field_name = path.removeprefix("$.")
+            message = f"{field_name} must be a finite number, got {value}: JSON has no NaN or Infinity"
+            non_finite, text = ConfigError(message), ""
+        size = len(text.encode("utf-8"))
         if size > MAX_INPUT_BYTES:
             raise ConfigError(
                 f"the execution input is {size:,} bytes, more than the {MAX_INPUT_BYTES:,} a run"
@@ -115,7 +129,7 @@ class RunConfig:
         if not isinstance(params, dict):
             raise ConfigError("params must be an object of the algorithm's keyword arguments")
 
-        return cls(
+        config = cls(
             algorithm=algorithm,
             params=dict(params),
             top_n=_bounded_int(raw, "top_n", DEFAULT_TOP_N, MAX_TOP_N),
@@ -131,6 +145,9 @@ class RunConfig:
             force_publish=_bool(raw, "force_publish", False),
             run_id=None if raw.get("run_id") is None else check_run_id(raw["run_id"]),
         )
+        if non_finite is not None:
+            raise non_finite
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -161,17 +178,31 @@ def _fraction(raw: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
+def finite_float(value: Any) -> float | None:
+    """`value` as a finite float, or None: bool is not a number here, and neither is an integer
+    no float holds (JSON has no size limit on integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _rating_scale(value: Any) -> tuple[float, float] | None:
+    """The scale is published (the manifest) and bounds every score: Infinity or NaN there would
+    make the manifest unreadable to a strict JSON reader, and `[0, 1e999]` parses as Infinity."""
     if value is None:
         return None
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        or not value[0] < value[1]
-    ):
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ConfigError(f"rating_scale must be [low, high] with low < high, got {value!r}")
-    return float(value[0]), float(value[1])
+    low, high = finite_float(value[0]), finite_float(value[1])
+    if low is None or high is None:
+        raise ConfigError(f"rating_scale must be two finite numbers [low, high], got {value!r}")
+    if not low < high:
+        raise ConfigError(f"rating_scale must be [low, high] with low < high, got {value!r}")
+    return low, high
 
 
 def check_run_id(run_id: Any) -> str:

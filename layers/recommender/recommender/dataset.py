@@ -29,6 +29,13 @@ from .storage import S3Writer
 MAX_ID_LENGTH = 1024  # characters; a longer id is almost surely a mapping mistake
 TIMESTAMP_COLUMN = "timestamp"
 
+# PostgreSQL turns a numeric into a float8 by parsing its text, and raises "out of range for type
+# double precision" when the nearest double is infinite or 0 (a nonzero number). Those are the
+# numerics whose magnitude is at least halfway from the largest double to 2^1024, or at most
+# halfway from 0 to the smallest subnormal, 2^-1074; both bounds are exact here, as decimals.
+_FLOAT8_OVERFLOW = str(2**1024 - 2**970)
+_FLOAT8_UNDERFLOW = "0." + str(5**1075).rjust(1075, "0")  # 2^-1075
+
 
 @dataclass(frozen=True)
 class ExtractSummary:
@@ -43,8 +50,9 @@ class ExtractSummary:
     duplicates_merged: int = 0  # valid rows folded into another of the same (user, item)
 
 
-def _column_types(cursor: Any, source: SourceTable) -> dict[str, str]:
-    """Map column name -> PostgreSQL type category; raises a clear error when the table is missing."""
+def _column_types(cursor: Any, source: SourceTable) -> dict[str, tuple[str, bool]]:
+    """Map column name -> (PostgreSQL type category, whether it is numeric or a domain over it);
+    raises a clear error when the table is missing."""
     parts = [source.schema, source.table] if source.schema else [source.table]
     qualified = sql.SQL(".").join(sql.Identifier(p) for p in parts).as_string(cursor)
     cursor.execute("SELECT to_regclass(%s)::oid", (qualified,))
@@ -52,11 +60,36 @@ def _column_types(cursor: Any, source: SourceTable) -> dict[str, str]:
     if row is None or row[0] is None:
         raise ConfigError(f"source.table: table {qualified} does not exist or is not visible")
     cursor.execute(
-        "SELECT a.attname, t.typcategory FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        "SELECT a.attname, t.typcategory, 'numeric'::regtype IN (t.oid, t.typbasetype)"
+        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
         " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped",
         (row[0],),
     )
-    return {name: category for name, category in cursor.fetchall()}
+    return {name: (category, numeric) for name, category, numeric in cursor.fetchall()}
+
+
+def beyond_float8(value: sql.Composable) -> sql.Composable:
+    """True where a numeric `value` has no float8 (see _FLOAT8_OVERFLOW), in a CASE so that the
+    costlier tests run only near the bounds. NaN and ±Infinity have one: they are not beyond."""
+    return sql.SQL(
+        "CASE WHEN abs({v}) <= {low}::numeric THEN {v} <> 0"
+        " WHEN abs({v}) >= {high}::numeric THEN {v}::text NOT IN ('NaN', 'Infinity', '-Infinity')"
+        " ELSE false END"
+    ).format(v=value, low=sql.Literal(_FLOAT8_UNDERFLOW), high=sql.Literal(_FLOAT8_OVERFLOW))
+
+
+def as_float8(value: sql.Composable, numeric: bool) -> sql.Composable:
+    """`value::float8`, NULL where a numeric has no float8 instead of an error for the query."""
+    if not numeric:
+        return sql.SQL("{}::float8").format(value)
+    return sql.SQL("CASE WHEN {} THEN NULL ELSE {}::float8 END").format(beyond_float8(value), value)
+
+
+def finite_or_null(value: sql.Composable) -> sql.Composable:
+    """A float8 where it is finite, else NULL (NaN compares above every number, Infinity too)."""
+    return sql.SQL("CASE WHEN {v} > '-Infinity'::float8 AND {v} < 'Infinity'::float8 THEN {v} END").format(
+        v=value
+    )
 
 
 @dataclass(frozen=True)
@@ -67,8 +100,10 @@ class SourceQuery:
     user: sql.Composable
     item: sql.Composable
     rating: sql.Composable
-    timestamp: sql.Composable | None  # the timestamp as epoch seconds, float8
-    timestamp_column: sql.Composable | None
+    timestamp: sql.Composable | None  # epoch seconds, float8; NULL when not finite (unknown)
+    timestamp_column: sql.Composable | None  # NULL where `timestamp` is: the order of the latest
+    rating_float: sql.Composable  # the rating as float8; NULL where it has none
+    rating_is_numeric: bool  # a numeric column, whose values may have no float8
 
 
 def source_query(cursor: Any, source: SourceTable) -> SourceQuery:
@@ -79,7 +114,8 @@ def source_query(cursor: Any, source: SourceTable) -> SourceQuery:
         column = getattr(source, field_name)
         if column is not None and column not in types:
             raise ConfigError(f"source.{field_name}: column {column!r} not in table {source.table!r}")
-    if types[source.rating_column] != "N":
+    rating_category, rating_numeric = types[source.rating_column]
+    if rating_category != "N":
         raise ConfigError(f"source.rating_column: column {source.rating_column!r} is not numeric")
     table = (
         sql.SQL("{}.{}").format(sql.Identifier(source.schema), sql.Identifier(source.table))
@@ -89,30 +125,36 @@ def source_query(cursor: Any, source: SourceTable) -> SourceQuery:
     epoch: sql.Composable | None = None
     ts: sql.Composable | None = None
     if source.timestamp_column is not None:
-        ts = sql.Identifier(source.timestamp_column)
-        category = types[source.timestamp_column]
+        column = sql.Identifier(source.timestamp_column)
+        category, numeric = types[source.timestamp_column]
         if category == "D":
-            epoch = sql.SQL("extract(epoch FROM {})::float8").format(ts)
+            epoch = sql.SQL("extract(epoch FROM {})::float8").format(column)
         elif category == "N":
-            epoch = sql.SQL("{}::float8").format(ts)
+            epoch = as_float8(column, numeric)
         else:
             raise ConfigError(
                 f"source.timestamp_column: column {source.timestamp_column!r} is neither a date/time"
                 " nor a number"
             )
+        # NaN, ±Infinity and numbers beyond float8 are no moment at all: unknown, as NULL is
+        epoch = finite_or_null(epoch)
+        ts = sql.SQL("CASE WHEN {} IS NOT NULL THEN {} END").format(epoch, column)
+    rating = sql.Identifier(source.rating_column)
     return SourceQuery(
         table,
         sql.Identifier(source.user_column),
         sql.Identifier(source.item_column),
-        sql.Identifier(source.rating_column),
+        rating,
         epoch,
         ts,
+        as_float8(rating, rating_numeric),
+        rating_numeric,
     )
 
 
 def invalid_row_checks(q: SourceQuery, rating_scale: tuple[float, float] | None) -> dict[str, sql.Composable]:
     """Reason -> condition under which a row is left out of the snapshot (and counted)."""
-    r = sql.SQL("{}::float8").format(q.rating)
+    r = q.rating_float
     checks: dict[str, sql.Composable] = {
         "null_user": sql.SQL("{} IS NULL").format(q.user),
         "null_item": sql.SQL("{} IS NULL").format(q.item),
@@ -125,9 +167,13 @@ def invalid_row_checks(q: SourceQuery, rating_scale: tuple[float, float] | None)
             q.user, q.item, n=sql.Literal(MAX_ID_LENGTH)
         ),
     }
+    if q.rating_is_numeric:
+        checks["rating_out_of_range"] = beyond_float8(q.rating)
     if rating_scale is not None:
+        # a numeric is compared as itself: 1e400 is above the scale, as Infinity is
+        value = q.rating if q.rating_is_numeric else r
         checks["outside_rating_scale"] = sql.SQL("{r} < {low} OR {r} > {high}").format(
-            r=r, low=sql.Literal(rating_scale[0]), high=sql.Literal(rating_scale[1])
+            r=value, low=sql.Literal(rating_scale[0]), high=sql.Literal(rating_scale[1])
         )
     return checks
 
@@ -152,7 +198,8 @@ def count_rows(
 def export_query(q: SourceQuery, checks: dict[str, sql.Composable]) -> sql.Composed:
     """The SELECT that COPY streams: valid rows, one per (user, item) pair.
 
-    With a timestamp column the latest rating of a pair wins (NULL timestamps count as oldest);
+    With a timestamp column the latest rating of a pair wins (a NULL timestamp counts as oldest,
+    and so does one that is no moment: NaN, ±Infinity, a number beyond float8);
     without one, a pair's ratings are averaged (as exact decimals, so a `real` 4.1 stays 4.1).
     """
     valid = _valid(checks)

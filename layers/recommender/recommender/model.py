@@ -163,6 +163,32 @@ class ModelArrays:
     def seen(self, user: int) -> np.ndarray:
         return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
 
+    def unseen_counts(self, users: np.ndarray, at_most: int) -> np.ndarray:
+        """min(at_most, items each user has not rated), exactly, for these inner users.
+
+        What a user rated may list an item twice (a snapshot's repeated pair), so the count of
+        ratings is only a bound; the distinct items are counted where the bound could be wrong."""
+        users = np.asarray(users, dtype=np.int64)
+        starts, ends = self.seen_indptr[users], self.seen_indptr[users + 1]
+        bound = self.n_items - (ends - starts)  # at most the true count
+        counts: np.ndarray = np.minimum(at_most, np.maximum(bound, 0))
+        for k in np.flatnonzero(bound < at_most).tolist():
+            distinct = np.unique(self.seen_indices[starts[k] : ends[k]]).size
+            counts[k] = min(at_most, self.n_items - distinct)
+        return counts
+
+    def non_finite(self) -> list[tuple[str, int, int]]:
+        """(name, non-finite values, values) of every array holding NaN or ±Infinity."""
+        named = {**self.arrays, "unknown_user_scores": self.unknown_user_scores}
+        named["global_mean"] = np.asarray(self.global_mean, dtype=np.float64)
+        found = []
+        for name, values in named.items():
+            if values.dtype.kind in "fc":
+                bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+                if bad:
+                    found.append((name, bad, int(values.size)))
+        return found
+
     def tie_rank(self) -> np.ndarray:
         """Rank of every item under the tie rule: more ratings first, then lower inner id."""
         order = np.lexsort((np.arange(self.n_items), -self.item_counts))

@@ -16,9 +16,17 @@ import numpy as np
 
 from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
-from .selection import mask_seen, select_top_n
+from .selection import NonFiniteScoreError, check_lists, mask_seen, select_top_n
 
-__all__ = ["PairwiseScorer", "UserTopN", "fallback", "mask_seen", "recommend", "select_top_n"]
+__all__ = [
+    "NonFiniteScoreError",
+    "PairwiseScorer",
+    "UserTopN",
+    "fallback",
+    "mask_seen",
+    "recommend",
+    "select_top_n",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +95,7 @@ def recommend(
     for start in range(0, len(users), step):
         block = np.asarray(users[start : start + step], dtype=np.int64)
         picked, values = kernel.top_n(block, n, tie_rank)
+        check_lists(model, block, n, values)
         lengths = np.isfinite(values).sum(axis=1).tolist()  # excluded entries are last, as -inf
         clipped = np.clip(values, low, high)
         for row, user in enumerate(block.tolist()):
@@ -97,7 +106,14 @@ def recommend(
 def fallback(model: ModelArrays, n: int) -> UserTopN:
     """The list for a user the model has never seen: Surprise's estimate for an unknown user,
     ranked by the same rule, excluding nothing."""
-    picked, values = select_top_n(model.unknown_user_scores[None, :], n, model.tie_rank())
+    scores = model.unknown_user_scores
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise NonFiniteScoreError(
+            f"the fallback list: the {model.kind} model scored a new user {scores[bad[0]]} for"
+            f" {bad.size:,} of {model.n_items:,} items (item {model.item_ids[int(bad[0])]!r} first)"
+        )
+    picked, values = select_top_n(scores[None, :], n, model.tie_rank())
     low, high = model.rating_scale
     return UserTopN(-1, picked[0], np.clip(values[0], low, high))
 

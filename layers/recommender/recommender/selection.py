@@ -47,6 +47,53 @@ def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.n
     return picked, values
 
 
+class NonFiniteScoreError(ValueError):
+    """An unseen item's score is NaN or infinite: it cannot be ranked, and a list that leaves it
+    out would be published as if complete. The shard (or the fallback) is not written."""
+
+
+_CAUSE = (
+    "a score must be a finite number to be ranked and published. The model's parameters are"
+    " finite (Train checks them), so the estimate itself overflowed or divided 0 by 0; ratings of"
+    " extreme size are the usual cause: set rating_scale so that they are left out as invalid rows"
+)
+
+
+def check_scores(scores: np.ndarray, model: ModelArrays, users: np.ndarray) -> None:
+    """Raise NonFiniteScoreError when a user's score of an item they have not rated is not
+    finite, before the seen items are masked (a seen item's score never matters)."""
+    rows = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+    for r in rows.tolist():
+        user = int(users[r])
+        row = scores[r].copy()
+        row[model.seen(user)] = 0.0
+        bad = np.flatnonzero(~np.isfinite(row))
+        if bad.size:
+            unseen = int(model.unseen_counts(np.asarray([user]), model.n_items)[0])
+            raise NonFiniteScoreError(
+                f"the {model.kind} model scored user {model.user_ids[user]!r} {row[bad[0]]} for"
+                f" {bad.size:,} of {unseen:,} unseen items (item {model.item_ids[int(bad[0])]!r}"
+                f" first): {_CAUSE}"
+            )
+
+
+def check_lists(model: ModelArrays, users: np.ndarray, n: int, values: np.ndarray) -> None:
+    """Raise NonFiniteScoreError unless each user's top-n values (-inf padded) hold a finite
+    score for min(n, items the user has not rated) items: any shorter list means some unseen
+    item had no finite score, whichever kernel ranked it."""
+    expected = model.unseen_counts(users, n)
+    needed = np.arange(values.shape[1])[None, :] < expected[:, None]
+    short = np.flatnonzero((needed & ~np.isfinite(values)).any(axis=1))
+    if short.size:
+        r = int(short[0])
+        got = int(np.count_nonzero(np.isfinite(values[r])))
+        raise NonFiniteScoreError(
+            f"the {model.kind} model ranked {got} items for user"
+            f" {model.user_ids[int(users[r])]!r}, who has {int(expected[r])} or more unseen items:"
+            f" their scores are not finite, and {_CAUSE}"
+        )
+
+
 def seen_pairs(model: ModelArrays, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in block, item) of every rating of a block of users, gathered without a Python loop."""
     indptr, positions = csr_rows(model.seen_indptr, users)

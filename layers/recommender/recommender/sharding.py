@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import strict_json
 from .config import ConfigError
 
 if TYPE_CHECKING:  # the client reads shards without importing Surprise
@@ -55,6 +56,8 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
     check_shard_count(n_users, users_per_shard)
     n_shards = shard_count(n_users, users_per_shard)
     bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
+    # Users who rated every item get an empty list, by rule; Merge expects exactly that many.
+    rated_everything = model.unseen_counts(model.user_order, 1) == 0
     plan: list[dict[str, Any]] = []
     for start, end in itertools.pairwise(bounds):
         if end <= start:
@@ -67,6 +70,7 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
                 "users": end - start,
                 "first_user": model.user_ids[int(model.user_order[start])],
                 "last_user": model.user_ids[int(model.user_order[end - 1])],
+                "users_without_unseen": int(np.count_nonzero(rated_everything[start:end])),
             }
         )
     return plan
@@ -77,6 +81,22 @@ def shard_users(model: ModelArrays, shard: dict[str, Any]) -> np.ndarray:
     return np.asarray(model.user_order[int(shard["start"]) : int(shard["end"])], dtype=np.int64)
 
 
+#: decimal places a published score keeps, at least: scores are for ordering and display
+SCORE_DECIMALS = 6
+
+
+def published_scores(scores: np.ndarray, rating_scale: tuple[float, float]) -> list[float]:
+    """Clipped estimates as published: rounded, and within the scale whatever the rounding.
+
+    Rounding to a fixed number of decimals would publish 0.0 for every score of a scale near
+    1e-300, below the scale, and could lift a score at the top of a scale with more decimals
+    above it. So a scale spanning less than 1 keeps SCORE_DECIMALS significant digits of its
+    span, and the rounded value is clamped back into the scale."""
+    low, high = rating_scale
+    decimals = max(SCORE_DECIMALS, SCORE_DECIMALS - math.floor(math.log10(high - low)))
+    return [min(max(round(s, decimals), low), high) for s in scores.tolist()]
+
+
 def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, int]:
     """Serialise a shard's lists; returns (gzip bytes, number of users)."""
     lines = []
@@ -84,9 +104,10 @@ def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, 
         record = {
             "user": model.user_ids[top.user],
             "items": [model.item_ids[i] for i in top.items.tolist()],
-            "scores": [round(s, 6) for s in top.scores.tolist()],
+            "scores": published_scores(top.scores, model.rating_scale),
         }
-        lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        what = f"the list of user {record['user']!r}"
+        lines.append(strict_json.dumps(record, what=what, ensure_ascii=False, separators=(",", ":")))
     payload = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass") if lines else b""
     return gzip.compress(payload, compresslevel=6, mtime=0), len(lines)
 

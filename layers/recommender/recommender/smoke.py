@@ -10,13 +10,13 @@ account can show, it shows (docs/deploy.md, "What only a real account can verify
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from . import strict_json
 from .client import Recommendations, RecommendationsError
 from .config import ConfigError, RunConfig
 from .executions import details, failed_state, history, map_item_counts
@@ -83,9 +83,9 @@ def smoke(
     say(f"stack {stack.name}: {stack.state_machine_arn}, output {stack.uri}")
     name = time.strftime("smoke-%Y%m%dT%H%M%SZ-", time.gmtime()) + uuid.uuid4().hex[:6]
     execution_arn = sfn.start_execution(
-        stateMachineArn=stack.state_machine_arn, name=name, input=json.dumps(run_input)
+        stateMachineArn=stack.state_machine_arn, name=name, input=strict_json.dumps(run_input)
     )["executionArn"]
-    say(f"started {name} with {json.dumps(run_input)}")
+    say(f"started {name} with {strict_json.dumps(run_input)}")
     started, seen, last_counts, in_map = time.monotonic(), 0, None, False
     while True:
         description = sfn.describe_execution(executionArn=execution_arn)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from . import strict_json
 from .config import check_run_id
 
 JSON_CONTENT = "application/json"
@@ -137,7 +138,7 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
 
 
 def put_json(s3: Any, bucket: str, key: str, obj: Any, if_absent: bool = False) -> None:
-    data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    data = strict_json.dump_bytes(obj, what=key, indent=1, sort_keys=True)
     put_bytes(s3, bucket, key, data, content_type=JSON_CONTENT, if_absent=if_absent)
 
 

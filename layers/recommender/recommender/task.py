@@ -54,6 +54,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from . import strict_json
 from .aws import s3_client
 from .config import ConfigError, Settings, check_run_id
 from .database import connect
@@ -141,8 +142,14 @@ def main(
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
     finally:
         logger.remove_keys(["run_id"])
+    try:
+        line = strict_json.dumps(result, what="the task's output", sort_keys=True)
+    except strict_json.NonFiniteNumberError as error:
+        logger.exception("training failed")
+        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
+        return EXIT_FAILED
     logger.info("trained", extra=result)
-    print(json.dumps(result, sort_keys=True), file=stdout, flush=True)
+    print(line, file=stdout, flush=True)
     return EXIT_OK
 
 
@@ -173,8 +180,14 @@ def run_extract(env: Mapping[str, str], s3: Any, stdout: TextIO, stderr: TextIO)
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
     finally:
         logger.remove_keys(["run_id"])
+    try:
+        line = strict_json.dumps(result, what="the task's output", sort_keys=True)
+    except strict_json.NonFiniteNumberError as error:
+        logger.exception("the extract failed")
+        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
+        return EXIT_FAILED
     logger.info("extracted", extra=result["extract"])
-    print(json.dumps(result, sort_keys=True), file=stdout, flush=True)
+    print(line, file=stdout, flush=True)
     return EXIT_OK
 
 

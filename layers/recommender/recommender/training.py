@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from . import kernels
 from .algorithms import PRODUCT_ALGORITHMS
 from .config import DEFAULT_SEED, ConfigError
 from .model import KIND_REFIT, ModelArrays, utf8_order
+from .params import check_params, similarity_name
 from .ratings import DatasetError, Ratings
 
 ALGORITHM_NAMES = (
@@ -95,6 +97,8 @@ def effective_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
             f"params: {name} has no parameter(s) {', '.join(unknown)}"
             f" (it takes: {', '.join(sorted(accepted)) or 'none'})"
         )
+    if ":" not in name:  # a user's own class checks its own values (see params.py)
+        check_params(name, params)
     result = dict(params)
     if "random_state" in accepted:
         result.setdefault("random_state", DEFAULT_SEED)
@@ -268,6 +272,58 @@ def surprise_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Tr
     )
 
 
+KNN_NAMES = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
+
+
+class SimilarityError(ValueError):
+    """A k-NN similarity divides 0 by 0 on this data (Surprise fails with a bare "float
+    division"); the message names the similarity and one that is defined here."""
+
+
+def _similarity(name: str, params: dict[str, Any]) -> str | None:
+    """The similarity a built-in k-NN algorithm computes with these params, else None."""
+    if name not in KNN_NAMES:
+        return None
+    options = params.get("sim_options") or {}
+    return similarity_name(options) if isinstance(options, dict) else None
+
+
+def check_similarity(ratings: Ratings, name: str, params: dict[str, Any]) -> None:
+    """Refuse, before any fit, a similarity that is 0/0 for every pair on these ratings.
+
+    pearson_baseline correlates deviations from the baselines: when every rating is equal
+    (like/click data), no rating deviates, so every similarity is 0/0. cosine divides by the
+    norms of the ratings: when every rating is 0, every norm is 0."""
+    similarity = _similarity(name, params)
+    if similarity not in ("pearson_baseline", "cosine") or ratings.n_ratings == 0:
+        return
+    low, high = float(ratings.ratings.min()), float(ratings.ratings.max())
+    if low != high or (similarity == "cosine" and low != 0.0):
+        return
+    why = (
+        "no rating deviates from its baseline"
+        if similarity == "pearson_baseline"
+        else "the ratings' norms are 0"
+    )
+    raise SimilarityError(
+        f"{name} with sim_options name {similarity!r} cannot run on this data: every one of the"
+        f" {ratings.n_ratings:,} ratings is {low:g}, so {why} and every similarity is 0/0. Use"
+        " sim_options name 'msd' (or 'pearson': both are defined on equal ratings, and give every"
+        " item the same estimate, so lists follow popularity), or EASE, which ranks like/click data"
+        " where every rating is equal"
+    )
+
+
+def _zscore_sigmas(algo: Any) -> None:
+    """KNNWithZScore divides each neighbour's deviation from its mean by its sigma, and a sigma
+    of 0 by the overall sigma; when that is 0 too (every rating equal), the z-score is 0/0 and
+    every estimate NaN. A sigma is exactly 0 only when every deviation is exactly 0, so the
+    z-score is 0 whatever the sigma: 1.0 makes Surprise's own division give it, and the estimate
+    is then the mean, as the formula's limit is. Other sigmas are left as they are."""
+    if isinstance(algo, surprise.KNNWithZScore):
+        algo.sigmas[algo.sigmas == 0.0] = 1.0
+
+
 @dataclass
 class FittedModel:
     algorithm: AlgoBase
@@ -286,12 +342,25 @@ def fit(
     """Fit the named algorithm on every rating (the published model sees all the data)."""
     scale = rating_scale_of(ratings, rating_scale)
     full_params = effective_params(name, params)
+    check_similarity(ratings, name, params)
     algo = make_algorithm(name, params)
     trainset = build_trainset(ratings, scale)
     started = time.perf_counter()
     if name == "NormalPredictor":
         np.random.seed(DEFAULT_SEED)  # its only randomness is numpy's global generator
-    algo.fit(trainset)
+    try:
+        algo.fit(trainset)
+    except ZeroDivisionError:
+        similarity = _similarity(name, params)
+        if similarity is None:
+            raise
+        raise SimilarityError(
+            f"{name}'s {similarity} similarity divided 0 by 0 on this data (Surprise's 'float"
+            " division'): some users or items share only ratings of 0 (cosine) or ratings equal to"
+            " their baselines (pearson_baseline). Use sim_options name 'msd' or 'pearson', which"
+            " are defined on any ratings"
+        ) from None
+    _zscore_sigmas(algo)
     return FittedModel(algo, trainset, full_params, scale, time.perf_counter() - started)
 
 
@@ -330,6 +399,43 @@ def seen_arrays(trainset: Trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return indptr, indices, counts, user_ids, item_ids
 
 
+class NonFiniteModelError(ValueError):
+    """The fitted model holds NaN or Infinity: no list could be ranked with it, so the run fails
+    before anything is written (and `latest.json` stays where it was)."""
+
+
+def _rating_values(trainset: Trainset) -> np.ndarray:
+    if isinstance(trainset, ArrayTrainset):
+        return np.asarray(trainset.user_ratings)
+    return np.fromiter((r for _, _, r in trainset.all_ratings()), dtype=np.float64)
+
+
+def check_finite_model(model: ModelArrays, fitted: FittedModel) -> None:
+    """Refuse a model with a non-finite parameter, saying why it happens and what to change.
+
+    A diverging SGD (SVD's, SVD++'s) is the usual cause: one rating far outside the others'
+    scale (500 among stars from 1 to 5) makes its error, hence its steps, explode until the
+    factors overflow. Ratings near float64's limit overflow any algorithm's sums."""
+    bad = model.non_finite()
+    if not bad:
+        return
+    name = type(fitted.algorithm).__name__
+    arrays = "; ".join(f"{array}: {count:,} of {size:,} values" for array, count, size in bad)
+    ratings = _rating_values(fitted.trainset)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(ratings)) if ratings.size else math.nan
+    spread = f"{float(ratings.min()):g} to {float(ratings.max()):g}" if ratings.size else "nowhere"
+    raise NonFiniteModelError(
+        f"{name}'s fitted model is not finite (NaN or Infinity in {arrays}), so no list can be"
+        f" ranked with it. The ratings range from {spread} (mean {mean:g}): one rating far outside"
+        " the others' scale makes a fit diverge (SGD first: SVD, SVDpp, NMF), and ratings this"
+        " large overflow. Set rating_scale to the real scale (for example [1, 5]): a rating"
+        " outside it is an invalid row, left out of the snapshot and counted as"
+        " outside_rating_scale, within max_invalid_fraction. Or correct the data; for SGD"
+        " algorithms, a smaller learning rate (lr_all) may keep the fit finite."
+    )
+
+
 def model_from_fit(fitted: FittedModel) -> ModelArrays:
     algo, trainset = fitted.algorithm, fitted.trainset
     indptr, indices, counts, user_ids, item_ids = seen_arrays(trainset)
@@ -339,7 +445,7 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
     name = kernels.kernel_name(algo)
     kind = KIND_REFIT if name is None else name
     arrays = {} if name is None else kernels.export_arrays(algo, trainset)
-    return ModelArrays(
+    model = ModelArrays(
         kind=kind,
         user_ids=user_ids,
         item_ids=item_ids,
@@ -352,3 +458,5 @@ def model_from_fit(fitted: FittedModel) -> ModelArrays:
         user_order=utf8_order(user_ids),
         arrays=arrays,
     )
+    check_finite_model(model, fitted)
+    return model

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..model import UserLayout
-from ..selection import mask_seen, select_top_n
+from ..selection import check_scores, mask_seen, select_top_n
 
 if TYPE_CHECKING:
     from ..model import ModelArrays
@@ -63,6 +63,7 @@ class Kernel:
     def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-n unseen items of a block of users: (indices, unclipped values), -inf padded."""
         scores = self.scores(users)
+        check_scores(scores, self.model, users)
         mask_seen(scores, self.model, users)
         return select_top_n(scores, n, tie_rank)
 

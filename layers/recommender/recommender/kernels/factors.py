@@ -19,6 +19,9 @@ from ..model import UserLayout
 from ..selection import seen_pairs
 from . import SCORE_BLOCK_BYTES, Kernel, register
 
+#: |score| bound below which a float32 product cannot overflow (float32's largest is 3.4e38)
+FLOAT32_LIMIT = 1e37
+
 
 def _biases(algo: Any) -> dict[str, np.ndarray]:
     return {"bu": np.asarray(algo.bu, dtype=np.float64), "bi": np.asarray(algo.bi, dtype=np.float64)}
@@ -62,6 +65,11 @@ class FactorKernel(Kernel):
     4. the few survivors are rescored in float64 exactly as `scores` does and ranked under the
        product's rule.
     The result is the exact float64 top-N, and memory per block is bounded by `block_rows`.
+
+    float32 holds magnitudes up to 3.4e38 only. Where a block's scores could reach
+    FLOAT32_LIMIT (by Cauchy-Schwarz, |score| <= |user row| |item row|, and no partial sum is
+    larger), the float32 product would overflow and the prefilter drop or misrank items, so such
+    a block is scored in float64 in full, in sub-blocks within the same memory bound.
     """
 
     #: users x items float32 scores plus a boolean mask, per block row and item (bytes)
@@ -82,12 +90,16 @@ class FactorKernel(Kernel):
         if self.biased:
             item_cols += [a["bi"][:, None], np.ones((model.n_items, 1))]
         self._items64 = np.hstack(item_cols) if item_cols else np.zeros((model.n_items, 0))
-        self._items32 = np.ascontiguousarray(self._items64, dtype=np.float32)
-        self._item_norm_max = float(np.linalg.norm(self._items64, axis=1).max(initial=0.0))
-        typical_user = float(np.linalg.norm(a["pu"], axis=1).mean()) if "pu" in a else 0.0
-        promise = np.linalg.norm(a["qi"], axis=1) * typical_user if "qi" in a else np.zeros(model.n_items)
-        if self.biased:
-            promise = promise + a["bi"]
+        with np.errstate(over="ignore", invalid="ignore"):  # huge factors: the float64 path
+            self._item_norm_max = float(np.linalg.norm(self._items64, axis=1).max(initial=0.0))
+            fits = self._item_norm_max < FLOAT32_LIMIT
+            self._items32 = np.ascontiguousarray(
+                self._items64 if fits else self._items64[:0], dtype=np.float32
+            )
+            typical_user = float(np.linalg.norm(a["pu"], axis=1).mean()) if "pu" in a else 0.0
+            promise = np.linalg.norm(a["qi"], axis=1) * typical_user if "qi" in a else np.zeros(model.n_items)
+            if self.biased:
+                promise = promise + a["bi"]
         self._by_promise = np.argsort(-promise, kind="stable")
         self._local = threading.local()
 
@@ -144,6 +156,10 @@ class FactorKernel(Kernel):
         if k == 0 or rows == 0:
             return picked, values
         users64 = self._users64(users)
+        with np.errstate(over="ignore", invalid="ignore"):
+            user_norms = np.linalg.norm(users64, axis=1)
+            if not float(user_norms.max(initial=0.0)) * self._item_norm_max < FLOAT32_LIMIT:
+                return self._top_n_float64(users, n, tie_rank)
         scores, mask = self._buffers(rows)
         np.matmul(users64.astype(np.float32), self._items32.T, out=scores)
         seen_rows, seen_items = seen_pairs(self.model, users)
@@ -157,7 +173,7 @@ class FactorKernel(Kernel):
             threshold = np.full(rows, -np.inf)
         # float32 error of a dot product of length d: at most about d * 2^-24 * |p| |q|
         width = users64.shape[1] + 2
-        error = width * 2.0**-24 * np.linalg.norm(users64, axis=1) * self._item_norm_max
+        error = width * 2.0**-24 * user_norms * self._item_norm_max
         threshold -= 2 * error + 1e-30
         np.greater_equal(scores, threshold.astype(np.float32)[:, None], out=mask)
         if not np.isfinite(threshold).all():
@@ -173,6 +189,17 @@ class FactorKernel(Kernel):
         picked[cand_rows[keep], rank[keep]] = cand_items[keep]
         values[cand_rows[keep], rank[keep]] = exact[keep]
         return picked, values
+
+    def _top_n_float64(
+        self, users: np.ndarray, n: int, tie_rank: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The generic top-n (full float64 scores), in sub-blocks within the memory bound."""
+        step = Kernel.block_rows(self)
+        parts = [
+            Kernel.top_n(self, users[start : start + step], n, tie_rank)
+            for start in range(0, len(users), step)
+        ]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([v for _, v in parts])
 
 
 register("SVD", "NMF", export=export_svd, kernel=FactorKernel)

@@ -23,11 +23,14 @@ width (padding last):
   one integer, (rank << bits) | position. Sorting those integers (a plain, fast integer sort)
   IS the stable descending sort of the similarities, which is nlargest's order, ties included;
   the first k are the neighbours. Surprise's similarities are always finite (its Cython raises
-  on 0/0), so the ranks are total;
+  on 0/0, which `training.fit` reports as a SimilarityError), so the ranks are total;
 - sums: sim and sim * term (term r, r - mu[x2] or r - b(x2, y), computed at load with Surprise's
   operations) are added left to right in that order by `cumsum`, as Surprise's `+=` loop does;
   the positive similarities come first, and zeroing the rest adds nothing;
 - the fallbacks and the final `+`, `/`, `*` are Surprise's own, in its order.
+ZScore's sigmas are the fitted object's: where every rating is equal, `training.fit` has set
+Surprise's sigmas of 0 to 1.0 (the z-score is then 0, not 0/0), and the kernel equals Surprise's
+estimate of that object.
 So equal estimates stay equal, and the ranking's tie rule sees exactly Surprise's values.
 
 Memory: pairs are grouped by candidate count (padding within 25 %) and chunked so that a chunk's

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import gate
+from .. import gate, strict_json
 from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, PublishedRunError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays
 from ..scoring import fallback
+from ..sharding import published_scores
 from ..storage import (
     JSON_CONTENT,
     ObjectExistsError,
@@ -50,6 +52,26 @@ class IncompleteRunError(RuntimeError):
     """Some planned shard is missing or damaged: the run is not published."""
 
 
+class EmptyListsError(RuntimeError):
+    """Users who have items left to recommend got empty lists: their scores were not finite, and
+    publishing would serve them nothing. The run is not published."""
+
+
+#: how an empty list reads in a shard record. Inside an id every `"` is escaped, so `items"` then
+#: `:` can only end the key of a record's items: counting this counts the empty lists.
+EMPTY_ITEMS = b'"items":[]'
+
+
+def recorded_seconds(recorded: dict[str, str]) -> float:
+    """The predictor's time for the shard; 0.0 when it recorded none (or nothing finite), since
+    the manifest's figures must all be finite numbers."""
+    try:
+        seconds = float(recorded.get("seconds", "0"))
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+
+
 def verify_shard(
     s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any], existing: set[str]
 ) -> dict[str, Any]:
@@ -68,9 +90,10 @@ def verify_shard(
     try:
         # One user per line. The checksum already ties the object to what its predictor wrote, so
         # counting lines is enough; parsing every record's JSON cost Merge most of its time.
-        users = gzip.decompress(data).count(b"\n")
+        records = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
+    users = records.count(b"\n")
     if users != planned["users"]:
         raise ValueError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
     return {
@@ -81,7 +104,8 @@ def verify_shard(
         "last_user": planned["last_user"],
         "bytes": len(data),
         "sha256": digest,
-        "seconds": float(recorded.get("seconds", "nan")),
+        "seconds": recorded_seconds(recorded),
+        "empty_lists": records.count(EMPTY_ITEMS),
     }
 
 
@@ -99,12 +123,32 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str
         results = list(pool.map(check, plan))
     problems = [r for r in results if isinstance(r, str)]
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise IncompleteRunError(
             f"run {paths.run_id} not published: {len(problems)} of {len(plan)} shard(s) failed"
-            f" verification: {shown}"
+            f" verification: {_first_five(problems)}"
         )
-    return [r for r in results if isinstance(r, dict)]
+    shards = [r for r in results if isinstance(r, dict)]
+    emptied = [
+        f"shard {planned['index']}: {entry['empty_lists'] - planned['users_without_unseen']} users"
+        f" with unseen items have an empty list"
+        for planned, entry in zip(plan, shards)
+        # a plan written before it counted them (a resumed run) cannot be checked this way
+        if "users_without_unseen" in planned and entry["empty_lists"] != planned["users_without_unseen"]
+    ]
+    if emptied:
+        raise EmptyListsError(
+            f"run {paths.run_id} not published: {_first_five(emptied)}. Every user with unseen"
+            " items must get a list; an empty one means their scores were not finite (see the"
+            " predictors' logs), and rating_scale (leaving outliers out as invalid rows) is the"
+            " usual remedy"
+        )
+    for entry in shards:
+        del entry["empty_lists"]
+    return shards
+
+
+def _first_five(problems: list[str]) -> str:
+    return "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
 def run(
@@ -160,7 +204,7 @@ def write_manifest(
     top = fallback(model, config["top_n"])
     fallback_doc = {
         "items": [model.item_ids[i] for i in top.items.tolist()],
-        "scores": [round(s, 6) for s in top.scores.tolist()],
+        "scores": published_scores(top.scores, model.rating_scale),
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
@@ -249,7 +293,7 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     blindly: the loser reads the pointer again and decides again. Returns (moved, run now latest).
     """
     key = latest_key(settings.prefix)
-    body = json.dumps(latest, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    body = strict_json.dump_bytes(latest, what=key, indent=1, sort_keys=True)
     for _ in range(PUBLISH_ATTEMPTS):
         if object_exists(s3, settings.bucket, key):
             response = s3.get_object(Bucket=settings.bucket, Key=key)

@@ -17,7 +17,7 @@ from ..model import ModelArrays
 from ..sharding import check_shard_count, plan_shards, shard_users
 from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
-from ..training import fit, model_from_fit
+from ..training import check_similarity, fit, model_from_fit
 from ..versions import library_versions
 
 
@@ -42,6 +42,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
     check_shard_count(len(ratings.user_ids), config.users_per_shard)  # before the expensive part
+    check_similarity(ratings, config.algorithm, config.params)
     quality = None
     # Measured on a holdout split first (the published model then sees every rating), unless the
     # data is too small to hold anything out. On large data the split is of a sample of users, so
