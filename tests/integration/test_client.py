@@ -267,3 +267,12 @@ def test_for_ratings_folds_in_and_says_when_it_fell_back(store: Store) -> None:
     assert not {"item-00001", "item-00002", "item-00003"} & set(answer.items)
     unknown = recs.for_ratings({"no-such-item": 4.0}, n=5)
     assert not unknown.personal and unknown.items == manifest["fallback"]["items"][:5]
+
+
+def test_n_none_is_as_many_as_the_run_publishes_for_both_answers(store: Store) -> None:
+    manifest = store.publish("run-a", seed=1, top_n=7)
+    recs = store.open()
+    user = manifest["shards"][0]["first_user"]
+    assert len(recs.for_user(user, n=None).items) == 7
+    assert len(recs.for_ratings({"item-00001": 5.0}, n=None).items) == 7
+    assert recs.for_ratings({"item-00001": 5.0}, n=3).items == recs.for_ratings({"item-00001": 5.0}).items[:3]

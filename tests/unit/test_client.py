@@ -193,7 +193,8 @@ def test_unknown_users_get_the_fallback(published: Published, user: str) -> None
     assert (answer.items, answer.scores) == _fallback(published.manifest)
 
 
-@pytest.mark.parametrize("n", [0, 1, 3, TOP_N, 100])
+# n below 1 is refused: test_a_bad_n_is_refused_by_for_user_and_for_ratings_alike
+@pytest.mark.parametrize("n", [1, 3, TOP_N, 100])
 def test_n_truncates(published: Published, n: int) -> None:
     recs = Recommendations.open(published.root)
     user = published.manifest["shards"][2]["first_user"]
@@ -271,3 +272,55 @@ def test_a_403_on_a_missing_key_names_both_causes() -> None:
         stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
         with pytest.raises(RecommendationsError, match=r"s3://b/p/latest.json does not exist or this role"):
             S3Reader(s3, "b", "p").read("latest.json")
+
+
+# --- how many items, and which to leave out: one check for for_user, for_ratings and the CLI ---------
+
+BAD_COUNTS = [(-1, ValueError), (0, ValueError), (-100, ValueError), (True, TypeError), (False, TypeError)]
+BAD_COUNTS += [(2.0, TypeError), ("3", TypeError), (float("nan"), TypeError)]
+
+
+@pytest.mark.parametrize(("n", "error"), BAD_COUNTS)
+def test_a_bad_n_is_refused_by_for_user_and_for_ratings_alike(
+    published: Published, n: Any, error: type[Exception]
+) -> None:
+    recs = Recommendations.open(published.root)
+    user = published.manifest["shards"][2]["first_user"]
+    with pytest.raises(error, match="n must be a whole number >= 1, or None"):
+        recs.for_user(user, n=n)
+    with pytest.raises(error, match="n must be a whole number >= 1, or None"):
+        recs.for_user("nobody", n=n)
+    # refused before the model is read (this folder has none: reading it would fail otherwise)
+    with pytest.raises(error, match="n must be a whole number >= 1, or None"):
+        recs.for_ratings({"item 1": 4.0}, n=n)
+
+
+def test_n_none_is_every_published_item_and_numpy_integers_count(published: Published) -> None:
+    recs = Recommendations.open(published.root)
+    user = published.manifest["shards"][2]["first_user"]
+    assert recs.for_user(user, n=None).items == published.expected[user][0]
+    assert recs.for_user(user, n=np.int64(2)).items == published.expected[user][0][:2]
+
+
+@pytest.mark.parametrize("exclude", ["item 1", b"item 1", ["item 1", 7], {None}])
+def test_exclude_must_be_a_collection_of_item_ids(published: Published, exclude: Any) -> None:
+    recs = Recommendations.open(published.root)
+    user = published.manifest["shards"][2]["first_user"]
+    with pytest.raises(TypeError, match="exclude must be a collection of item ids"):
+        recs.for_user(user, exclude=exclude)
+    with pytest.raises(TypeError, match="exclude must be a collection of item ids"):
+        recs.for_ratings({"item 1": 4.0}, exclude=exclude)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1.5", "all"])
+def test_the_cli_refuses_a_bad_n(
+    published: Published, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recommender.cli import main
+
+    user = published.manifest["shards"][2]["first_user"]
+    for argv in (["recommend", user], ["recommend", "--rated", "item 1=4"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--from", str(published.root), "-n", value])
+        assert stopped.value.code == 2
+        assert "argument -n: n must be a whole number >= 1" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .client import Recommendations, RecommendationsError
+from .client import Recommendations, RecommendationsError, check_count
 from .config import ConfigError, RunConfig, SourceTable
 
 DEFAULT_OUT = Path("recommender-output")
@@ -272,7 +272,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 sep = ""
             if not sep or not key:
                 raise ConfigError(f"--rated {item!r} is not ITEM=RATING")
-        answer = recs.for_ratings(ratings, n=args.n or recs.manifest["top_n"], exclude=args.exclude)
+        answer = recs.for_ratings(ratings, n=args.n, exclude=args.exclude)
         print(f"for these {len(ratings)} rating(s), folded into run {answer.run_id}:")
     else:
         if args.user_id is None:
@@ -440,6 +440,16 @@ def _writable(url: str) -> Any:
     return psycopg2.connect(url)
 
 
+def _count(text: str) -> int | None:
+    """`-n` as the client checks it (`client.check_count`), refused by argparse with its reason."""
+    try:
+        return check_count(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"n must be a whole number >= 1 (leave -n out for every published item), not {text!r}"
+        ) from None
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     import boto3
 
@@ -526,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_OUT),
         help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
     )
-    rec.add_argument("-n", type=int, default=None, help="how many items (default: all published)")
+    rec.add_argument(
+        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
+    )
     rec.set_defaults(handler=cmd_recommend)
 
     ev = commands.add_parser(

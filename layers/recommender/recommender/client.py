@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import numbers
 import threading
 import time
 from collections import OrderedDict
@@ -115,6 +116,32 @@ class Answer:
     @property
     def source(self) -> str:
         return "personal" if self.personal else "fallback"
+
+
+def check_count(n: object) -> int | None:
+    """How many items an answer holds: a whole number >= 1, or None for every item the run
+    published. The one check behind `for_user`, `for_ratings` and the CLI's `-n`: a slice would
+    quietly read -1 as "all but the last", and True as 1."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a whole number >= 1, or None for every published item; not {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be a whole number >= 1, or None for every published item; not {n}")
+    return int(n)
+
+
+def check_exclude(exclude: Collection[str]) -> frozenset[str]:
+    """The item ids never to recommend. A bare string is refused: as a collection it is its
+    characters, and excluding those would silently exclude nothing the caller meant."""
+    if isinstance(exclude, str | bytes):
+        kind = type(exclude).__name__
+        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {kind}")
+    banned = frozenset(exclude)
+    for item in banned:
+        if not isinstance(item, str):
+            raise TypeError(f"exclude must be a collection of item ids (strings); it holds {item!r}")
+    return banned
 
 
 def _read(reader: ObjectReader, key: str) -> bytes:
@@ -312,7 +339,10 @@ class Recommendations:
     # -- answers --------------------------------------------------------------------------
 
     def for_user(self, user_id: str, n: int | None = None, exclude: Collection[str] = ()) -> Answer:
-        """The user's recommendations, or the fallback list for a user the model does not know."""
+        """The user's recommendations, or the fallback list for a user the model does not know.
+        `n`: see `check_count`; `exclude`: see `check_exclude`."""
+        n = check_count(n)
+        banned = check_exclude(exclude) if exclude else frozenset()
         run = self._current()
         shard = run.shard_for(user_id)
         found = self._records(run, shard).get(user_id) if shard is not None else None
@@ -321,21 +351,27 @@ class Recommendations:
             fallback = run.manifest["fallback"]
             found = (fallback["items"], fallback["scores"])
         items, scores = list(found[0]), list(found[1])
-        if exclude:
-            banned = set(exclude)
+        if banned:
             kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
             items, scores = [i for i, _ in kept], [s for _, s in kept]
         return Answer(user_id, items[:n], scores[:n], personal, run.run_id)
 
-    def for_ratings(self, ratings: Mapping[str, float], n: int = 10, exclude: Collection[str] = ()) -> Answer:
+    def for_ratings(
+        self, ratings: Mapping[str, float], n: int | None = 10, exclude: Collection[str] = ()
+    ) -> Answer:
         """Recommendations for a user described by ratings given now, folded into the published
-        model; the rated items are excluded. Raises `foldin.FoldInUnsupported` (a ValueError) for
-        an algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
+        model; the rated items are excluded. `n` as in `for_user`: None is the run's `top_n`, as
+        many as a published list holds. Raises `foldin.FoldInUnsupported` (a ValueError) for an
+        algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
         from .foldin import recommend_for_ratings
 
+        count = check_count(n)
+        banned = check_exclude(exclude)
         run = self._current()
         model, params = self._model(run)
-        items, scores = recommend_for_ratings(model, params, ratings, n, exclude)
+        if count is None:
+            count = int(run.manifest["top_n"])
+        items, scores = recommend_for_ratings(model, params, ratings, count, banned)
         known = model.item_index()
         personal = any(item in known for item in ratings)  # no known item: the fallback list
         return Answer("", items, scores, personal, run.run_id)
