@@ -324,3 +324,139 @@ def test_the_cli_refuses_a_bad_n(
             main([*argv, "--from", str(published.root), "-n", value])
         assert stopped.value.code == 2
         assert "argument -n: n must be a whole number >= 1" in capsys.readouterr().err
+
+
+# --- keys stay inside the published folder ---------------------------------------------------------
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Published:
+    """A published folder, with a folder beside it that no key may reach."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "outside").mkdir()
+    return _publish(tmp_path / "site")
+
+
+def _rewrite_manifest(published: Published, **changes: Any) -> None:
+    manifest = {**published.manifest, **changes}
+    key = json.loads((published.root / "latest.json").read_text())["manifest"]
+    (published.root / key).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _point_latest_at(published: Published, manifest_key: str) -> None:
+    latest = json.loads((published.root / "latest.json").read_text())
+    (published.root / "latest.json").write_text(json.dumps({**latest, "manifest": manifest_key}))
+
+
+def _outside(published: Published) -> Path:
+    return published.root.parent / "outside"
+
+
+def _hostile_manifest_keys(published: Published) -> list[str]:
+    """The manifest copied outside the folder, and keys that reach it from latest.json."""
+    key = json.loads((published.root / "latest.json").read_text())["manifest"]
+    copy = _outside(published) / "manifest.json"
+    copy.write_bytes((published.root / key).read_bytes())
+    depth = "../" * (len(Path(key).parts) - 1)
+    return [
+        "../outside/manifest.json",
+        str(copy),
+        f"{depth}../outside/manifest.json",
+        f"runs/{depth}../outside/manifest.json",
+    ]
+
+
+def test_a_manifest_key_outside_the_folder_is_refused(site: Published) -> None:
+    for key in _hostile_manifest_keys(site):
+        _point_latest_at(site, key)
+        with pytest.raises(RecommendationsError, match="manifest"):
+            Recommendations.open(site.root)
+
+
+@pytest.mark.parametrize("how", ["dot-dot", "absolute", "backslash", "empty segment", "dot"])
+def test_a_shard_key_outside_the_folder_is_refused(site: Published, how: str) -> None:
+    shards = [dict(s) for s in site.manifest["shards"]]
+    copy = _outside(site) / "shard.jsonl.gz"
+    copy.write_bytes((site.root / shards[1]["key"]).read_bytes())  # same bytes: the checksum matches
+    shards[1]["key"] = {
+        "dot-dot": "runs/../../outside/shard.jsonl.gz",
+        "absolute": str(copy),
+        "backslash": "runs\\..\\..\\outside\\shard.jsonl.gz",
+        "empty segment": "runs//" + shards[1]["key"].removeprefix("runs/"),
+        "dot": "./" + shards[1]["key"],
+    }[how]
+    _rewrite_manifest(site, shards=shards)
+    with pytest.raises(RecommendationsError, match="shards"):
+        Recommendations.open(site.root).for_user(shards[1]["first_user"])
+
+
+def test_a_symlink_out_of_the_folder_is_refused(site: Published) -> None:
+    shard = site.manifest["shards"][1]
+    path = site.root / shard["key"]
+    copy = _outside(site) / "shard.jsonl.gz"
+    copy.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(copy)
+    recs = Recommendations.open(site.root)
+    with pytest.raises(RecommendationsError, match="outside"):
+        recs.for_user(shard["first_user"])
+    # a symlink that stays inside the folder is followed
+    other = site.manifest["shards"][2]
+    inside = site.root / "elsewhere.jsonl.gz"
+    (site.root / other["key"]).rename(inside)
+    (site.root / other["key"]).symlink_to(inside)
+    assert recs.for_user(other["first_user"]).items == site.expected[other["first_user"]][0]
+
+
+def test_a_symlinked_folder_or_latest_out_of_the_root_is_refused(site: Published) -> None:
+    (site.root / "runs").rename(_outside(site) / "runs")
+    (site.root / "runs").symlink_to(_outside(site) / "runs")
+    with pytest.raises(RecommendationsError, match="outside"):
+        Recommendations.open(site.root)
+    (site.root / "latest.json").rename(_outside(site) / "latest.json")
+    (site.root / "latest.json").symlink_to(_outside(site) / "latest.json")
+    with pytest.raises(RecommendationsError, match="outside"):
+        Recommendations.open(site.root)
+
+
+def test_a_root_reached_through_a_symlink_is_read(site: Published) -> None:
+    link = site.root.parent / "current"
+    link.symlink_to(site.root)
+    user = site.manifest["shards"][0]["first_user"]
+    assert Recommendations.open(link).for_user(user).items == site.expected[user][0]
+
+
+@pytest.mark.parametrize("field", ["key", "metadata_key"])
+def test_model_keys_outside_the_folder_are_refused_by_for_ratings(site: Published, field: str) -> None:
+    outside = _outside(site)
+    (outside / "model.npz").write_bytes(site.model.to_bytes())
+    (outside / "metadata.json").write_text(json.dumps({"params": site.manifest["model"]["params"]}))
+    model = dict(site.manifest["model"])
+    for name, file in (("key", "model.npz"), ("metadata_key", "metadata.json")):
+        inside = site.root / model[name]
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        inside.write_bytes((outside / file).read_bytes())
+    model[field] = f"../outside/{'model.npz' if field == 'key' else 'metadata.json'}"
+    _rewrite_manifest(site, model=model)
+    with pytest.raises(RecommendationsError, match="model"):
+        Recommendations.open(site.root).for_ratings({"item 1": 5.0}, n=3)
+
+
+UNSAFE_KEYS = ["../x", "/etc/passwd", "a//b", "a/./b", "a/../../b", "a\\b", "a/", "", "a\x00b"]
+
+
+@pytest.mark.parametrize("key", UNSAFE_KEYS)
+def test_both_readers_refuse_an_unsafe_key_before_reading(tmp_path: Path, key: str) -> None:
+    from recommender.client import FolderReader, S3Reader
+
+    class NoS3:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"S3 was asked ({name}) for {key!r}")
+
+    (tmp_path / "x").write_text("outside")
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    with pytest.raises(RecommendationsError, match="refused key"):
+        FolderReader(root).read(key)
+    with pytest.raises(RecommendationsError, match="refused key"):
+        S3Reader(NoS3(), "bucket", "prefix").read(key)

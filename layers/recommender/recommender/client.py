@@ -55,12 +55,45 @@ class ObjectReader(Protocol):
     def describe(self, key: str) -> str: ...
 
 
+def check_key(key: object) -> str:
+    """`key` if this product could have written it, else RecommendationsError.
+
+    Keys come from latest.json and the manifest, which whoever can write the bucket or the folder
+    controls. A key is relative to the prefix and made of `/`-separated segments, none empty, `.`
+    or `..`, with no backslash: in a folder anything else could lead out of the root, and in S3,
+    where keys are not paths, an HTTP path with `..` segments may still be normalised on its way
+    to a key outside the prefix."""
+    if not isinstance(key, str) or not key:
+        raise RecommendationsError(f"refused key {key!r}: not a non-empty string")
+    if key.startswith("/"):
+        raise RecommendationsError(f"refused key {key!r}: keys are relative to the prefix")
+    if "\\" in key or "\x00" in key:
+        raise RecommendationsError(f"refused key {key!r}: a backslash or NUL is never in a published key")
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise RecommendationsError(f"refused key {key!r}: an empty, '.' or '..' segment")
+    return key
+
+
 @dataclass(frozen=True)
 class FolderReader:
+    """Reads keys as files under `root`, never outside it: every path is resolved (symbolic links
+    followed) and must still be under the resolved root."""
+
     root: Path
 
+    def path(self, key: str) -> Path:
+        check_key(key)
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if not path.is_relative_to(root):
+            raise RecommendationsError(
+                f"{self.describe(key)} resolves to {path}, outside the folder {root}"
+                " (a symbolic link?): refused"
+            )
+        return path
+
     def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
-        path = self.root / key
+        path = self.path(key)
         try:
             stat = path.stat()
             tag = f"{stat.st_mtime_ns}-{stat.st_size}"
@@ -81,6 +114,7 @@ class S3Reader:
     prefix: str
 
     def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
+        check_key(key)
         full = f"{self.prefix}/{key}" if self.prefix else key
         conditional = {"IfNoneMatch": etag} if etag else {}
         try:
@@ -149,6 +183,22 @@ def _read(reader: ObjectReader, key: str) -> bytes:
     if data is None:  # pragma: no cover - only a conditional read answers "not modified"
         raise RecommendationsError(f"{reader.describe(key)} could not be read")
     return data
+
+
+def _field_key(where: str, field: str, key: object) -> str:
+    try:
+        return check_key(key)
+    except RecommendationsError as error:
+        raise RecommendationsError(f"{where}: {field}: {error}") from None
+
+
+def _check_keys(where: str, manifest: dict[str, Any]) -> None:
+    """Every key of the manifest the client may read, refused as a whole run if one is unsafe."""
+    for index, shard in enumerate(manifest["shards"]):
+        _field_key(where, f"shards[{index}].key", shard["key"])
+    _field_key(where, "fallback.key", manifest["fallback"]["key"])
+    for name in ("key", "metadata_key"):
+        _field_key(where, f"model.{name}", manifest["model"][name])
 
 
 def _utf8(text: str) -> bytes:
@@ -252,7 +302,9 @@ class Recommendations:
             return None
         try:
             latest = json.loads(data)
-            manifest = json.loads(_read(self.reader, latest["manifest"]))
+            manifest_key = _field_key(self.reader.describe(latest_key("")), "manifest", latest["manifest"])
+            manifest = json.loads(_read(self.reader, manifest_key))
+            _check_keys(self.reader.describe(manifest_key), manifest)
             return _Run.build(manifest, new_etag)
         except (ValueError, KeyError, TypeError) as error:
             raise RecommendationsError(
