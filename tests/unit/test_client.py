@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -237,7 +238,7 @@ def test_latest_decides_which_run_is_read(published: Published) -> None:
     recs = Recommendations.open(published.root)
     assert recs.manifest == published.manifest
     # a second run published later: a new open() follows latest.json, the old object stays put
-    fallback_doc = {**published.manifest["fallback"], "items": []}
+    fallback_doc = {**published.manifest["fallback"], "items": [], "scores": []}
     manifest = dict(published.manifest, run_id="run-2", fallback=fallback_doc)
     key = "runs/run-2/manifest.json"
     (published.root / key).parent.mkdir(parents=True)
@@ -460,3 +461,132 @@ def test_both_readers_refuse_an_unsafe_key_before_reading(tmp_path: Path, key: s
         FolderReader(root).read(key)
     with pytest.raises(RecommendationsError, match="refused key"):
         S3Reader(NoS3(), "bucket", "prefix").read(key)
+
+
+# --- latest.json and the manifest are checked against their schemas ----------------------------------
+
+
+def _broken(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of `manifest` with the field at `path` (dots, [k] for list items) set to
+    `value`, or removed when value is DELETE."""
+    doc = json.loads(json.dumps(manifest))
+    parts = [p if not p.isdigit() else int(p) for p in path.replace("[", ".").replace("]", "").split(".")]
+    holder = doc
+    for part in parts[:-1]:
+        holder = holder[part]
+    if value is DELETE:
+        del holder[parts[-1]]
+    else:
+        holder[parts[-1]] = value
+    return doc
+
+
+DELETE = object()
+BROKEN_MANIFESTS = [
+    ("fallback", DELETE, r"fallback: a required field is missing"),
+    ("fallback.items", "item 1", r"fallback\.items: "),
+    ("fallback.scores[1]", "x", r"fallback\.scores\[1\]: "),
+    ("fallback.scores", DELETE, r"fallback\.scores: a required field is missing"),
+    ("shards", {}, r"shards: "),
+    ("shards", [], r"shards: "),
+    ("shards[0].users", "5", r"shards\[0\]\.users: "),
+    ("shards[0].sha256", 5, r"shards\[0\]\.sha256: "),
+    ("shards[2].sha256", "ABC", r"shards\[2\]\.sha256: "),
+    ("shards[1].first_user", DELETE, r"shards\[1\]\.first_user: a required field is missing"),
+    ("shards[1].index", -1, r"shards\[1\]\.index: "),
+    ("top_n", True, r"top_n: "),
+    ("model", None, r"model: "),
+    ("model.key", 3, r"model\.key: "),
+    ("run_id", "../x", r"run_id: "),
+    ("schema_version", 2, r"schema_version: .*2"),
+    ("users", 1.5, r"users: "),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BROKEN_MANIFESTS)
+def test_a_malformed_manifest_is_refused_naming_the_field(
+    published: Published, path: str, value: Any, message: str
+) -> None:
+    broken = _broken(published.manifest, path, value)
+    # the schema itself says it is wrong: the client's check is the schema's, not another rule
+    assert list(Draft202012Validator(load_schema("manifest")).iter_errors(broken))
+    key = json.loads((published.root / "latest.json").read_text())["manifest"]
+    (published.root / key).write_text(json.dumps(broken), encoding="utf-8")
+    with pytest.raises(RecommendationsError, match=message) as refused:
+        Recommendations.open(published.root)
+    assert "manifest.json" in str(refused.value)
+
+
+def test_fallback_items_and_scores_must_pair_up(published: Published) -> None:
+    broken = _broken(published.manifest, "fallback.scores", published.manifest["fallback"]["scores"][:-1])
+    _rewrite_manifest(published, fallback=broken["fallback"])
+    with pytest.raises(RecommendationsError, match=r"fallback: .*items.*scores"):
+        Recommendations.open(published.root)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"manifest": DELETE}, r"latest\.json: manifest: a required field is missing"),
+        ({"manifest": 7}, r"latest\.json: manifest: "),
+        ({"schema_version": 2}, r"latest\.json: schema_version: .*2"),
+        ({"run_id": "run-2"}, r"names run run-2 but its manifest is run run-1"),
+    ],
+)
+def test_a_malformed_latest_is_refused_naming_the_field(
+    published: Published, change: dict[str, Any], message: str
+) -> None:
+    latest = json.loads((published.root / "latest.json").read_text())
+    for name, value in change.items():
+        if value is DELETE:
+            del latest[name]
+        else:
+            latest[name] = value
+    (published.root / "latest.json").write_text(json.dumps(latest))
+    with pytest.raises(RecommendationsError, match=message):
+        Recommendations.open(published.root)
+
+
+def test_a_list_instead_of_an_object_is_refused(published: Published) -> None:
+    (published.root / "latest.json").write_text("[]")
+    with pytest.raises(RecommendationsError, match=r"latest\.json: .*object"):
+        Recommendations.open(published.root)
+
+
+def test_fields_the_client_does_not_know_are_accepted(published: Published) -> None:
+    """A writer may add an optional field within schema version 1: the client reads on."""
+    shards = [{**s, "added_later": 1} for s in published.manifest["shards"]]
+    model = {**published.manifest["model"], "added_later": {"x": 1}}
+    _rewrite_manifest(published, shards=shards, model=model, added_later=[1])
+    user = published.manifest["shards"][0]["first_user"]
+    assert Recommendations.open(published.root).for_user(user).items == published.expected[user][0]
+
+
+def test_a_malformed_new_run_keeps_the_old_one_serving(published: Published) -> None:
+    recs = Recommendations.open(published.root, refresh_seconds=0)
+    broken = _broken(published.manifest, "fallback.items", None)
+    broken["run_id"] = "run-2"
+    key = "runs/run-2/manifest.json"
+    (published.root / key).parent.mkdir(parents=True)
+    (published.root / key).write_text(json.dumps(broken), encoding="utf-8")
+    latest = build_latest("run-2", key, broken["created_at"], "2026-11-29T06:00:00.000Z")
+    (published.root / "latest.json").write_text(json.dumps(latest), encoding="utf-8")
+    assert recs.refresh() is False
+    assert recs.for_user("nobody").run_id == RUN_ID
+    assert "fallback.items" in (recs.last_refresh_error or "")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not gzip", gzip.compress(b"not json\n"), gzip.compress(b'{"user": "u"}\n'), gzip.compress(b"[1]\n")],
+    ids=["not gzip", "not json", "a record without items", "not a record"],
+)
+def test_a_shard_that_matches_its_checksum_but_not_the_format_is_refused(
+    published: Published, content: bytes
+) -> None:
+    shards = [dict(s) for s in published.manifest["shards"]]
+    (published.root / shards[1]["key"]).write_bytes(content)
+    shards[1]["sha256"] = sha256_hex(content)
+    _rewrite_manifest(published, shards=shards)
+    with pytest.raises(RecommendationsError, match="shard-00001"):
+        Recommendations.open(published.root).for_user(shards[1]["first_user"])

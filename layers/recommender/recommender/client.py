@@ -17,6 +17,10 @@ How it stays fast and safe:
   read, the previous one keeps serving and `last_refresh_error` says why.
 - It is thread-safe: lookups share the cache under a lock, one thread at a time refreshes, and
   concurrent misses on the same shard load it once.
+- It trusts nothing it reads: latest.json and the manifest are checked against their JSON Schemas
+  (validation.py) before a run is served, every key must stay inside the prefix or the folder
+  (`check_key`, and `FolderReader` resolves symbolic links), and `n` and `exclude` are checked
+  before any lookup (`check_count`, `check_exclude`).
 Importing it does not import Surprise.
 """
 
@@ -28,14 +32,17 @@ import logging
 import numbers
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
+from .validation import problems
 
 logger = logging.getLogger(__name__)
 
@@ -185,20 +192,40 @@ def _read(reader: ObjectReader, key: str) -> bytes:
     return data
 
 
-def _field_key(where: str, field: str, key: object) -> str:
+def _json(data: bytes, where: str) -> Any:
     try:
-        return check_key(key)
-    except RecommendationsError as error:
-        raise RecommendationsError(f"{where}: {field}: {error}") from None
+        return json.loads(data)
+    except ValueError as error:
+        raise RecommendationsError(f"{where}: not JSON ({error})") from None
 
 
-def _check_keys(where: str, manifest: dict[str, Any]) -> None:
-    """Every key of the manifest the client may read, refused as a whole run if one is unsafe."""
-    for index, shard in enumerate(manifest["shards"]):
-        _field_key(where, f"shards[{index}].key", shard["key"])
-    _field_key(where, "fallback.key", manifest["fallback"]["key"])
-    for name in ("key", "metadata_key"):
-        _field_key(where, f"model.{name}", manifest["model"][name])
+_schemas: dict[str, dict[str, Any]] = {}
+SHOWN_PROBLEMS = 5
+
+
+def _checked(document: Any, name: str, where: str) -> dict[str, Any]:
+    """`document` if it is what the schema `name` describes, else RecommendationsError naming the
+    fields: a run is refused whole here, rather than with a KeyError or TypeError in some later
+    lookup. Fields the schema does not know are accepted (see validation.py)."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        raise RecommendationsError(
+            f"{where}: schema_version: {version} is not the version this client reads ({SCHEMA_VERSION}):"
+            " the output was written by another version of the product"
+        )
+    schema = _schemas.get(name)
+    if schema is None:
+        schema = _schemas[name] = load_schema(name)
+    found = problems(document, schema)
+    if name == "manifest" and not found:
+        fallback = document["fallback"]
+        if len(fallback["items"]) != len(fallback["scores"]):
+            found.append(f"fallback: {len(fallback['items'])} items but {len(fallback['scores'])} scores")
+    if found:
+        more = " (and more)" if len(found) > SHOWN_PROBLEMS else ""
+        raise RecommendationsError(f"{where}: " + "; ".join(found[:SHOWN_PROBLEMS]) + more)
+    checked: dict[str, Any] = document
+    return checked
 
 
 def _utf8(text: str) -> bytes:
@@ -300,16 +327,17 @@ class Recommendations:
         data, new_etag = self.reader.read(latest_key(""), etag)
         if data is None:
             return None
-        try:
-            latest = json.loads(data)
-            manifest_key = _field_key(self.reader.describe(latest_key("")), "manifest", latest["manifest"])
-            manifest = json.loads(_read(self.reader, manifest_key))
-            _check_keys(self.reader.describe(manifest_key), manifest)
-            return _Run.build(manifest, new_etag)
-        except (ValueError, KeyError, TypeError) as error:
+        where = self.reader.describe(latest_key(""))
+        latest = _checked(_json(data, where), "latest", where)
+        manifest_key: str = latest["manifest"]
+        where = self.reader.describe(manifest_key)
+        manifest = _checked(_json(_read(self.reader, manifest_key), where), "manifest", where)
+        if manifest["run_id"] != latest["run_id"]:
             raise RecommendationsError(
-                f"{self.reader.describe(latest_key(''))}: unreadable run ({error})"
-            ) from None
+                f"{self.reader.describe(latest_key(''))} names run {latest['run_id']} but its manifest"
+                f" is run {manifest['run_id']}"
+            )
+        return _Run.build(manifest, new_etag)
 
     def refresh(self) -> bool:
         """Look at latest.json now; True if a new run is now served."""
@@ -381,7 +409,15 @@ class Recommendations:
             )
         # tuples of strings and floats: the garbage collector stops tracking them, so a large
         # cache does not make every full collection (and the lookup it interrupts) slow
-        records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
+        try:
+            records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
+        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as error:
+            # the checksum ties the object to the manifest, not to the format: whoever wrote one
+            # could write the other
+            raise RecommendationsError(
+                f"{self.reader.describe(shard['key'])} is not a shard of gzip JSON Lines records"
+                f" ({type(error).__name__}: {error})"
+            ) from None
         if len(records) != shard["users"]:
             raise RecommendationsError(
                 f"{self.reader.describe(shard['key'])} holds {len(records)} users, not {shard['users']}"
