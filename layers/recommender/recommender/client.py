@@ -32,6 +32,7 @@ import logging
 import numbers
 import threading
 import time
+import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
@@ -466,14 +467,40 @@ class Recommendations:
 
     def _model(self, run: _Run) -> tuple[Any, dict[str, Any]]:
         """The run's model arrays and parameters, read on first use (they are large)."""
-        from .model import ModelArrays
-
         with self._cache_lock:
             held = self._models.get(run.run_id)
         if held is None:
-            model = ModelArrays.from_bytes(_read(self.reader, run.manifest["model"]["key"]))
-            params = json.loads(_read(self.reader, run.manifest["model"]["metadata_key"]))["params"]
-            held = (model, params)
+            held = (self._model_arrays(run.manifest["model"]), self._model_params(run.manifest["model"]))
             with self._cache_lock:
                 self._models = {run.run_id: held}
         return held
+
+    def _model_arrays(self, described: dict[str, Any]) -> Any:
+        """model.npz, checked against the manifest's size and SHA-256 when it has them (runs
+        published before they were recorded do not: their model is loaded unchecked). Either way
+        a model that cannot be read is a RecommendationsError, never numpy's or zipfile's."""
+        from .model import ModelArrays
+
+        key = described["key"]
+        data = _read(self.reader, key)
+        size, digest = described.get("bytes"), described.get("sha256")
+        if (size is not None and len(data) != size) or (digest is not None and sha256_hex(data) != digest):
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} does not match the manifest's size and SHA-256"
+                f" ({len(data)} bytes; the manifest says {size})"
+            )
+        try:
+            return ModelArrays.from_bytes(data)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} is not a model this client reads ({type(error).__name__}:"
+                f" {error})"
+            ) from None
+
+    def _model_params(self, described: dict[str, Any]) -> dict[str, Any]:
+        key = described["metadata_key"]
+        metadata = _json(_read(self.reader, key), self.reader.describe(key))
+        params = metadata.get("params") if isinstance(metadata, dict) else None
+        if not isinstance(params, dict):
+            raise RecommendationsError(f"{self.reader.describe(key)}: params: not an object of parameters")
+        return params

@@ -18,7 +18,7 @@ from typing import Any
 from .. import gate
 from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
-from ..model import ModelArrays
+from ..model import ModelArrays, check_object
 from ..scoring import fallback
 from ..storage import (
     JSON_CONTENT,
@@ -117,7 +117,10 @@ def run(
     paths = RunPaths(settings.prefix, run_id)
     shards = verify_shards(s3, settings, paths)
 
-    model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
+    model_meta = get_json(s3, settings.bucket, paths.model_meta)
+    recorded = model_meta.get("model_object")
+    model_data = check_object(get_bytes(s3, settings.bucket, paths.model), recorded, paths.model)
+    model = ModelArrays.from_bytes(model_data)
     top = fallback(model, config["top_n"])
     fallback_doc = {
         "items": [model.item_ids[i] for i in top.items.tolist()],
@@ -125,7 +128,6 @@ def run(
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
-    model_meta = get_json(s3, settings.bucket, paths.model_meta)
     quality = model_meta.get("quality")
     decision = gate.decide(
         quality,
@@ -160,6 +162,7 @@ def run(
             "items": model.n_items,
             "ratings": train["ratings"],
             "rating_scale": list(model.rating_scale),
+            **model_objects(settings, paths, model_meta),
         },
         shards=shards,
         fallback={"key": relative_key(settings.prefix, paths.fallback), **fallback_doc},
@@ -196,6 +199,24 @@ def run(
         "users": manifest["users"],
         "shards": len(shards),
     }
+
+
+def model_objects(settings: Settings, paths: RunPaths, model_meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of model.npz (bytes, sha256) and of the user parts (with their keys),
+    copied from Train's metadata: nothing for a run trained before Train recorded them."""
+    if "model_object" not in model_meta:
+        return {}
+    parts = [
+        {
+            "index": part["index"],
+            "key": relative_key(settings.prefix, paths.model_users(int(part["index"]))),
+            "bytes": part["bytes"],
+            "sha256": part["sha256"],
+        }
+        for part in model_meta.get("user_parts", [])
+    ]
+    recorded = model_meta["model_object"]
+    return {"bytes": recorded["bytes"], "sha256": recorded["sha256"], "user_parts": parts}
 
 
 def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
