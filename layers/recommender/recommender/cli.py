@@ -15,6 +15,7 @@ from typing import Any
 
 from .client import Recommendations, RecommendationsError, check_count
 from .config import ConfigError, RunConfig, SourceTable
+from .database import DatabaseUnavailableError, check_url, connect
 
 DEFAULT_OUT = Path("recommender-output")
 DEMO_SOURCE = {"table": "ratings", "timestamp_column": "rated_at"}
@@ -418,6 +419,7 @@ def _database(stack: ExitStack, args: argparse.Namespace) -> str:
         return _embedded(stack, args.data_dir)
     if args.database_url:
         url: str = args.database_url
+        check_url(url)  # a malformed URL fails now, before a server or the engine starts
         return url
     return _embedded(stack)
 
@@ -435,9 +437,8 @@ def _embedded(stack: ExitStack, data_dir: Path | None = None) -> str:
 
 
 def _writable(url: str) -> Any:
-    import psycopg2
-
-    return psycopg2.connect(url)
+    """A connection that may write (load replaces the table), made as every connection is."""
+    return connect(url, "recommender-load", readonly=False)
 
 
 def _count(text: str) -> int | None:
@@ -599,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RecommendationsError, FileNotFoundError, ValueError) as error:
         print(f"recommender: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailableError as error:  # its message is redacted (database.connect)
+        print(f"recommender: {error}", file=sys.stderr)
+        return 1
     return code
 
 
