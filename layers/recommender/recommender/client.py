@@ -484,14 +484,19 @@ class Recommendations:
         key = described["key"]
         data = _read(self.reader, key)
         size, digest = described.get("bytes"), described.get("sha256")
-        if (size is not None and len(data) != size) or (digest is not None and sha256_hex(data) != digest):
+        if size is not None and len(data) != size:
             raise RecommendationsError(
                 f"{self.reader.describe(key)} does not match the manifest's size and SHA-256"
-                f" ({len(data)} bytes; the manifest says {size})"
+                f" ({len(data)} bytes, not {size})"
+            )
+        if digest is not None and sha256_hex(data) != digest:
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} does not match the manifest's size and SHA-256"
+                " (its SHA-256 differs)"
             )
         try:
             return ModelArrays.from_bytes(data)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
             raise RecommendationsError(
                 f"{self.reader.describe(key)} is not a model this client reads ({type(error).__name__}:"
                 f" {error})"
