@@ -164,8 +164,8 @@ def check_count(n: object) -> int | None:
     """How many items an answer holds: a whole number >= 1, or None for every item the run
     published. The one check behind `for_user`, `for_ratings` and the CLI's `-n`: a slice would
     quietly read -1 as "all but the last", and True as 1."""
-    if n is None:
-        return None
+    if n is None or (type(n) is int and n >= 1):  # the common cases first: this is on every lookup
+        return n
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be a whole number >= 1, or None for every published item; not {n!r}")
     if n < 1:
