@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg2
 from moto.server import ThreadedMotoServer
 
 from recommender.client import Recommendations
 from recommender.config import SourceTable
+from recommender.database import connect
 from recommender.local import LocalEngine, embedded_postgres
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 
@@ -41,7 +41,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs ever
 def publish_run(users: int, items: int, per_shard: int, out: Path) -> None:
     spec = SyntheticSpec(users=users, items=items, ratings_per_user=20, seed=5)
     with embedded_postgres() as url:
-        with closing(psycopg2.connect(url)) as conn:
+        with closing(connect(url, "recommender-benchmark", readonly=False)) as conn:
             load_ratings(conn, synthetic_ratings(spec), SourceTable())
         run_input = {
             "users_per_shard": per_shard,

@@ -79,10 +79,9 @@ from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-
 from recommender import local, sample_data
 from recommender.config import SourceTable
+from recommender.database import connect
 from recommender.local import Invocation, LocalEngine, embedded_postgres, project_root
 
 REFERENCE = {"users": 162_000, "items": 59_000, "ratings": 25_000_000}  # MovieLens 25M, rounded
@@ -123,7 +122,7 @@ def load_synthetic(url: str, ratings: int, item_exponent: float, seed: int, tabl
         spec = sample_data.SyntheticSpec.with_total(users, items, ratings, seed=seed)
     except ValueError:
         spec = sample_data.SyntheticSpec(users, items, max(1, round(per_user)), seed=seed)
-    with closing(psycopg2.connect(url)) as conn:
+    with closing(connect(url, "recommender-benchmark", readonly=False)) as conn:
         return int(sample_data.load_synthetic(conn, spec, table))
 
 

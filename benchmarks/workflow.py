@@ -21,10 +21,10 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-import psycopg2
 
 from recommender.client import Recommendations
 from recommender.config import SourceTable
+from recommender.database import connect
 from recommender.local import LocalEngine, embedded_postgres
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.scoring import recommend
@@ -35,7 +35,7 @@ from recommender.training import fit, model_from_fit
 def workflow(spec: SyntheticSpec, users_per_shard: int) -> dict[str, float]:
     source = SourceTable(timestamp_column="rated_at")
     with embedded_postgres() as url:
-        with closing(psycopg2.connect(url)) as conn:
+        with closing(connect(url, "recommender-benchmark", readonly=False)) as conn:
             load_ratings(conn, synthetic_ratings(spec), source)
         run_input = {
             "users_per_shard": users_per_shard,

@@ -4,6 +4,7 @@ a local folder with the same layout: runs published by the real steps."""
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -267,3 +268,76 @@ def test_for_ratings_folds_in_and_says_when_it_fell_back(store: Store) -> None:
     assert not {"item-00001", "item-00002", "item-00003"} & set(answer.items)
     unknown = recs.for_ratings({"no-such-item": 4.0}, n=5)
     assert not unknown.personal and unknown.items == manifest["fallback"]["items"][:5]
+
+
+def test_n_none_is_as_many_as_the_run_publishes_for_both_answers(store: Store) -> None:
+    manifest = store.publish("run-a", seed=1, top_n=7)
+    recs = store.open()
+    user = manifest["shards"][0]["first_user"]
+    assert len(recs.for_user(user, n=None).items) == 7
+    assert len(recs.for_ratings({"item-00001": 5.0}, n=None).items) == 7
+    assert recs.for_ratings({"item-00001": 5.0}, n=3).items == recs.for_ratings({"item-00001": 5.0}).items[:3]
+
+
+class RecordingS3:
+    """An S3 client that records the keys it is asked for, so a test sees what was never read."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.keys: list[str] = []
+
+    def get_object(self, **request: Any) -> Any:
+        self.keys.append(request["Key"])
+        return self._s3.get_object(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+HOSTILE_KEYS = [
+    "../secret/{name}",
+    "/secret/{name}",
+    "runs/../../secret/{name}",
+    "runs//run-a/{name}",
+    "runs/./run-a/{name}",
+    "runs\\..\\..\\secret\\{name}",
+]
+
+
+def test_hostile_keys_in_latest_and_the_manifest_are_refused_on_s3(s3: Any) -> None:
+    """S3 keys are not paths, but an HTTP path with `..` segments may be normalised on its way:
+    a key the product never writes is refused before any request is made for it."""
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    store = Store(s3, bucket, None)
+    manifest = store.publish("run-a", seed=1)
+    latest = json.loads(store.get("latest.json"))
+    for name in ("manifest.json", "shard.jsonl.gz", "model.npz", "metadata.json"):  # outside the prefix
+        s3.put_object(Bucket=bucket, Key=f"secret/{name}", Body=b"{}")
+
+    def open_with(latest_doc: dict[str, Any], manifest_doc: dict[str, Any]) -> tuple[RecordingS3, Any]:
+        store.put("runs/run-a/manifest.json", json.dumps(manifest_doc).encode())
+        store.put("latest.json", json.dumps(latest_doc).encode())
+        recording = RecordingS3(s3)
+        return recording, lambda: Recommendations.open(f"s3://{bucket}/{PREFIX}", s3=recording)
+
+    for pattern in HOSTILE_KEYS:
+        key = pattern.format(name="manifest.json")
+        recording, opener = open_with({**latest, "manifest": key}, manifest)
+        with pytest.raises(RecommendationsError, match="manifest"):
+            opener()
+        assert recording.keys == [f"{PREFIX}/latest.json"], key
+
+        shards = [dict(s) for s in manifest["shards"]]
+        shards[0]["key"] = pattern.format(name="shard.jsonl.gz")
+        recording, opener = open_with(latest, {**manifest, "shards": shards})
+        with pytest.raises(RecommendationsError, match="shards"):
+            opener().for_user(shards[0]["first_user"])
+        assert not any("secret" in k or "\\" in k or "//" in k or "/./" in k for k in recording.keys)
+
+        for field, name in (("key", "model.npz"), ("metadata_key", "metadata.json")):
+            model = {**manifest["model"], field: pattern.format(name=name)}
+            recording, opener = open_with(latest, {**manifest, "model": model})
+            with pytest.raises(RecommendationsError, match="model"):
+                opener().for_ratings({"item-00001": 5.0}, n=3)
+            assert not any("secret" in k or "\\" in k or "//" in k or "/./" in k for k in recording.keys)

@@ -259,3 +259,122 @@ def test_library_versions_are_what_the_libraries_say() -> None:
         "scikit-surprise": surprise.__version__,
         "platform": sys.platform,
     }
+
+
+# --- the client's own schema check (recommender.validation) gives jsonschema's verdicts -----------------
+
+
+def _mutations() -> list[tuple[str, Any]]:
+    """(schema name, document): valid documents and documents broken in every way tested above."""
+    manifest = _manifest()
+    latest = build_latest("r1", "runs/r1/manifest.json", utc_now(), "2026-11-28T06:00:00.000Z")
+    documents: list[tuple[str, Any]] = [("manifest", manifest), ("latest", latest)]
+
+    def changed(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+        document = copy.deepcopy(manifest)
+        target: Any = document
+        for step in path[:-1]:
+            target = target[step]
+        if value is _DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return document
+
+    paths = [(f,) for f in manifest] + [
+        ("dataset", "sha256"),
+        ("model", "kind"),
+        ("model", "key"),
+        ("shards", 0, "sha256"),
+        ("shards", 1, "first_user"),
+        ("fallback", "key"),
+        ("fallback", "items"),
+        ("fallback", "scores"),
+        ("timings", "merge_seconds"),
+        ("gate", "decision"),
+        ("model", "rating_scale"),
+    ]
+    values = [
+        _DELETE,
+        None,
+        True,
+        0,
+        -1,
+        1.5,
+        "",
+        "x",
+        "../x",
+        "a//b",
+        [],
+        [1],
+        [1, 2, 3],
+        ["x"],
+        {},
+        {"x": 1},
+    ]
+    documents += [("manifest", changed(path, value)) for path in paths for value in values]
+    documents += [("manifest", changed(("shards", 0, "key"), key)) for key in UNSAFE_KEYS]
+    documents += [("latest", {**latest, "manifest": key}) for key in UNSAFE_KEYS]
+    documents += [("latest", {**latest, field: value}) for field in latest for value in values]
+    documents += [("manifest", []), ("latest", "x"), ("latest", None)]
+    documents += [("manifest", changed(("unexpected",), 1)), ("latest", {**latest, "unexpected": 1})]
+    documents += [("manifest", changed(("shards", 0, "start"), 0)), ("manifest", changed(("model", "x"), 0))]
+    record = {"user": "u", "items": ["a", "b"], "scores": [2.0, 1.0]}
+    documents += [("shard-record", record), ("shard-record", {**record, "items": ["a", "a"]})]
+    documents += [("shard-record", {**record, field: value}) for field in record for value in values]
+    return documents
+
+
+_DELETE = object()
+UNSAFE_KEYS = ["../x", "/etc/passwd", "a//b", "a/./b", "a/../../b", "a\\b", "a/", "", "a\x00b", ".", ".."]
+SAFE_KEYS = [
+    "latest.json",
+    "runs/r1/manifest.json",
+    "a/.b/..c/...",
+    "x",
+    "runs/r1/recommendations/shard-00001",
+]
+
+
+def test_the_client_check_agrees_with_jsonschema() -> None:
+    """Closed (additionalProperties enforced) it finds a problem exactly where jsonschema finds one.
+    Formats are annotations in draft 2020-12 unless a format checker is asked for: neither checks
+    them here."""
+    from recommender.validation import problems
+
+    for name, document in _mutations():
+        schema = load_schema(name)
+        expected = bool(list(Draft202012Validator(schema).iter_errors(document)))
+        assert bool(list(problems(document, schema, closed=True))) == expected, (name, document)
+
+
+def test_open_the_client_check_accepts_fields_it_does_not_know() -> None:
+    from recommender.validation import problems
+
+    manifest = _manifest()
+    manifest["added_later"] = 1
+    manifest["shards"][0]["added_later"] = {"x": [1]}
+    assert list(problems(manifest, load_schema("manifest"))) == []
+    assert list(problems(manifest, load_schema("manifest"), closed=True)) != []
+
+
+def test_a_schema_keyword_the_check_does_not_know_fails_loudly() -> None:
+    from recommender.validation import UnsupportedSchema, problems
+
+    with pytest.raises(UnsupportedSchema, match="oneOf"):
+        list(problems(1, {"oneOf": [{"type": "integer"}]}))
+
+
+def test_the_schemas_key_rule_is_the_clients() -> None:
+    from recommender.client import RecommendationsError, check_key
+
+    pattern = load_schema("manifest")["$defs"]["key"]
+    assert pattern == load_schema("latest")["$defs"]["key"]
+    validator = Draft202012Validator(pattern)
+    for key in UNSAFE_KEYS:
+        assert not validator.is_valid(key), key
+        with pytest.raises(RecommendationsError):
+            check_key(key)
+    for key in SAFE_KEYS:
+        assert validator.is_valid(key), key
+        assert check_key(key) == key

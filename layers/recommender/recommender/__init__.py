@@ -12,6 +12,7 @@ The pipeline, one module per concern:
     manifest     the run manifest and the latest pointer; versions, the libraries' it records
     steps/       extract, train, predict, merge: what each Lambda does
     client       reading published recommendations (app servers)
+    validation   the JSON Schema check the client applies, with the standard library only
     local        the real state machine on moto, for trying and testing without AWS
     sample_data  synthetic ratings and MovieLens loading
     report       the `recommender evaluate` report (Surprise's cross-validation and the hold-out)

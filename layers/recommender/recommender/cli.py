@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from . import strict_json
-from .client import Recommendations, RecommendationsError
+from .client import Recommendations, RecommendationsError, check_count
 from .config import ConfigError, RunConfig, SourceTable
+from .database import DatabaseUnavailableError, check_url, connect
 
 DEFAULT_OUT = Path("recommender-output")
 DEMO_SOURCE = {"table": "ratings", "timestamp_column": "rated_at"}
@@ -282,7 +283,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 sep = ""
             if not sep or not key:
                 raise ConfigError(f"--rated {item!r} is not ITEM=RATING")
-        answer = recs.for_ratings(ratings, n=args.n or recs.manifest["top_n"], exclude=args.exclude)
+        answer = recs.for_ratings(ratings, n=args.n, exclude=args.exclude)
         print(f"for these {len(ratings)} rating(s), folded into run {answer.run_id}:")
     else:
         if args.user_id is None:
@@ -428,6 +429,7 @@ def _database(stack: ExitStack, args: argparse.Namespace) -> str:
         return _embedded(stack, args.data_dir)
     if args.database_url:
         url: str = args.database_url
+        check_url(url)  # a malformed URL fails now, before a server or the engine starts
         return url
     return _embedded(stack)
 
@@ -445,9 +447,18 @@ def _embedded(stack: ExitStack, data_dir: Path | None = None) -> str:
 
 
 def _writable(url: str) -> Any:
-    import psycopg2
+    """A connection that may write (load replaces the table), made as every connection is."""
+    return connect(url, "recommender-load", readonly=False)
 
-    return psycopg2.connect(url)
+
+def _count(text: str) -> int | None:
+    """`-n` as the client checks it (`client.check_count`), refused by argparse with its reason."""
+    try:
+        return check_count(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"n must be a whole number >= 1 (leave -n out for every published item), not {text!r}"
+        ) from None
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -536,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_OUT),
         help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
     )
-    rec.add_argument("-n", type=int, default=None, help="how many items (default: all published)")
+    rec.add_argument(
+        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
+    )
     rec.set_defaults(handler=cmd_recommend)
 
     ev = commands.add_parser(
@@ -597,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RecommendationsError, FileNotFoundError, ValueError) as error:
         print(f"recommender: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailableError as error:  # its message is redacted (database.connect)
+        print(f"recommender: {error}", file=sys.stderr)
+        return 1
     return code
 
 

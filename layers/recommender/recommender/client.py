@@ -17,6 +17,10 @@ How it stays fast and safe:
   read, the previous one keeps serving and `last_refresh_error` says why.
 - It is thread-safe: lookups share the cache under a lock, one thread at a time refreshes, and
   concurrent misses on the same shard load it once.
+- It trusts nothing it reads: latest.json and the manifest are checked against their JSON Schemas
+  (validation.py) before a run is served, every key must stay inside the prefix or the folder
+  (`check_key`, and `FolderReader` resolves symbolic links), and `n` and `exclude` are checked
+  before any lookup (`check_count`, `check_exclude`).
 Importing it does not import Surprise.
 """
 
@@ -25,16 +29,21 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import numbers
 import threading
 import time
+import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
+from .validation import problems
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +63,45 @@ class ObjectReader(Protocol):
     def describe(self, key: str) -> str: ...
 
 
+def check_key(key: object) -> str:
+    """`key` if this product could have written it, else RecommendationsError.
+
+    Keys come from latest.json and the manifest, which whoever can write the bucket or the folder
+    controls. A key is relative to the prefix and made of `/`-separated segments, none empty, `.`
+    or `..`, with no backslash: in a folder anything else could lead out of the root, and in S3,
+    where keys are not paths, an HTTP path with `..` segments may still be normalised on its way
+    to a key outside the prefix."""
+    if not isinstance(key, str) or not key:
+        raise RecommendationsError(f"refused key {key!r}: not a non-empty string")
+    if key.startswith("/"):
+        raise RecommendationsError(f"refused key {key!r}: keys are relative to the prefix")
+    if "\\" in key or "\x00" in key:
+        raise RecommendationsError(f"refused key {key!r}: a backslash or NUL is never in a published key")
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise RecommendationsError(f"refused key {key!r}: an empty, '.' or '..' segment")
+    return key
+
+
 @dataclass(frozen=True)
 class FolderReader:
+    """Reads keys as files under `root`, never outside it: every path is resolved (symbolic links
+    followed) and must still be under the resolved root."""
+
     root: Path
 
+    def path(self, key: str) -> Path:
+        check_key(key)
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if not path.is_relative_to(root):
+            raise RecommendationsError(
+                f"{self.describe(key)} resolves to {path}, outside the folder {root}"
+                " (a symbolic link?): refused"
+            )
+        return path
+
     def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
-        path = self.root / key
+        path = self.path(key)
         try:
             stat = path.stat()
             tag = f"{stat.st_mtime_ns}-{stat.st_size}"
@@ -80,6 +122,7 @@ class S3Reader:
     prefix: str
 
     def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
+        check_key(key)
         full = f"{self.prefix}/{key}" if self.prefix else key
         conditional = {"IfNoneMatch": etag} if etag else {}
         try:
@@ -117,11 +160,73 @@ class Answer:
         return "personal" if self.personal else "fallback"
 
 
+def check_count(n: object) -> int | None:
+    """How many items an answer holds: a whole number >= 1, or None for every item the run
+    published. The one check behind `for_user`, `for_ratings` and the CLI's `-n`: a slice would
+    quietly read -1 as "all but the last", and True as 1."""
+    if n is None or (type(n) is int and n >= 1):  # the common cases first: this is on every lookup
+        return n
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a whole number >= 1, or None for every published item; not {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be a whole number >= 1, or None for every published item; not {n}")
+    return int(n)
+
+
+def check_exclude(exclude: Collection[str]) -> frozenset[str]:
+    """The item ids never to recommend. A bare string is refused: as a collection it is its
+    characters, and excluding those would silently exclude nothing the caller meant."""
+    if isinstance(exclude, str | bytes):
+        kind = type(exclude).__name__
+        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {kind}")
+    banned = frozenset(exclude)
+    for item in banned:
+        if not isinstance(item, str):
+            raise TypeError(f"exclude must be a collection of item ids (strings); it holds {item!r}")
+    return banned
+
+
 def _read(reader: ObjectReader, key: str) -> bytes:
     data, _ = reader.read(key)
     if data is None:  # pragma: no cover - only a conditional read answers "not modified"
         raise RecommendationsError(f"{reader.describe(key)} could not be read")
     return data
+
+
+def _json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise RecommendationsError(f"{where}: not JSON ({error})") from None
+
+
+_schemas: dict[str, dict[str, Any]] = {}
+SHOWN_PROBLEMS = 5
+
+
+def _checked(document: Any, name: str, where: str) -> dict[str, Any]:
+    """`document` if it is what the schema `name` describes, else RecommendationsError naming the
+    fields: a run is refused whole here, rather than with a KeyError or TypeError in some later
+    lookup. Fields the schema does not know are accepted (see validation.py)."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        raise RecommendationsError(
+            f"{where}: schema_version: {version} is not the version this client reads ({SCHEMA_VERSION}):"
+            " the output was written by another version of the product"
+        )
+    schema = _schemas.get(name)
+    if schema is None:
+        schema = _schemas[name] = load_schema(name)
+    found = problems(document, schema)
+    if name == "manifest" and not found:
+        fallback = document["fallback"]
+        if len(fallback["items"]) != len(fallback["scores"]):
+            found.append(f"fallback: {len(fallback['items'])} items but {len(fallback['scores'])} scores")
+    if found:
+        more = " (and more)" if len(found) > SHOWN_PROBLEMS else ""
+        raise RecommendationsError(f"{where}: " + "; ".join(found[:SHOWN_PROBLEMS]) + more)
+    checked: dict[str, Any] = document
+    return checked
 
 
 def _utf8(text: str) -> bytes:
@@ -223,14 +328,17 @@ class Recommendations:
         data, new_etag = self.reader.read(latest_key(""), etag)
         if data is None:
             return None
-        try:
-            latest = json.loads(data)
-            manifest = json.loads(_read(self.reader, latest["manifest"]))
-            return _Run.build(manifest, new_etag)
-        except (ValueError, KeyError, TypeError) as error:
+        where = self.reader.describe(latest_key(""))
+        latest = _checked(_json(data, where), "latest", where)
+        manifest_key: str = latest["manifest"]
+        where = self.reader.describe(manifest_key)
+        manifest = _checked(_json(_read(self.reader, manifest_key), where), "manifest", where)
+        if manifest["run_id"] != latest["run_id"]:
             raise RecommendationsError(
-                f"{self.reader.describe(latest_key(''))}: unreadable run ({error})"
-            ) from None
+                f"{self.reader.describe(latest_key(''))} names run {latest['run_id']} but its manifest"
+                f" is run {manifest['run_id']}"
+            )
+        return _Run.build(manifest, new_etag)
 
     def refresh(self) -> bool:
         """Look at latest.json now; True if a new run is now served."""
@@ -302,7 +410,15 @@ class Recommendations:
             )
         # tuples of strings and floats: the garbage collector stops tracking them, so a large
         # cache does not make every full collection (and the lookup it interrupts) slow
-        records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
+        try:
+            records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
+        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as error:
+            # the checksum ties the object to the manifest, not to the format: whoever wrote one
+            # could write the other
+            raise RecommendationsError(
+                f"{self.reader.describe(shard['key'])} is not a shard of gzip JSON Lines records"
+                f" ({type(error).__name__}: {error})"
+            ) from None
         if len(records) != shard["users"]:
             raise RecommendationsError(
                 f"{self.reader.describe(shard['key'])} holds {len(records)} users, not {shard['users']}"
@@ -312,7 +428,10 @@ class Recommendations:
     # -- answers --------------------------------------------------------------------------
 
     def for_user(self, user_id: str, n: int | None = None, exclude: Collection[str] = ()) -> Answer:
-        """The user's recommendations, or the fallback list for a user the model does not know."""
+        """The user's recommendations, or the fallback list for a user the model does not know.
+        `n`: see `check_count`; `exclude`: see `check_exclude`."""
+        n = check_count(n)
+        banned = check_exclude(exclude) if exclude else frozenset()
         run = self._current()
         shard = run.shard_for(user_id)
         found = self._records(run, shard).get(user_id) if shard is not None else None
@@ -321,35 +440,72 @@ class Recommendations:
             fallback = run.manifest["fallback"]
             found = (fallback["items"], fallback["scores"])
         items, scores = list(found[0]), list(found[1])
-        if exclude:
-            banned = set(exclude)
+        if banned:
             kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
             items, scores = [i for i, _ in kept], [s for _, s in kept]
         return Answer(user_id, items[:n], scores[:n], personal, run.run_id)
 
-    def for_ratings(self, ratings: Mapping[str, float], n: int = 10, exclude: Collection[str] = ()) -> Answer:
+    def for_ratings(
+        self, ratings: Mapping[str, float], n: int | None = 10, exclude: Collection[str] = ()
+    ) -> Answer:
         """Recommendations for a user described by ratings given now, folded into the published
-        model; the rated items are excluded. Raises `foldin.FoldInUnsupported` (a ValueError) for
-        an algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
+        model; the rated items are excluded. `n` as in `for_user`: None is the run's `top_n`, as
+        many as a published list holds. Raises `foldin.FoldInUnsupported` (a ValueError) for an
+        algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
         from .foldin import recommend_for_ratings
 
+        count = check_count(n)
+        banned = check_exclude(exclude)
         run = self._current()
         model, params = self._model(run)
-        items, scores = recommend_for_ratings(model, params, ratings, n, exclude)
+        if count is None:
+            count = int(run.manifest["top_n"])
+        items, scores = recommend_for_ratings(model, params, ratings, count, banned)
         known = model.item_index()
         personal = any(item in known for item in ratings)  # no known item: the fallback list
         return Answer("", items, scores, personal, run.run_id)
 
     def _model(self, run: _Run) -> tuple[Any, dict[str, Any]]:
         """The run's model arrays and parameters, read on first use (they are large)."""
-        from .model import ModelArrays
-
         with self._cache_lock:
             held = self._models.get(run.run_id)
         if held is None:
-            model = ModelArrays.from_bytes(_read(self.reader, run.manifest["model"]["key"]))
-            params = json.loads(_read(self.reader, run.manifest["model"]["metadata_key"]))["params"]
-            held = (model, params)
+            held = (self._model_arrays(run.manifest["model"]), self._model_params(run.manifest["model"]))
             with self._cache_lock:
                 self._models = {run.run_id: held}
         return held
+
+    def _model_arrays(self, described: dict[str, Any]) -> Any:
+        """model.npz, checked against the manifest's size and SHA-256 when it has them (runs
+        published before they were recorded do not: their model is loaded unchecked). Either way
+        a model that cannot be read is a RecommendationsError, never numpy's or zipfile's."""
+        from .model import ModelArrays
+
+        key = described["key"]
+        data = _read(self.reader, key)
+        size, digest = described.get("bytes"), described.get("sha256")
+        if size is not None and len(data) != size:
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} does not match the manifest's size and SHA-256"
+                f" ({len(data)} bytes, not {size})"
+            )
+        if digest is not None and sha256_hex(data) != digest:
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} does not match the manifest's size and SHA-256"
+                " (its SHA-256 differs)"
+            )
+        try:
+            return ModelArrays.from_bytes(data)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
+            raise RecommendationsError(
+                f"{self.reader.describe(key)} is not a model this client reads ({type(error).__name__}:"
+                f" {error})"
+            ) from None
+
+    def _model_params(self, described: dict[str, Any]) -> dict[str, Any]:
+        key = described["metadata_key"]
+        metadata = _json(_read(self.reader, key), self.reader.describe(key))
+        params = metadata.get("params") if isinstance(metadata, dict) else None
+        if not isinstance(params, dict):
+            raise RecommendationsError(f"{self.reader.describe(key)}: params: not an object of parameters")
+        return params

@@ -23,8 +23,10 @@ of users; NormalPredictor draws by inner id; `refit`) keep one whole `model.npz`
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,30 @@ import numpy as np
 
 FORMAT_VERSION = 3
 KIND_REFIT = "refit"
+
+
+class ModelIntegrityError(ValueError):
+    """A model object is not the one Train wrote: its size or SHA-256 differs from the record."""
+
+
+def object_record(data: bytes) -> dict[str, Any]:
+    """What Train records of each model object it writes, for its readers to check."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def check_object(data: bytes, recorded: Mapping[str, Any] | None, what: str) -> bytes:
+    """`data` if it is the object `recorded` describes, else ModelIntegrityError.
+
+    A model that is not the one Train wrote (truncated, replaced, or from another fit) would
+    otherwise fail somewhere in numpy's zip reading, or load and score with the wrong arrays.
+    `recorded` is None for a run Train wrote before it recorded objects: nothing to check."""
+    if recorded is None:
+        return data
+    if len(data) != recorded["bytes"]:
+        raise ModelIntegrityError(f"{what} holds {len(data)} bytes, Train wrote {recorded['bytes']}")
+    if hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        raise ModelIntegrityError(f"{what} does not match the SHA-256 Train recorded")
+    return data
 
 
 def encode_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,18 +14,28 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from ..config import ConfigError
+from ..database import check_url
+
 SOCKET_NAME = ".s.PGSQL.{port}"
 BUFFER = 1 << 16
 
 
 def socket_path(url: str) -> Path | None:
-    """The Unix socket a PostgreSQL URL names (`?host=/folder`, or a path as the host), or None."""
-    parts = urlsplit(url)
+    """The Unix socket a PostgreSQL URL names (`?host=/folder`), or None. None too for a URL
+    `database.check_url` refuses: reading one here would raise an error quoting a piece of it
+    (urllib's port error does), and Extract refuses it anyway, with a message that quotes none."""
+    try:
+        check_url(url)
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except (ConfigError, ValueError):
+        return None
     hosts = parse_qs(parts.query).get("host", [])
     folder = next((h for h in hosts if h.startswith("/")), None)
     if folder is None:
         return None
-    return Path(folder) / SOCKET_NAME.format(port=parts.port or 5432)
+    return Path(folder) / SOCKET_NAME.format(port=port)
 
 
 def tcp_url(url: str, port: int) -> str:

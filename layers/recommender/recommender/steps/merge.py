@@ -19,7 +19,7 @@ from typing import Any
 from .. import gate, strict_json
 from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, PublishedRunError, Settings, check_run_id
 from ..manifest import build_latest, build_manifest
-from ..model import ModelArrays
+from ..model import ModelArrays, check_object
 from ..scoring import fallback
 from ..sharding import published_scores
 from ..storage import (
@@ -200,7 +200,10 @@ def write_manifest(
     run_id = paths.run_id
     shards = verify_shards(s3, settings, paths)
 
-    model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
+    model_meta = get_json(s3, settings.bucket, paths.model_meta)
+    recorded = model_meta.get("model_object")
+    model_data = check_object(get_bytes(s3, settings.bucket, paths.model), recorded, paths.model)
+    model = ModelArrays.from_bytes(model_data)
     top = fallback(model, config["top_n"])
     fallback_doc = {
         "items": [model.item_ids[i] for i in top.items.tolist()],
@@ -208,7 +211,6 @@ def write_manifest(
     }
     put_json(s3, settings.bucket, paths.fallback, fallback_doc)
 
-    model_meta = get_json(s3, settings.bucket, paths.model_meta)
     quality = model_meta.get("quality")
     decision = gate.decide(
         quality,
@@ -243,6 +245,7 @@ def write_manifest(
             "items": model.n_items,
             "ratings": train["ratings"],
             "rating_scale": list(model.rating_scale),
+            **model_objects(settings, paths, model_meta),
         },
         shards=shards,
         fallback={"key": relative_key(settings.prefix, paths.fallback), **fallback_doc},
@@ -263,6 +266,24 @@ def write_manifest(
     except ObjectExistsError:
         manifest = get_json(s3, settings.bucket, paths.manifest)
     return manifest
+
+
+def model_objects(settings: Settings, paths: RunPaths, model_meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of model.npz (bytes, sha256) and of the user parts (with their keys),
+    copied from Train's metadata: nothing for a run trained before Train recorded them."""
+    if "model_object" not in model_meta:
+        return {}
+    parts = [
+        {
+            "index": part["index"],
+            "key": relative_key(settings.prefix, paths.model_users(int(part["index"]))),
+            "bytes": part["bytes"],
+            "sha256": part["sha256"],
+        }
+        for part in model_meta.get("user_parts", [])
+    ]
+    recorded = model_meta["model_object"]
+    return {"bytes": recorded["bytes"], "sha256": recorded["sha256"], "user_parts": parts}
 
 
 def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import Settings
 from ..kernels import Kernel
-from ..model import KIND_REFIT, ModelArrays, UserPart
+from ..model import KIND_REFIT, ModelArrays, ModelIntegrityError, UserPart, check_object
 from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
@@ -32,9 +32,12 @@ class ShardTimeoutError(RuntimeError):
     """Too little Lambda time is left to finish the shard; nothing was written. Not retried."""
 
 
-def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArrays, Kernel | None]:
+def load_model(
+    s3: Any, settings: Settings, paths: RunPaths, meta: dict[str, Any]
+) -> tuple[ModelArrays, Kernel | None]:
     """The run's model and, when the model is whole, its kernel; kept for the next shard a warm
-    Lambda (or thread) handles.
+    Lambda (or thread) handles. `meta` is Train's model metadata: model.npz must be the object it
+    records (`model.check_object`) before it is loaded.
 
     Kept by key and ETag: a model object written again under the same key is never served stale.
     """
@@ -42,7 +45,8 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
     with _cache_lock:
         if tag in _cache:
             return _cache[tag]
-        model = ModelArrays.from_bytes(get_bytes(s3, settings.bucket, paths.model))
+        data = get_bytes(s3, settings.bucket, paths.model)
+        model = ModelArrays.from_bytes(check_object(data, meta.get("model_object"), paths.model))
         kernel = None
         if model.kind == KIND_REFIT:
             # No kernel for this algorithm: refit it exactly as Train did (same snapshot,
@@ -51,7 +55,6 @@ def load_model(s3: Any, settings: Settings, paths: RunPaths) -> tuple[ModelArray
             from ..snapshot import read_snapshot
             from ..training import fit
 
-            meta = get_json(s3, settings.bucket, paths.model_meta)
             body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
             fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], tuple(meta["rating_scale"]))
             kernel = scorer_for(model, fitted.algorithm)
@@ -66,11 +69,21 @@ def shard_model(
     s3: Any, settings: Settings, paths: RunPaths, shard: dict[str, Any]
 ) -> tuple[ModelArrays, Kernel, np.ndarray]:
     """(model, kernel, inner ids of the shard's users): the item side joined with this shard's
-    part when the model is split, else the whole model."""
-    model, kernel = load_model(s3, settings, paths)
+    part when the model is split, else the whole model. Both are checked against what Train
+    recorded of them in its metadata, written after them: Merge and its manifest come later."""
+    meta = get_json(s3, settings.bucket, paths.model_meta)
+    model, kernel = load_model(s3, settings, paths, meta)
     if kernel is not None:
         return model, kernel, shard_users(model, shard)
-    part = UserPart.from_bytes(get_bytes(s3, settings.bucket, paths.model_users(int(shard["index"]))))
+    index = int(shard["index"])
+    recorded = {int(p["index"]): p for p in meta["user_parts"]} if "user_parts" in meta else None
+    if recorded is not None and index not in recorded:
+        raise ModelIntegrityError(f"shard {index}: Train recorded no user part for it")
+    key = paths.model_users(index)
+    data = check_object(
+        get_bytes(s3, settings.bucket, key), None if recorded is None else recorded[index], key
+    )
+    part = UserPart.from_bytes(data)
     if len(part.user_ids) != shard["users"]:
         raise ShardError(
             f"shard {shard['index']}: the model part holds {len(part.user_ids)} users, the plan has"

@@ -13,7 +13,7 @@ from .. import kernels
 from ..config import RunConfig, Settings
 from ..evaluation import evaluate, evaluation_split
 from ..gate import metric_name
-from ..model import ModelArrays
+from ..model import ModelArrays, object_record
 from ..sharding import check_shard_count, plan_shards, shard_users
 from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
@@ -55,7 +55,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
     fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
     model = model_from_fit(fitted)
     plan = plan_shards(model, config.users_per_shard)
-    in_parts = write_model(s3, settings, paths, model, plan)
+    model_object, user_parts = write_model(s3, settings, paths, model, plan)
     put_json(
         s3,
         settings.bucket,
@@ -72,7 +72,11 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
             "fit_seconds": round(fitted.seconds, 3),
             "versions": library_versions(),
             "quality": quality,
-            "users_in_parts": in_parts,
+            "users_in_parts": bool(user_parts),
+            # size and SHA-256 of each object written: the predictors and Merge check what they
+            # read against them, and Merge copies them into the manifest for the client
+            "model_object": model_object,
+            "user_parts": user_parts,
         },
     )
     put_json(s3, settings.bucket, paths.shard_plan, plan)
@@ -92,19 +96,25 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
 
 def write_model(
     s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[dict[str, Any]]
-) -> bool:
-    """Write the model, split into its item side and one part per shard when its kernel allows;
-    returns whether it was split. A predictor then reads the item side and its own shard's users
-    only, so its memory does not grow with the number of users."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Write the model, split into its item side and one part per shard when its kernel allows.
+    A predictor then reads the item side and its own shard's users only, so its memory does not
+    grow with the number of users. Returns the record (`model.object_record`) of model.npz and
+    those of the user parts, by shard index: none when the model is whole."""
     layout = kernels.user_layout(model)
     if layout is None:
-        put_bytes(s3, settings.bucket, paths.model, model.to_bytes())
-        return False
+        data = model.to_bytes()
+        put_bytes(s3, settings.bucket, paths.model, data)
+        return object_record(data), []
+    parts = []
     for shard in plan:
-        part = model.user_part(shard_users(model, shard), layout)
-        put_bytes(s3, settings.bucket, paths.model_users(int(shard["index"])), part.to_bytes())
-    put_bytes(s3, settings.bucket, paths.model, model.item_side(layout).to_bytes())
-    return True
+        index = int(shard["index"])
+        data = model.user_part(shard_users(model, shard), layout).to_bytes()
+        put_bytes(s3, settings.bucket, paths.model_users(index), data)
+        parts.append({"index": index, **object_record(data)})
+    data = model.item_side(layout).to_bytes()
+    put_bytes(s3, settings.bucket, paths.model, data)
+    return object_record(data), parts
 
 
 def summary(quality: dict[str, Any] | None, top_n: int) -> dict[str, float | None]:
