@@ -108,7 +108,7 @@ def test_a_numeric_rating_no_float8_holds_is_counted_not_fatal(engine: LocalEngi
 
 def test_every_object_is_strict_json(engine: LocalEngine, tmp_path: Path) -> None:
     """Runs in the module's order, last: the bucket then holds published and failed runs."""
-    assert engine.export(tmp_path) > 0
+    assert engine.export(tmp_path).written > 0
     documents = sorted(tmp_path.rglob("*.json"))
     shards = sorted(tmp_path.rglob("*.jsonl.gz"))
     assert any(p.name == "failure.json" for p in documents) and shards

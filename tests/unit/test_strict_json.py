@@ -164,7 +164,7 @@ def test_a_shard_without_its_recorded_time_still_makes_a_strict_manifest(s3: Any
     """Merge read a missing `seconds` as NaN, which went into the manifest."""
     from recommender.config import Settings
     from recommender.steps import merge
-    from recommender.storage import RunPaths, get_bytes, get_json
+    from recommender.storage import RunPaths, get_bytes, get_json, latest_key
     from tests.publishing import publish, write_snapshot
 
     settings = Settings(bucket=BUCKET, prefix="p")
@@ -185,6 +185,8 @@ def test_a_shard_without_its_recorded_time_still_makes_a_strict_manifest(s3: Any
     config = RunConfig.from_input(run_input).to_dict()
     extract = write_snapshot(s3, settings, "r1", rows)
     train = {"ratings": len(rows), "seconds": 0.0}
+    for written in (paths.manifest, latest_key("p")):  # as before its Merge ran
+        s3.delete_object(Bucket=BUCKET, Key=written)
     merge.run(s3, settings, "r1", config, extract, train)
     manifest = strict_loads(get_bytes(s3, BUCKET, paths.manifest))
     assert manifest["shards"][0]["seconds"] == 0.0

@@ -93,7 +93,10 @@ def published_scores(scores: np.ndarray, rating_scale: tuple[float, float]) -> l
     above it. So a scale spanning less than 1 keeps SCORE_DECIMALS significant digits of its
     span, and the rounded value is clamped back into the scale."""
     low, high = rating_scale
-    decimals = max(SCORE_DECIMALS, SCORE_DECIMALS - math.floor(math.log10(high - low)))
+    span = high - low  # 0 when every rating is one number (a table of one rating, say)
+    decimals = (
+        SCORE_DECIMALS if span <= 0 else max(SCORE_DECIMALS, SCORE_DECIMALS - math.floor(math.log10(span)))
+    )
     return [min(max(round(s, decimals), low), high) for s in scores.tolist()]
 
 
