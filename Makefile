@@ -27,4 +27,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) recommender-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) recommender-output build .hypothesis .pytest_cache .mypy_cache .ruff_cache
