@@ -6,15 +6,19 @@ TEST_DATABASE_URL names one to use instead (for example in a CI with a PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import boto3
 import psycopg2
 import pytest
+from moto import mock_aws
 from psycopg2 import sql
 
 from recommender.local import template
@@ -23,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # The functions the local engine deploys (template.yaml's): logical id -> (handler file, the ASL
 # substitution naming its ARN).
 LOCAL_FUNCTIONS = {f.logical_id: (f.handler_file, f.substitution) for f in template.functions(ROOT).values()}
+
+
+@contextlib.contextmanager
+def mocked_s3(bucket: str) -> Iterator[Any]:
+    """moto's S3 in this process, with one empty bucket."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=bucket)
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
-import boto3
 import numpy as np
 import psycopg2
 import pytest
-from moto import mock_aws
 
 from recommender import storage
 from recommender.config import ConfigError, Settings, SourceTable
@@ -23,6 +21,7 @@ from recommender.database import DatabaseUnavailableError
 from recommender.dataset import DatasetError, extract_to_s3, source_query
 from recommender.snapshot import read_snapshot
 from recommender.steps import extract
+from tests.conftest import mocked_s3
 
 BUCKET = "test-bucket"
 TRICKY_IDS = [
@@ -43,9 +42,7 @@ TRICKY_IDS = [
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

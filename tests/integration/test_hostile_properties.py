@@ -26,13 +26,11 @@ from contextlib import closing
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import jsonschema
 import psycopg2
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 from psycopg2 import sql
 
 from recommender.config import ConfigError, RunConfig, Settings
@@ -43,7 +41,7 @@ from recommender.sharding import decode_shard
 from recommender.steps import extract, merge, predict, train
 from recommender.storage import latest_key
 from recommender.training import NonFiniteModelError, SimilarityError
-from tests.conftest import Databases
+from tests.conftest import Databases, mocked_s3
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 # The product's own errors for data it cannot publish good lists from: each names the problem. A
@@ -127,9 +125,7 @@ def database(databases: Databases) -> str:
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

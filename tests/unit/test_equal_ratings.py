@@ -15,11 +15,9 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 import surprise
-from moto import mock_aws
 
 from recommender.config import Settings
 from recommender.kernels import load_kernel
@@ -28,6 +26,7 @@ from recommender.snapshot import ratings_from_rows
 from recommender.steps import train
 from recommender.storage import listed_keys
 from recommender.training import SimilarityError, estimate_or_default, fit, model_from_fit, surprise_trainset
+from tests.conftest import mocked_s3
 from tests.publishing import publish
 
 BUCKET = "equal-ratings"
@@ -37,9 +36,7 @@ SIMILARITIES = ("cosine", "msd", "pearson")
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

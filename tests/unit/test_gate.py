@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from recommender import gate
 from recommender.config import Settings
 from recommender.storage import RunPaths, get_json, latest_key, put_json
+from tests.conftest import mocked_s3
 from tests.publishing import publish
 
 SPLIT = {"method": "random", "fraction": 0.2, "seed": 0}
@@ -67,9 +66,7 @@ SETTINGS = Settings(bucket=BUCKET, prefix="p")
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

@@ -17,6 +17,7 @@ from moto import mock_aws
 from recommender.config import Settings
 from recommender.local import folder
 from recommender.storage import RunPaths, latest_key
+from tests.conftest import mocked_s3
 from tests.publishing import publish
 
 BUCKET = "folder-tests"
@@ -26,9 +27,7 @@ SETTINGS = Settings(bucket=BUCKET, prefix=PREFIX)
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

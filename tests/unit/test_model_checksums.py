@@ -9,10 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from jsonschema import Draft202012Validator
-from moto import mock_aws
 
 from recommender.client import Recommendations, RecommendationsError
 from recommender.config import RunConfig, Settings
@@ -20,6 +18,7 @@ from recommender.manifest import load_schema
 from recommender.model import ModelIntegrityError
 from recommender.steps import merge, predict, train
 from recommender.storage import RunPaths, get_json, put_json, relative_key, sha256_hex
+from tests.conftest import mocked_s3
 from tests.publishing import publish, write_snapshot
 
 BUCKET = "checksums"
@@ -30,9 +29,7 @@ WHOLE = {"algorithm": "KNNBasic", "params": {}}  # user-based: scoring needs eve
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

@@ -11,10 +11,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from recommender.config import RunConfig, Settings
 from recommender.kernels import Kernel, load_kernel
@@ -26,6 +24,7 @@ from recommender.steps import merge
 from recommender.steps.merge import EmptyListsError
 from recommender.storage import RunPaths, get_json, latest_key, listed_keys, sha256_hex
 from recommender.training import NonFiniteModelError, fit, model_from_fit
+from tests.conftest import mocked_s3
 from tests.publishing import publish, write_snapshot
 
 BUCKET = "non-finite"
@@ -34,9 +33,7 @@ SETTINGS = Settings(bucket=BUCKET, prefix="p")
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 

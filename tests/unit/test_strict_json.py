@@ -12,10 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 from recommender import strict_json
 from recommender.config import ConfigError, RunConfig
@@ -26,6 +24,7 @@ from recommender.sharding import encode_shard
 from recommender.storage import put_json
 from recommender.strict_json import NonFiniteNumberError
 from recommender.task import main as task_main
+from tests.conftest import mocked_s3
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "recommender" / "recommender"
 BUCKET = "strict-json"
@@ -43,9 +42,7 @@ def strict_loads(text: str | bytes) -> Any:
 
 @pytest.fixture
 def s3() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
+    with mocked_s3(BUCKET) as client:
         yield client
 
 
