@@ -142,13 +142,21 @@ def main(
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
     finally:
         logger.remove_keys(["run_id"])
+    return _report(result, run_id, "trained", result, stdout, stderr)
+
+
+def _report(
+    result: dict[str, Any], run_id: str, done: str, logged: Any, stdout: TextIO, stderr: TextIO
+) -> int:
+    """Print the step's result as one line of strict JSON (the task's output), or fail the task
+    when a number in it is not finite; returns the exit code."""
     try:
         line = strict_json.dumps(result, what="the task's output", sort_keys=True)
     except strict_json.NonFiniteNumberError as error:
-        logger.exception("training failed")
+        logger.error("the task's output is not strict JSON", extra={"error": str(error)})
         print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
         return EXIT_FAILED
-    logger.info("trained", extra=result)
+    logger.info(done, extra=logged)
     print(line, file=stdout, flush=True)
     return EXIT_OK
 
@@ -180,15 +188,7 @@ def run_extract(env: Mapping[str, str], s3: Any, stdout: TextIO, stderr: TextIO)
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
     finally:
         logger.remove_keys(["run_id"])
-    try:
-        line = strict_json.dumps(result, what="the task's output", sort_keys=True)
-    except strict_json.NonFiniteNumberError as error:
-        logger.exception("the extract failed")
-        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
-        return EXIT_FAILED
-    logger.info("extracted", extra=result["extract"])
-    print(line, file=stdout, flush=True)
-    return EXIT_OK
+    return _report(result, run_id, "extracted", result["extract"], stdout, stderr)
 
 
 if __name__ == "__main__":
