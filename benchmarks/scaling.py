@@ -83,6 +83,7 @@ from recommender import local, sample_data
 from recommender.config import SourceTable
 from recommender.database import connect
 from recommender.local import Invocation, LocalEngine, embedded_postgres, project_root
+from recommender.local.bootstrap import status_bytes
 
 REFERENCE = {"users": 162_000, "items": 59_000, "ratings": 25_000_000}  # MovieLens 25M, rounded
 MIB = 1024 * 1024
@@ -104,13 +105,7 @@ def shape(ratings: int, item_exponent: float) -> tuple[int, int, float]:
 
 
 def rss_bytes() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return status_bytes("VmRSS")
 
 
 def load_synthetic(url: str, ratings: int, item_exponent: float, seed: int, table: SourceTable) -> int:

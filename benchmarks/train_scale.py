@@ -56,6 +56,8 @@ from surprise import SVD, Trainset
 from recommender import evaluation, kernels, training
 from recommender.dataset import SNAPSHOT_COLUMNS, DatasetError, Ratings
 from recommender.evaluation import EVALUATION_MAX_RATINGS, evaluate, evaluation_split, holdout_split, subset
+from recommender.local.bootstrap import status_bytes
+from recommender.local.recording import peak_counter_available
 from recommender.model import KIND_REFIT, ModelArrays, utf8_order
 from recommender.snapshot import read_snapshot
 from recommender.training import (
@@ -228,28 +230,13 @@ def seed_evaluation(ratings: Ratings) -> dict[str, Any]:
 
 
 def _status_gib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # resets VmHWM to the current resident size
-        return True
-    except OSError:
-        return False
+    value = status_bytes(field)
+    return None if value is None else value / 1024**3
 
 
 def measure(name: str, version: str, work: Callable[[], Any], results: list[dict[str, Any]]) -> Any:
     gc.collect()
-    reset = _reset_peak()
+    reset = peak_counter_available()  # resets VmHWM to the current resident size
     held = _status_gib("VmRSS")
     load = os.getloadavg()[0]
     cpu, wall = time.process_time(), time.perf_counter()

@@ -91,7 +91,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels import SCORE_BLOCK_BYTES
+from .kernels import SCORE_BLOCK_BYTES, rows_within
 from .model import KIND_REFIT, ModelArrays
 from .selection import select_top_n
 
@@ -228,7 +228,7 @@ def _factor_estimates(
 
 def _chunk_rows(rated: int) -> int:
     """Items per chunk, so that a chunk's (item, rated item) temporaries stay within the bound."""
-    return max(1, SCORE_BLOCK_BYTES // (BYTES_PER_CELL * max(1, rated)))
+    return rows_within(SCORE_BLOCK_BYTES, BYTES_PER_CELL, rated)
 
 
 def _knn_estimates(

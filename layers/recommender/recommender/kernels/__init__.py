@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 SCORE_BLOCK_BYTES = 64 * 1024 * 1024  # bound on the float64 users x items block held at once
 
+
+def rows_within(budget_bytes: int, bytes_per_cell: int, columns: int) -> int:
+    """Rows of `columns` cells that fit in `budget_bytes`. At least one: a row wider than the budget
+    is still processed, alone, so the bound is on blocks of rows, never a refusal."""
+    return max(1, budget_bytes // (bytes_per_cell * max(1, columns)))
+
+
 Export = Callable[[Any, Any], dict[str, np.ndarray]]
 
 
@@ -58,7 +65,7 @@ class Kernel:
     def block_rows(self) -> int:
         """Users per block, so that a block's matrices stay within SCORE_BLOCK_BYTES."""
         peak = max(self.block_matrices, self.selection_matrices)
-        return max(1, SCORE_BLOCK_BYTES // (8 * peak * max(1, self.model.n_items)))
+        return rows_within(SCORE_BLOCK_BYTES, 8 * peak, self.model.n_items)
 
     def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-n unseen items of a block of users: (indices, unclipped values), -inf padded."""

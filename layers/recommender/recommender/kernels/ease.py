@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..model import UserLayout, csr_rows
-from . import SCORE_BLOCK_BYTES, Kernel, register
+from . import SCORE_BLOCK_BYTES, Kernel, register, rows_within
 
 
 def export_ease(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ class EASEKernel(Kernel):
             dense: np.ndarray = full @ weights
             return dense
         out = np.zeros((len(users), n_items), dtype=np.float64)
-        step = max(1, SCORE_BLOCK_BYTES // (8 * max(1, n_items)))
+        step = rows_within(SCORE_BLOCK_BYTES, 8, n_items)
         for start in range(0, len(union), step):
             out += x[:, start : start + step] @ weights[union[start : start + step]]
         return out

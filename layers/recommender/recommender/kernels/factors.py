@@ -17,7 +17,7 @@ import numpy as np
 
 from ..model import UserLayout
 from ..selection import seen_pairs
-from . import SCORE_BLOCK_BYTES, Kernel, register
+from . import SCORE_BLOCK_BYTES, Kernel, register, rows_within
 
 #: |score| bound below which a float32 product cannot overflow (float32's largest is 3.4e38)
 FLOAT32_LIMIT = 1e37
@@ -114,7 +114,7 @@ class FactorKernel(Kernel):
         return scores
 
     def block_rows(self) -> int:
-        return max(1, SCORE_BLOCK_BYTES // (self.bytes_per_cell * max(1, self.model.n_items)))
+        return rows_within(SCORE_BLOCK_BYTES, self.bytes_per_cell, self.model.n_items)
 
     def _buffers(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Score and mask buffers reused from block to block (per thread: the local engine runs

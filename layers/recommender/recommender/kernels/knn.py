@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..model import UserLayout
-from . import SCORE_BLOCK_BYTES, Kernel, register
+from . import SCORE_BLOCK_BYTES, Kernel, register, rows_within
 
 KINDS = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
 
@@ -151,7 +151,7 @@ class KNNKernel(Kernel):
         """Dense rank of sim[x, x2] in row x, for each x in xs: 0 for the largest value, equal
         values equal ranks. Sorting (rank, candidate position) is then nlargest's order."""
         ranks = np.empty((len(xs), self.n_x), dtype=self.rank_dtype)
-        rows = max(1, self.rank_bytes // (RANKING_BYTES * max(1, self.n_x)))
+        rows = rows_within(self.rank_bytes, RANKING_BYTES, self.n_x)
         for r0 in range(0, len(xs), rows):
             keys = -self.sim[xs[r0 : r0 + rows]]
             order = np.argsort(keys, axis=1)  # any order among equal values
@@ -254,7 +254,7 @@ class KNNKernel(Kernel):
         if self.user_based:  # x = the block's users, y = every item
             items = np.arange(self.model.n_items)
             lengths = self.indptr[items + 1] - self.indptr[items]
-            step = max(1, self.rank_bytes // (np.dtype(self.rank_dtype).itemsize * max(1, self.n_x)))
+            step = rows_within(self.rank_bytes, np.dtype(self.rank_dtype).itemsize, self.n_x)
             for r0 in range(0, len(users), step):
                 xs = users[r0 : r0 + step]
                 ranks = self._ranks(xs)

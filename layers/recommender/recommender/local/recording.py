@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-PROC_STATUS = Path("/proc/self/status")
+from .bootstrap import status_bytes
+
 PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
@@ -50,14 +51,8 @@ class Invocation:
 
 
 def memory_status() -> tuple[int, int]:
-    """(VmRSS, VmHWM) of this process, in bytes."""
-    rss = peak = 0
-    for line in PROC_STATUS.read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) * 1024
-    return rss, peak
+    """(VmRSS, VmHWM) of this process, in bytes; 0 where /proc does not say."""
+    return status_bytes("VmRSS") or 0, status_bytes("VmHWM") or 0
 
 
 def reset_peak() -> None:
