@@ -1,4 +1,5 @@
-"""AWS clients, created once per process (a warm Lambda container reuses them)."""
+"""AWS clients, created once per process (a warm Lambda container reuses them), and what their
+errors say."""
 
 from __future__ import annotations
 
@@ -14,3 +15,13 @@ _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 @functools.cache
 def s3_client() -> Any:
     return boto3.client("s3", config=_RETRIES)
+
+
+def error_code(error: BaseException) -> str | None:
+    """The code an AWS service answered with ("NoSuchKey", "PreconditionFailed", "304"...), or None
+    for an error that is not a service's answer (a timeout, a refused connection)."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .aws import error_code
 from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
@@ -130,7 +131,7 @@ class S3Reader:
         except self.s3.exceptions.NoSuchKey:
             raise RecommendationsError(f"{self.describe(key)} does not exist") from None
         except self.s3.exceptions.ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
+            code = error_code(error)
             if code in ("304", "NotModified"):
                 return None, etag or ""
             if code in ("403", "AccessDenied"):

@@ -13,6 +13,7 @@ import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .aws import error_code
 from .config import ConfigError, Settings
 
 DEFAULT_PORT = 5432
@@ -44,7 +45,7 @@ def url_from_secret(secret_arn: str, client: Any = None) -> str:
     try:
         response = client.get_secret_value(SecretId=secret_arn)
     except Exception as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+        code = error_code(error) or type(error).__name__
         raise SecretError(f"cannot read the database secret {secret_arn}: {code}") from None
     text = response.get("SecretString")
     if text is None:

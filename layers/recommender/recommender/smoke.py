@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import strict_json
+from .aws import error_code
 from .client import Recommendations, RecommendationsError
 from .config import ConfigError, RunConfig
 from .executions import details, failed_state, history, map_item_counts
@@ -135,7 +136,7 @@ def _report_failure(
         failure = s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode()
         say(f"  s3://{stack.bucket}/{key}:\n{failure}")
     except s3.exceptions.ClientError as problem:
-        code = problem.response.get("Error", {}).get("Code")
+        code = error_code(problem)
         say(f"  s3://{stack.bucket}/{key} could not be read ({code}): the failure was not recorded")
     say("latest.json was not moved: an app server keeps reading the previous run, if any.")
     return 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import strict_json
+from .aws import error_code
 from .config import check_run_id
 
 JSON_CONTENT = "application/json"
@@ -106,8 +107,7 @@ class ObjectExistsError(RuntimeError):
 
 def precondition_failed(error: Exception) -> bool:
     """Whether an S3 error is a conditional write's condition failing."""
-    code = getattr(error, "response", {}).get("Error", {}).get("Code")
-    return code in PRECONDITION_CODES
+    return error_code(error) in PRECONDITION_CODES
 
 
 def put_bytes(
