@@ -495,6 +495,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.set_defaults(handler=cmd_run)
 
+    _add_load_command(commands)
+
+    rec = commands.add_parser("recommend", help="a user's recommendations from published output")
+    rec.add_argument("user_id", nargs="?", help="a user id (or use --rated)")
+    rec.add_argument(
+        "--rated",
+        nargs="+",
+        metavar="ITEM=RATING",
+        help="recommend for these ratings instead, folded into the published model",
+    )
+    rec.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to recommend")
+    rec.add_argument(
+        "--from",
+        dest="source",
+        default=str(DEFAULT_OUT),
+        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
+    )
+    rec.add_argument(
+        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
+    )
+    rec.set_defaults(handler=cmd_recommend)
+
+    _add_evaluate_command(commands)
+
+    check = commands.add_parser(
+        "smoke",
+        help="after `sam deploy`: run the deployed state machine once and read what it published",
+        description="Reads the stack's outputs, starts an execution with a small input (no quality"
+        " evaluation, top 5), follows it state by state, then prints why it failed (the failed"
+        " state's error and the run's failure.json) or reads latest.json through the client as an"
+        " app server would. Uses your AWS credentials and region. Exit code 0 when the run published.",
+    )
+    check.add_argument("--stack", required=True, help="the stack's name (samconfig.toml: recommender)")
+    check.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
+    check.add_argument("--input", type=Path, help="a JSON file with the state machine input instead")
+    check.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
+    check.set_defaults(handler=cmd_smoke)
+    return parser
+
+
+def _add_load_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = commands.add_parser(
         "load",
         help="load ratings into a PostgreSQL table with COPY: synthetic at any scale, or MovieLens",
@@ -532,26 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--timestamp-column", default="rated_at", help="(default rated_at)")
     load.set_defaults(handler=cmd_load)
 
-    rec = commands.add_parser("recommend", help="a user's recommendations from published output")
-    rec.add_argument("user_id", nargs="?", help="a user id (or use --rated)")
-    rec.add_argument(
-        "--rated",
-        nargs="+",
-        metavar="ITEM=RATING",
-        help="recommend for these ratings instead, folded into the published model",
-    )
-    rec.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to recommend")
-    rec.add_argument(
-        "--from",
-        dest="source",
-        default=str(DEFAULT_OUT),
-        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
-    )
-    rec.add_argument(
-        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
-    )
-    rec.set_defaults(handler=cmd_recommend)
 
+def _add_evaluate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = commands.add_parser(
         "evaluate",
         help="compare algorithms offline: Surprise's cross-validation and a top-N hold-out",
@@ -586,21 +609,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ratings-per-user", type=int, default=40, help="--synthetic: mean (default 40)")
     ev.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
     ev.set_defaults(handler=cmd_evaluate)
-
-    check = commands.add_parser(
-        "smoke",
-        help="after `sam deploy`: run the deployed state machine once and read what it published",
-        description="Reads the stack's outputs, starts an execution with a small input (no quality"
-        " evaluation, top 5), follows it state by state, then prints why it failed (the failed"
-        " state's error and the run's failure.json) or reads latest.json through the client as an"
-        " app server would. Uses your AWS credentials and region. Exit code 0 when the run published.",
-    )
-    check.add_argument("--stack", required=True, help="the stack's name (samconfig.toml: recommender)")
-    check.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
-    check.add_argument("--input", type=Path, help="a JSON file with the state machine input instead")
-    check.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
-    check.set_defaults(handler=cmd_smoke)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -277,8 +277,7 @@ class _Model:
         last = min(spec.users, first + RNG_CHUNK_USERS)
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(1, index)))
         counts = self.counts[first:last]
-        user_f = self.user_f[first:last]
-        user_f32, cap32 = user_f.astype(np.float32), self.cap[first:last].astype(np.float32)
+        user_f32, cap32 = self.user_f[first:last].astype(np.float32), self.cap[first:last].astype(np.float32)
         rate = self.acceptance[first:last].copy()
         offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen_u = np.repeat(np.arange(last - first), counts)  # local user of each final row
@@ -323,13 +322,7 @@ class _Model:
             if len(open_u) or exact.any():  # the open rows and the new ones, merged per user
                 order = _order(all_u, all_s, drawn_so_far)
                 all_u, all_i, all_s = all_u[order], all_i[order], all_s[order]
-            # a user's first acceptance of each item: sort by (pair, sequence) (distinct keys, so
-            # the fast unstable sort is deterministic) and drop all but the head of each pair's run
-            pair = all_u * spec.items + all_i
-            order = _order(pair, all_s, drawn_so_far)
-            sorted_pair = pair[order]
-            unique = np.ones(len(pair), dtype=bool)
-            unique[order[1:][sorted_pair[1:] == sorted_pair[:-1]]] = False
+            unique = _first_acceptances(all_u * spec.items + all_i, all_s, drawn_so_far)
             all_u, all_i, all_s = all_u[unique], all_i[unique], all_s[unique]
             rank = _rank_in_groups(all_u)
             within = rank < counts[all_u]
@@ -344,11 +337,17 @@ class _Model:
             open_u, open_i, open_s = all_u[short], all_i[short], all_s[short]
         else:  # pragma: no cover - the exact draw completes any user; this is a guard, not a path
             raise RuntimeError("synthetic generator: a chunk did not fill its users' ratings")
+        return self._rate(rng, first, chosen_u, chosen_i)
+
+    def _rate(
+        self, rng: np.random.Generator, first: int, chosen_u: np.ndarray, chosen_i: np.ndarray
+    ) -> RatingBlock:
+        """Stars and times for the chosen (local user, item) pairs of the chunk starting at `first`."""
+        users = chosen_u + first
         chosen_a = np.einsum(
-            "nk,nk->n", np.take(user_f, chosen_u, axis=0), np.take(self.item_f, chosen_i, axis=0)
+            "nk,nk->n", np.take(self.user_f, users, axis=0), np.take(self.item_f, chosen_i, axis=0)
         )
         n = len(chosen_u)
-        users = chosen_u + first
         raw = (
             3.0
             + self.user_bias[users]
@@ -363,6 +362,16 @@ class _Model:
         )
         stamps = START_EPOCH + np.rint(within_year).astype(np.int64)
         return RatingBlock(users.astype(np.int64), chosen_i, stars, stamps)
+
+
+def _first_acceptances(pair: np.ndarray, sequence: np.ndarray, drawn: int) -> np.ndarray:
+    """A mask of each (user, item) pair's first acceptance: sort by (pair, sequence) (distinct keys,
+    so the fast unstable sort is deterministic) and keep the head of each pair's run."""
+    order = _order(pair, sequence, drawn)
+    sorted_pair = pair[order]
+    unique = np.ones(len(pair), dtype=bool)
+    unique[order[1:][sorted_pair[1:] == sorted_pair[:-1]]] = False
+    return unique
 
 
 def synthetic_blocks(spec: SyntheticSpec, block_users: int = DEFAULT_BLOCK_USERS) -> Iterator[RatingBlock]:

@@ -119,23 +119,9 @@ def _check(
     if isinstance(instance, dict):
         _check_object(instance, schema, root, path, closed, found)
     if isinstance(instance, list):
-        if len(instance) < schema.get("minItems", 0):
-            found.append(f"{where}: must hold at least {schema['minItems']} item(s), not {len(instance)}")
-        if "maxItems" in schema and len(instance) > schema["maxItems"]:
-            found.append(f"{where}: must hold at most {schema['maxItems']} item(s), not {len(instance)}")
-        if schema.get("uniqueItems") and len({repr(item) for item in instance}) < len(instance):
-            found.append(f"{where}: must not repeat an item")
-        if "items" in schema:
-            for index, item in enumerate(instance):
-                _check(item, schema["items"], root, f"{path}[{index}]", closed, found)
+        _check_array(instance, schema, root, path, closed, found)
     if isinstance(instance, str):
-        if len(instance) < schema.get("minLength", 0):
-            found.append(f"{where}: must be at least {schema['minLength']} character(s) long")
-        pattern = schema.get("pattern")
-        if pattern is not None and not _compiled(pattern).search(instance):
-            # a titled schema names its rule; the pattern itself is the last resort
-            rule = f"is not {schema['title']}" if "title" in schema else f"does not match {pattern}"
-            found.append(f"{where}: {instance[:80]!r} {rule}")
+        _check_string(instance, schema, where, found)
     if (
         "minimum" in schema
         and isinstance(instance, int | float)
@@ -143,6 +129,36 @@ def _check(
         and instance < schema["minimum"]
     ):
         found.append(f"{where}: must be at least {schema['minimum']}, not {instance!r}")
+
+
+def _check_array(
+    instance: list[Any],
+    schema: dict[str, Any],
+    root: dict[str, Any],
+    path: str,
+    closed: bool,
+    found: list[str],
+) -> None:
+    where = _where(path)
+    if len(instance) < schema.get("minItems", 0):
+        found.append(f"{where}: must hold at least {schema['minItems']} item(s), not {len(instance)}")
+    if "maxItems" in schema and len(instance) > schema["maxItems"]:
+        found.append(f"{where}: must hold at most {schema['maxItems']} item(s), not {len(instance)}")
+    if schema.get("uniqueItems") and len({repr(item) for item in instance}) < len(instance):
+        found.append(f"{where}: must not repeat an item")
+    if "items" in schema:
+        for index, item in enumerate(instance):
+            _check(item, schema["items"], root, f"{path}[{index}]", closed, found)
+
+
+def _check_string(instance: str, schema: dict[str, Any], where: str, found: list[str]) -> None:
+    if len(instance) < schema.get("minLength", 0):
+        found.append(f"{where}: must be at least {schema['minLength']} character(s) long")
+    pattern = schema.get("pattern")
+    if pattern is not None and not _compiled(pattern).search(instance):
+        # a titled schema names its rule; the pattern itself is the last resort
+        rule = f"is not {schema['title']}" if "title" in schema else f"does not match {pattern}"
+        found.append(f"{where}: {instance[:80]!r} {rule}")
 
 
 def _check_object(

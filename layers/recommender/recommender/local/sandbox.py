@@ -625,23 +625,15 @@ class Sandbox:
         task_root = TASK_ROOT if isolated else str(spec.code_dir.resolve())
         opt_python = OPT_PYTHON if isolated else str(self.opt_dir.resolve() / "python")
         environment = lambda_environment(spec, region, extra_env, self.version, task_root)
-        spawned_at = time.time()
         config = {
-            "sandbox": {
-                "code_dir": str(spec.code_dir.resolve()),
-                "opt_dir": str(self.opt_dir.resolve()),
-                "binds": [str(path) for path in self.binds],
-                "ephemeral_storage_mb": spec.ephemeral_storage_mb,
-                "uid": SANDBOX_UID,
-                "gid": SANDBOX_GID,
-            },
+            "sandbox": self._sandbox_config(spec),
             "environment": environment,
             "invocation": {
                 "request_id": request_id,
                 "task_root": task_root,
                 "opt_python": opt_python,
                 "timeout_seconds": spec.timeout_seconds,
-                "spawned_at": spawned_at,
+                "spawned_at": time.time(),
                 "function_arn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{spec.name}",
             },
         }
@@ -691,25 +683,22 @@ class Sandbox:
         header = messages.header or {}
         init_bytes = header.get("init_bytes", (messages.init or {}).get("init_bytes"))
         peak = _peak([cgroup.peak_bytes() if cgroup is not None else None, header.get("peak_bytes")])
-        error: dict[str, Any] | None
-        if timed_out:
-            seconds_text = f"{spec.timeout_seconds:.2f}"
-            message = f"RequestId: {request_id} Error: Task timed out after {seconds_text} seconds"
-            error = _error("Sandbox.Timedout", message)
-        elif not messages.complete:
-            error = exit_error(request_id, status, cgroup is not None and cgroup.oom_kills() > 0)
-        elif "error" in header:
-            error = header["error"]
-        elif len(messages.body) > RESPONSE_LIMIT_BYTES:
-            limit = RESPONSE_LIMIT_BYTES
-            message = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
-            error = _error("Function.ResponseSizeTooLarge", message)
-        else:
-            error = None
+        error = _invocation_error(messages, header, spec, request_id, timed_out, status, cgroup)
         costs = (init_bytes, peak, cpu, seconds)
         if error is not None:
             return Outcome(request_id, json.dumps(error).encode(), None, error, *costs)
         return Outcome(request_id, messages.body, _parse(messages.body), None, *costs)
+
+    def _sandbox_config(self, spec: FunctionSpec) -> dict[str, Any]:
+        """What bootstrap.py needs to build the function's root before it drops privileges."""
+        return {
+            "code_dir": str(spec.code_dir.resolve()),
+            "opt_dir": str(self.opt_dir.resolve()),
+            "binds": [str(path) for path in self.binds],
+            "ephemeral_storage_mb": spec.ephemeral_storage_mb,
+            "uid": SANDBOX_UID,
+            "gid": SANDBOX_GID,
+        }
 
     def _read(
         self,
@@ -740,6 +729,32 @@ class Sandbox:
                 if selector.select(timeout=max(0.0, wake - now)):
                     messages.feed(os.read(read_fd, 1 << 20))
         return messages, False
+
+
+def _invocation_error(
+    messages: _Messages,
+    header: dict[str, Any],
+    spec: FunctionSpec,
+    request_id: str,
+    timed_out: bool,
+    status: int,
+    cgroup: Cgroup | None,
+) -> dict[str, Any] | None:
+    """The error Lambda would report for this invocation, or None when the handler answered."""
+    if timed_out:
+        seconds_text = f"{spec.timeout_seconds:.2f}"
+        message = f"RequestId: {request_id} Error: Task timed out after {seconds_text} seconds"
+        return _error("Sandbox.Timedout", message)
+    if not messages.complete:
+        return exit_error(request_id, status, cgroup is not None and cgroup.oom_kills() > 0)
+    if "error" in header:
+        error: dict[str, Any] = header["error"]
+        return error
+    if len(messages.body) > RESPONSE_LIMIT_BYTES:
+        limit = RESPONSE_LIMIT_BYTES
+        message = f"Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+        return _error("Function.ResponseSizeTooLarge", message)
+    return None
 
 
 def _peak(figures: list[int | None]) -> int | None:

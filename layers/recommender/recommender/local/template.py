@@ -10,9 +10,10 @@ sets), the way CloudFormation evaluates them at deploy time.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -102,31 +103,42 @@ class Evaluator:
             return node
         if len(node) == 1:
             ((key, argument),) = node.items()
-            if key == "Ref":
-                return _NO_VALUE if argument == "AWS::NoValue" else self._name(argument)
-            if key == "Fn::GetAtt":
-                return self._name(".".join(argument))
-            if key == "Fn::Sub":
-                return re.sub(r"\$\{([\w:.]+)\}", lambda m: self._name(m.group(1)), argument)
-            if key == "Fn::If":
-                chosen = argument[1] if self.condition(argument[0]) else argument[2]
-                return self.value(chosen)
-            if key == "Fn::Equals":
-                left, right = (str(self.value(v)) for v in argument)
-                return left == right
-            if key == "Fn::Not":
-                return not self.value(argument[0])
-            if key == "Fn::And":
-                return all(self.value(v) for v in argument)
-            if key == "Fn::Or":
-                return any(self.value(v) for v in argument)
-            if key == "Condition":
-                return self.condition(argument)
-            if key == "Fn::Join":
-                separator, parts = argument
-                return separator.join(str(p) for p in self.value(parts))
+            intrinsic = self._INTRINSICS.get(key)
+            if intrinsic is not None:
+                return intrinsic(self, argument)
         evaluated = {k: self.value(v) for k, v in node.items()}
         return {k: v for k, v in evaluated.items() if v is not _NO_VALUE}
+
+    def _ref(self, name: str) -> Any:
+        return _NO_VALUE if name == "AWS::NoValue" else self._name(name)
+
+    def _sub(self, text: str) -> str:
+        return re.sub(r"\$\{([\w:.]+)\}", lambda m: self._name(m.group(1)), text)
+
+    def _if(self, argument: list[Any]) -> Any:
+        return self.value(argument[1] if self.condition(argument[0]) else argument[2])
+
+    def _equals(self, argument: list[Any]) -> bool:
+        left, right = (str(self.value(v)) for v in argument)
+        return left == right
+
+    def _join(self, argument: list[Any]) -> str:
+        separator, parts = argument
+        return str(separator).join(str(p) for p in self.value(parts))
+
+    #: the intrinsic functions template.yaml uses, each given its argument
+    _INTRINSICS: ClassVar[dict[str, Callable[[Evaluator, Any], Any]]] = {
+        "Ref": _ref,
+        "Fn::GetAtt": lambda self, argument: self._name(".".join(argument)),
+        "Fn::Sub": _sub,
+        "Fn::If": _if,
+        "Fn::Equals": _equals,
+        "Fn::Not": lambda self, argument: not self.value(argument[0]),
+        "Fn::And": lambda self, argument: all(self.value(v) for v in argument),
+        "Fn::Or": lambda self, argument: any(self.value(v) for v in argument),
+        "Condition": lambda self, argument: self.condition(argument),
+        "Fn::Join": _join,
+    }
 
     def _name(self, name: str) -> str:
         if name not in self.names:
