@@ -190,17 +190,17 @@ class _Model:
     holds a few chunks at most.
 
     Which items a user rates: draws proportional to popularity x min(1, exp(1.5 (a - c))), without
-    replacement, where a is the user-item affinity and c the user's cap (below). The old per-user
-    `rng.choice(items, p=popularity * exp(1.5 a))` needed the affinity of every item for every
+    replacement, where a is the user-item affinity and c the user's cap (below). Drawing the plain
+    target, `rng.choice(items, p=popularity * exp(1.5 a))` per user, needs the affinity of every item for every
     user, 9.6e9 of them at MovieLens 25M's shape; so would a Gumbel-top-k over the catalogue (plus
     as many Gumbel draws and a partition per user). Instead, candidates are drawn from the
     popularity alone (an alias table, O(1) each) and each is kept with probability
     min(1, exp(1.5 (a - c))): rejection sampling, exact for that target, at the cost of a few
     candidates per rating, each a gather of two factor rows.
 
-    Why cap at c rather than take the old target as it is: rejection needs a bound on the weights,
+    Why cap at c rather than take the plain target as it is: rejection needs a bound on the weights,
     and the user's maximum affinity is a pass over every item again; with it, 1 candidate in 7 is
-    kept. c is the mean affinity of the items the old target picks plus 2.5 standard deviations
+    kept. c is the mean affinity of the items the plain target picks plus 2.5 standard deviations
     (for a normal affinity, exp(1.5 a) shifts the mean by 1.5 variances): it changes the target
     only for the 0.6% of picks above it, among the user's most loved items anyway, and 1 candidate
     in 4 is kept (measured at 162,000 x 59,000).
