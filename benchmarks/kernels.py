@@ -19,6 +19,7 @@ every 2 ms), then the same for the k-NN kernels at a size k-NN fits, and one pre
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import threading
@@ -203,7 +204,7 @@ def knn_rows(n_users: int, n_items: int, per_user: int, sample: int) -> list[dic
         fitted = fit(ratings, name, params, None)
         model = model_from_fit(fitted)
         users = np.arange(model.n_users)
-        ours, ours_s, ours_mb = measure(lambda model=model, users=users: product(model, users))
+        ours, ours_s, ours_mb = measure(functools.partial(product, model, users))
         seed_lists, seed_sample_s, sampled = per_pair(model, fitted.algorithm, sample)
         sampled_users = np.linspace(0, model.n_users - 1, sample).astype(int).tolist()
         seed_s = seed_sample_s / sampled * model.n_users

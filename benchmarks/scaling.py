@@ -74,7 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def summarise(records: list[Invocation]) -> dict[str, Any]:
     }
 
 
-def state_seconds(events: list[dict[str, Any]]) -> tuple[dict[str, float], float | None]:
+def state_seconds(events: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float], float | None]:
     """Seconds of each top-level state and of the execution, as the engine's history saw them."""
     entered: dict[str, Any] = {}
     seconds: dict[str, float] = {}
@@ -247,7 +247,9 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         events = engine.sfn.get_execution_history(executionArn=result.execution_arn, maxResults=1000)[
             "events"
         ]
-        manifest_key = result.output["published"]["manifest_key"] if result.output else None
+        if not result.output:
+            raise SystemExit(f"[{label}] the run succeeded without an output")
+        manifest_key = result.output["published"]["manifest_key"]
         manifest = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=manifest_key)["Body"].read())
         meta_key = f"{engine.prefix}/{manifest['model']['metadata_key']}"
         model_meta = json.loads(engine.s3.get_object(Bucket=engine.bucket, Key=meta_key)["Body"].read())

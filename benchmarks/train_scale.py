@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import gc
 import gzip
 import io
@@ -211,12 +212,13 @@ def seed_model_from_fit(fitted: FittedModel) -> ModelArrays:
 @contextmanager
 def seed_training() -> Iterator[None]:
     """`training.fit` and `evaluation`'s model_from_fit as the seed had them."""
-    saved = training.build_trainset, evaluation.model_from_fit
-    training.build_trainset, evaluation.model_from_fit = seed_build_trainset, seed_model_from_fit  # type: ignore[assignment]
+    saved = training.build_trainset, evaluation.model_from_fit  # type: ignore[attr-defined]
+    training.build_trainset = seed_build_trainset
+    evaluation.model_from_fit = seed_model_from_fit  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        training.build_trainset, evaluation.model_from_fit = saved
+        training.build_trainset, evaluation.model_from_fit = saved  # type: ignore[attr-defined]
 
 
 def seed_evaluation(ratings: Ratings) -> dict[str, Any]:
@@ -332,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         measure(
             f"svd_fit {size / 1e6:g}M",
             "after",
-            lambda part_set=part_set: SVD(random_state=0).fit(part_set),
+            functools.partial(SVD(random_state=0).fit, part_set),
             results,
         )
         fits.append({"ratings": part.n_ratings, "users": len(part.user_ids), "items": len(part.item_ids)})
@@ -346,7 +348,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report = measure(
             f"evaluation budget {budget / 1e6:g}M",
             "after",
-            lambda split=split: evaluate(ratings, "SVD", {}, None, k=10, split=split),
+            functools.partial(evaluate, ratings, "SVD", {}, None, k=10, split=split),
             results,
         )
         budgets.append(

@@ -191,9 +191,9 @@ class _Model:
 
     Which items a user rates: draws proportional to popularity x min(1, exp(1.5 (a - c))), without
     replacement, where a is the user-item affinity and c the user's cap (below). Drawing the plain
-    target, `rng.choice(items, p=popularity * exp(1.5 a))` per user, needs the affinity of every item for every
-    user, 9.6e9 of them at MovieLens 25M's shape; so would a Gumbel-top-k over the catalogue (plus
-    as many Gumbel draws and a partition per user). Instead, candidates are drawn from the
+    target, `rng.choice(items, p=popularity * exp(1.5 a))` per user, needs the affinity of every
+    item for every user, 9.6e9 of them at MovieLens 25M's shape; so would a Gumbel-top-k over the
+    catalogue (plus as many Gumbel draws and a partition per user). Instead, candidates are drawn from the
     popularity alone (an alias table, O(1) each) and each is kept with probability
     min(1, exp(1.5 (a - c))): rejection sampling, exact for that target, at the cost of a few
     candidates per rating, each a gather of two factor rows.
