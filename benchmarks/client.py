@@ -23,7 +23,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -33,6 +33,9 @@ from recommender.config import SourceTable
 from recommender.database import connect
 from recommender.local import LocalEngine, embedded_postgres
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 COLD_ROUNDS = 5
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
@@ -55,7 +58,7 @@ def publish_run(users: int, items: int, per_shard: int, out: Path) -> None:
             engine.export(out)
 
 
-def upload(folder: Path, s3: Any, bucket: str, prefix: str) -> None:
+def upload(folder: Path, s3: S3Client, bucket: str, prefix: str) -> None:
     s3.create_bucket(Bucket=bucket)
     for path in folder.rglob("*"):
         if path.is_file():

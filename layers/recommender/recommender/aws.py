@@ -4,16 +4,19 @@ errors say."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 @functools.cache
-def s3_client() -> Any:
+def s3_client() -> S3Client:
     return boto3.client("s3", config=_RETRIES)
 
 

@@ -38,13 +38,17 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .aws import error_code
 from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
 from .validation import problems
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +122,18 @@ class FolderReader:
 
 @dataclass(frozen=True)
 class S3Reader:
-    s3: Any
+    s3: S3Client
     bucket: str
     prefix: str
 
     def read(self, key: str, etag: str | None = None) -> tuple[bytes | None, str]:
         check_key(key)
         full = f"{self.prefix}/{key}" if self.prefix else key
-        conditional = {"IfNoneMatch": etag} if etag else {}
+        request: GetObjectRequestTypeDef = {"Bucket": self.bucket, "Key": full}
+        if etag:
+            request["IfNoneMatch"] = etag
         try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=full, **conditional)
+            response = self.s3.get_object(**request)
         except self.s3.exceptions.NoSuchKey:
             raise RecommendationsError(f"{self.describe(key)} does not exist") from None
         except self.s3.exceptions.ClientError as error:
@@ -293,7 +299,7 @@ class Recommendations:
     def open(
         cls,
         location: str | Path,
-        s3: Any = None,
+        s3: S3Client | None = None,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         cached_shards: int = DEFAULT_CACHED_SHARDS,
     ) -> Recommendations:

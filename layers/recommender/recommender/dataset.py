@@ -12,7 +12,7 @@ import gzip
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 from psycopg2 import sql
@@ -25,6 +25,9 @@ from .ratings import SNAPSHOT_COLUMNS as SNAPSHOT_COLUMNS
 from .ratings import DatasetError as DatasetError
 from .ratings import Ratings as Ratings
 from .storage import S3Writer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 MAX_ID_LENGTH = 1024  # characters; a longer id is almost surely a mapping mistake
 TIMESTAMP_COLUMN = "timestamp"
@@ -242,7 +245,7 @@ def check_invalid_share(total: int, valid: int, dropped: dict[str, int], max_inv
 
 def extract_to_s3(
     conn: Any,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     key: str,
     source: SourceTable,
@@ -265,7 +268,7 @@ def extract_to_s3(
 
 def _extract(
     conn: Any,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     key: str,
     source: SourceTable,

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import strict_json
 from .aws import error_code
@@ -23,6 +23,9 @@ from .config import ConfigError, RunConfig
 from .executions import details, failed_state, history, map_item_counts
 from .steps.merge import failed_run_id
 from .storage import RunPaths
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 # Small on purpose: no quality evaluation (it roughly halves Train's time) and short lists; the
 # rest is the deployment's defaults, so the check exercises what a scheduled run does.
@@ -68,7 +71,7 @@ def read_stack(cloudformation: Any, name: str) -> Stack:
 def smoke(
     cloudformation: Any,
     sfn: Any,
-    s3: Any,
+    s3: S3Client,
     stack_name: str,
     run_input: dict[str, Any] | None = None,
     out: TextIO | None = None,
@@ -117,7 +120,7 @@ def smoke(
 
 
 def _report_failure(
-    s3: Any,
+    s3: S3Client,
     stack: Stack,
     name: str,
     run_input: dict[str, Any],
@@ -142,7 +145,7 @@ def _report_failure(
     return 1
 
 
-def _read_published(s3: Any, stack: Stack, say: Callable[[str], None]) -> int:
+def _read_published(s3: S3Client, stack: Stack, say: Callable[[str], None]) -> int:
     try:
         recs = Recommendations.open(stack.uri, s3=s3)
         manifest = recs.manifest

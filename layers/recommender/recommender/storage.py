@@ -11,11 +11,15 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import strict_json
 from .aws import error_code
 from .config import check_run_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, PutObjectRequestTypeDef
 
 JSON_CONTENT = "application/json"
 MULTIPART_PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
@@ -111,7 +115,7 @@ def precondition_failed(error: Exception) -> bool:
 
 
 def put_bytes(
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     key: str,
     data: bytes,
@@ -121,32 +125,38 @@ def put_bytes(
 ) -> None:
     """Write an object whole. With `if_absent` the write is conditional (If-None-Match: *): it
     creates the object or fails with ObjectExistsError, never replacing one."""
-    condition = {"IfNoneMatch": "*"} if if_absent else {}
+    request: PutObjectRequestTypeDef = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": data,
+        "ContentType": content_type,
+        "Metadata": metadata or {},
+    }
+    if if_absent:
+        request["IfNoneMatch"] = "*"
     try:
-        s3.put_object(
-            Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata or {}, **condition
-        )
+        s3.put_object(**request)
     except s3.exceptions.ClientError as error:
         if if_absent and precondition_failed(error):
             raise ObjectExistsError(f"s3://{bucket}/{key} exists already") from None
         raise
 
 
-def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+def get_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
     body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return body
 
 
-def put_json(s3: Any, bucket: str, key: str, obj: Any, if_absent: bool = False) -> None:
+def put_json(s3: S3Client, bucket: str, key: str, obj: Any, if_absent: bool = False) -> None:
     data = strict_json.dump_bytes(obj, what=key, indent=1, sort_keys=True)
     put_bytes(s3, bucket, key, data, content_type=JSON_CONTENT, if_absent=if_absent)
 
 
-def get_json(s3: Any, bucket: str, key: str) -> Any:
+def get_json(s3: S3Client, bucket: str, key: str) -> Any:
     return json.loads(get_bytes(s3, bucket, key))
 
 
-def object_exists(s3: Any, bucket: str, key: str) -> bool:
+def object_exists(s3: S3Client, bucket: str, key: str) -> bool:
     """Whether `key` exists, asked by listing it.
 
     S3 answers a GET or HEAD of a missing key with 404 only to a caller allowed to list the
@@ -158,7 +168,7 @@ def object_exists(s3: Any, bucket: str, key: str) -> bool:
     return any(entry["Key"] == key for entry in response.get("Contents", []))
 
 
-def listed_keys(s3: Any, bucket: str, prefix: str) -> set[str]:
+def listed_keys(s3: S3Client, bucket: str, prefix: str) -> set[str]:
     """Every key under `prefix` (one request per 1,000 keys); see `object_exists` for why a
     listing, not a GET, says what is missing."""
     found: set[str] = set()
@@ -175,12 +185,12 @@ class S3Writer(io.RawIOBase):
     the upload; `abort()` (or an exception inside a `with` block) leaves nothing behind.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, content_type: str) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str, content_type: str) -> None:
         super().__init__()
         self._s3, self._bucket, self._key, self._content_type = s3, bucket, key, content_type
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._parts: list[CompletedPartTypeDef] = []
         self._hash = hashlib.sha256()
         self.bytes_written = 0
         self.sha256 = ""

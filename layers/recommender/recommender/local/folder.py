@@ -26,10 +26,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..steps.merge import newer
 from ..storage import latest_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 LOCK_NAME = ".recommender.lock"
 TEMPORARY = ".tmp-"
@@ -57,7 +60,7 @@ def _files(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def load(s3: Any, bucket: str, prefix: str, folder: Path) -> int:
+def load(s3: S3Client, bucket: str, prefix: str, folder: Path) -> int:
     """Put every object of the folder into the bucket under the prefix; returns how many."""
     if not folder.is_dir():
         return 0
@@ -98,7 +101,7 @@ def _run_of(relative: str) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "runs" else None
 
 
-def publish(s3: Any, bucket: str, prefix: str, folder: Path) -> Published:
+def publish(s3: S3Client, bucket: str, prefix: str, folder: Path) -> Published:
     """Copy the bucket's objects under the prefix into the folder (see the module docstring)."""
     head = f"{prefix}/" if prefix else ""
     keys: list[str] = []
