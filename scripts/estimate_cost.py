@@ -33,7 +33,7 @@ FARGATE_GB_HOUR = 0.00356
 
 # Assumptions.
 CLOUD_FACTOR = 2.0  # seconds on AWS per second measured here: a vCPU share, Graviton, S3 over the network
-COLD_START_SECONDS = 1.0  # billed init of a new Lambda environment (the imports: ~0.9 s here)
+COLD_START_SECONDS = 1.0  # billed init of a new Lambda environment (the imports), rounded up
 LAMBDA_LIMIT_SECONDS = 900
 LAMBDA_LIMIT_MB = 10_240
 HEADROOM = 0.75  # a step is planned on Lambda only within 75% of its time and memory limits

@@ -57,10 +57,8 @@ METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
 
 
 #: above this many ratings, `evaluation_split` keeps a sample of users holding at most this many, so
-#: evaluating costs the same whatever the size of the data. Measured with SVD's defaults on a
-#: MovieLens-25M-shaped snapshot (benchmarks/train_scale.py, a shared 2-core x86 machine): the
-#: whole evaluation takes about 8 s with a 1M budget, 19-23 s with 2M, 42 s with 5M, against 160-200 s
-#: for the final fit on 25M ratings (and 330 s for an unsampled evaluation, at 8 GiB)
+#: evaluating costs the same whatever the size of the data: a fraction of the final fit's time at
+#: MovieLens 25M's shape (benchmarks/train_scale.py measures the budgets side by side; docs/scaling.md)
 EVALUATION_MAX_RATINGS = 2_000_000
 SAMPLE_RULE = "users in order of blake2b-64(user id, key=seed), the longest prefix within max_ratings"
 

@@ -178,7 +178,8 @@ class FactorKernel(Kernel):
         np.greater_equal(scores, threshold.astype(np.float32)[:, None], out=mask)
         if not np.isfinite(threshold).all():
             mask &= scores > -np.inf
-        cand_rows, cand_items = np.divmod(np.flatnonzero(mask), n_items)  # 1-D: ~10x faster
+        # one 1-D scan of the flat mask, then divmod: cheaper than a 2-D nonzero's per-axis indices
+        cand_rows, cand_items = np.divmod(np.flatnonzero(mask), n_items)
 
         exact = self._exact(users[cand_rows], cand_items)
         order = np.lexsort((tie_rank[cand_items], -exact, cand_rows))
