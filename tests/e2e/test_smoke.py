@@ -13,7 +13,8 @@ import boto3
 import psycopg2
 import pytest
 
-from recommender.config import ConfigError, SourceTable
+from recommender.config import SourceTable
+from recommender.errors import ConfigError
 from recommender.local import REGION, LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.smoke import read_stack, smoke

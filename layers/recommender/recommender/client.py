@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import RecommendationsError
 from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
@@ -49,10 +50,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_CACHED_SHARDS = 32
-
-
-class RecommendationsError(RuntimeError):
-    """The published output cannot be read as the manifest describes it."""
 
 
 class ObjectReader(Protocol):
@@ -450,7 +447,7 @@ class Recommendations:
     ) -> Answer:
         """Recommendations for a user described by ratings given now, folded into the published
         model; the rated items are excluded. `n` as in `for_user`: None is the run's `top_n`, as
-        many as a published list holds. Raises `foldin.FoldInUnsupported` (a ValueError) for an
+        many as a published list holds. Raises `FoldInUnsupportedError` (a ValueError) for an
         algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
         from .foldin import recommend_for_ratings
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from surprise import accuracy
 
+from .errors import DatasetError
 from .model import ModelArrays
 from .ratings import Ratings
 from .scoring import fallback, recommend, scorer_for
@@ -201,7 +202,7 @@ def sample_summary(split: Split, ratings: Ratings) -> dict[str, Any]:
 
 def _nonempty(split: Split) -> Split:
     if split.test.n_ratings == 0:
-        raise ValueError(
+        raise DatasetError(
             "no rating can be held out: every user has fewer than 2 ratings, or no held-out item"
             " has another rating to learn it from"
         )

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from .errors import NonFiniteScoreError
 from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
-from .selection import NonFiniteScoreError, check_lists, mask_seen, select_top_n
+from .selection import check_lists, mask_seen, select_top_n
 
 __all__ = [
-    "NonFiniteScoreError",
     "PairwiseScorer",
     "UserTopN",
     "fallback",

@@ -26,7 +26,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .ratings import SNAPSHOT_COLUMNS, DatasetError, Ratings
+from .errors import DatasetError
+from .ratings import SNAPSHOT_COLUMNS, Ratings
 
 READ_CHUNK_BYTES = 8 * 1024 * 1024  # decompressed bytes parsed at a time
 _LF, _CR, _QUOTE, _COMMA, _DOT, _MINUS, _ZERO = (ord(c) for c in '\n\r",.-0')

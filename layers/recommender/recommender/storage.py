@@ -15,6 +15,7 @@ from typing import Any
 
 from . import strict_json
 from .config import check_run_id
+from .errors import ObjectExistsError
 
 JSON_CONTENT = "application/json"
 MULTIPART_PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB for every part but the last
@@ -98,10 +99,6 @@ def sha256_hex(data: bytes) -> str:
 
 # What S3 answers a conditional write whose condition does not hold (If-None-Match, If-Match).
 PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict")
-
-
-class ObjectExistsError(RuntimeError):
-    """A write that must create its object found one there already."""
 
 
 def precondition_failed(error: Exception) -> bool:

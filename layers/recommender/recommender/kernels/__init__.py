@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import NoKernelError
 from ..model import UserLayout
 from ..selection import check_scores, mask_seen, select_top_n
 
@@ -101,7 +102,7 @@ def kernel_name(algo: Any) -> str | None:
 def export_arrays(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
     name = kernel_name(algo)
     if name is None:
-        raise KeyError(f"no kernel for {type(algo).__name__}")
+        raise NoKernelError(f"no kernel for {type(algo).__name__}")
     return REGISTRY[name].export(algo, trainset)
 
 
@@ -114,7 +115,7 @@ def user_layout(model: ModelArrays) -> UserLayout | None:
 def load_kernel(model: ModelArrays) -> Kernel:
     spec = REGISTRY.get(model.kind)
     if spec is None:
-        raise KeyError(f"no kernel for model kind {model.kind!r}")
+        raise NoKernelError(f"no kernel for model kind {model.kind!r}")
     return spec.kernel(model)
 
 

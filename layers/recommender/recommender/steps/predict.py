@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
+from ..errors import ModelIntegrityError, ShardError, ShardTimeoutError
 from ..kernels import Kernel
-from ..model import KIND_REFIT, ModelArrays, ModelIntegrityError, UserPart, check_object
+from ..model import KIND_REFIT, ModelArrays, UserPart, check_object
 from ..scoring import UserTopN, recommend, scorer_for
 from ..sharding import encode_shard, shard_users
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
@@ -22,14 +23,6 @@ _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
 
 TIME_RESERVE_MS = 20_000  # enough to encode and write a shard object after the last block
 CHECK_EVERY_USERS = 500
-
-
-class ShardError(RuntimeError):
-    """A shard's output does not match its plan."""
-
-
-class ShardTimeoutError(RuntimeError):
-    """Too little Lambda time is left to finish the shard; nothing was written. Not retried."""
 
 
 def load_model(
