@@ -174,8 +174,8 @@ def check_exclude(exclude: Collection[str]) -> frozenset[str]:
     """The item ids never to recommend. A bare string is refused: as a collection it is its
     characters, and excluding those would silently exclude nothing the caller meant."""
     if isinstance(exclude, str | bytes):
-        kind = type(exclude).__name__
-        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {kind}")
+        given = type(exclude).__name__
+        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {given}")
     banned = frozenset(exclude)
     for item in banned:
         if not isinstance(item, str):

@@ -446,11 +446,11 @@ class _SnapshotParser:
         separators = np.flatnonzero((buf == _COMMA) | (buf == _LF))
         width = self.columns
         n = separators.size // width
-        kinds = buf[separators]
+        found = buf[separators]
         if (
             separators.size != n * width
-            or np.count_nonzero(kinds[width - 1 :: width] == _LF) != n
-            or (np.count_nonzero(kinds == _LF) != n)
+            or np.count_nonzero(found[width - 1 :: width] == _LF) != n
+            or (np.count_nonzero(found == _LF) != n)
         ):
             self._quoted(piece)  # a row with too few or too many fields: the csv path names it
             return
