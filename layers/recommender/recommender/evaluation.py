@@ -49,7 +49,7 @@ from surprise import accuracy
 from .errors import DatasetError
 from .model import ModelArrays
 from .ratings import Ratings
-from .scoring import fallback, recommend, scorer_for
+from .scoring import fallback, kernel_for, recommend
 from .training import effective_params, fit, model_from_fit, rating_scale_of
 
 METHOD_LATEST = "latest-by-timestamp"
@@ -294,7 +294,7 @@ def top_n_lists(
     known = np.asarray([index[u] for u in users if u in index], dtype=np.int64)
     lists: dict[str, list[str]] = {}
     if known.size:
-        kernel = scorer_for(model, algorithm)
+        kernel = kernel_for(model, algorithm)
         for top in recommend(model, known, k, kernel):
             lists[model.user_ids[top.user]] = [model.item_ids[i] for i in top.items.tolist()]
     if len(lists) < len(users):

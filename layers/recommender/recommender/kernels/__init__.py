@@ -12,7 +12,7 @@ Each family registers two things for the Surprise class names it serves:
 A kernel also says which of its arrays belong to the users (`user_layout`), so that Train can
 cut the model into an item side and one part per shard (see `model`).
 Algorithms without a kernel (a user's own `AlgoBase` subclass) take the per-pair path in
-`scoring.PairwiseScorer`.
+`scoring.PairwiseKernel`.
 """
 
 from __future__ import annotations
