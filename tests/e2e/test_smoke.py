@@ -62,7 +62,7 @@ def test_a_deployed_stack_publishes_and_the_client_reads_it(deployed: tuple[Loca
     code, printed = check(engine, cloudformation, None)
     assert code == 0, printed
     assert "Extract the ratings from PostgreSQL ..." in printed
-    assert "Verify the shards and publish the run ..." in printed
+    assert "Merge the shards and publish the run ..." in printed
     latest = json.loads(
         engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
     )

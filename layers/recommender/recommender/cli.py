@@ -214,7 +214,7 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
         "Extract": timings["extract_seconds"],
         "Train": timings["train_seconds"],
         "Recommend": timings["predict_seconds_max_shard"],
-        "Verify": timings["merge_seconds"],
+        "Merge": timings["merge_seconds"],
     }
     for name, seconds in state_seconds.items():
         own = next((v for k, v in inner.items() if name.startswith(k)), None)
