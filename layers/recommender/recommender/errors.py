@@ -15,9 +15,9 @@ them, and every one of them is named there.
 
 The local engine's errors (`recommender.local`: the template, the layers, the sandbox) are not
 here: they report the emulation of AWS on this machine, not the product, and
-`local/bootstrap.py` runs inside the sandbox, where it may import nothing of the package.
+`local/bootstrap.py` plays Lambda's runtime with the standard library only, outside the package.
 
-Only the standard library is imported: the client (app servers) imports this module too.
+This module imports nothing: the client (app servers) and every step import it.
 """
 
 from __future__ import annotations
