@@ -166,14 +166,14 @@ def state_seconds(events: Sequence[Mapping[str, Any]]) -> tuple[dict[str, float]
     seconds: dict[str, float] = {}
     started = ended = None
     for event in events:
-        kind, at = event["type"], event["timestamp"]
-        if kind == "ExecutionStarted":
+        event_type, at = event["type"], event["timestamp"]
+        if event_type == "ExecutionStarted":
             started = at
-        elif kind in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
+        elif event_type in ("ExecutionSucceeded", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"):
             ended = at
-        elif kind.endswith("StateEntered"):
+        elif event_type.endswith("StateEntered"):
             entered[event["stateEnteredEventDetails"]["name"]] = at
-        elif kind.endswith("StateExited"):
+        elif event_type.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
             if name in entered:
                 seconds[name] = (at - entered[name]).total_seconds()
@@ -339,14 +339,14 @@ SECONDS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("run_wall_seconds", "Whole run, wall", top("execution_seconds")),
 ]
 MEMORY: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
-    (f"{name}_{kind}_bytes", f"{label}: {kind}", step(name, f"{kind}_bytes"))
+    (f"{name}_{measure}_bytes", f"{label}: {measure}", step(name, f"{measure}_bytes"))
     for name, label in (
         ("extract", "Extract"),
         ("train", "Train"),
         ("predict", "Predict (worst shard)"),
         ("merge", "Merge"),
     )
-    for kind in ("peak", "growth")
+    for measure in ("peak", "growth")
 ]
 CPU: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("extract_cpu_seconds", "Extract (PostgreSQL's work not included)", step("extract", "cpu_seconds")),

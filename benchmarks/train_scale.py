@@ -55,7 +55,8 @@ import numpy as np
 from surprise import SVD, Trainset
 
 from recommender import evaluation, kernels, training
-from recommender.dataset import SNAPSHOT_COLUMNS, DatasetError, Ratings
+from recommender.dataset import SNAPSHOT_COLUMNS, Ratings
+from recommender.errors import DatasetError
 from recommender.evaluation import EVALUATION_MAX_RATINGS, evaluate, evaluation_split, holdout_split, subset
 from recommender.local.bootstrap import status_bytes
 from recommender.local.recording import peak_counter_available

@@ -84,7 +84,7 @@ def test_the_maps_output_does_not_grow_with_the_plan(ratings_db: str) -> None:
         # runs, failure.json included, and latest.json stays where it was.
         entered = states_entered(engine, grown.execution_arn)
         assert "Record the failure" not in entered
-        assert "Verify the shards and publish the run" not in entered
+        assert "Merge the shards and publish the run" not in entered
         assert latest(engine)["run_id"] == "two-shards"
 
 

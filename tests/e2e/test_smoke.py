@@ -13,7 +13,8 @@ import boto3
 import psycopg2
 import pytest
 
-from recommender.config import ConfigError, SourceTable
+from recommender.config import SourceTable
+from recommender.errors import ConfigError
 from recommender.local import REGION, LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
 from recommender.smoke import read_stack, smoke
@@ -61,7 +62,7 @@ def test_a_deployed_stack_publishes_and_the_client_reads_it(deployed: tuple[Loca
     code, printed = check(engine, cloudformation, None)
     assert code == 0, printed
     assert "Extract the ratings from PostgreSQL ..." in printed
-    assert "Verify the shards and publish the run ..." in printed
+    assert "Merge the shards and publish the run ..." in printed
     latest = json.loads(
         engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/latest.json")["Body"].read()
     )

@@ -16,8 +16,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from recommender.client import FolderReader, Recommendations, RecommendationsError, S3Reader
+from recommender.client import FolderReader, Recommendations, S3Reader
 from recommender.config import Settings
+from recommender.errors import RecommendationsError
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.sharding import decode_shard
 from recommender.storage import latest_key

@@ -16,9 +16,9 @@ import psycopg2
 import pytest
 
 from recommender import storage
-from recommender.config import ConfigError, Settings, SourceTable
-from recommender.database import DatabaseUnavailableError
-from recommender.dataset import DatasetError, extract_to_s3, source_query
+from recommender.config import Settings, SourceTable
+from recommender.dataset import extract_to_s3, source_query
+from recommender.errors import ConfigError, DatabaseUnavailableError, DatasetError
 from recommender.snapshot import read_snapshot
 from recommender.steps import extract
 from tests.conftest import mocked_s3

@@ -33,14 +33,20 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from psycopg2 import sql
 
-from recommender.config import ConfigError, RunConfig, Settings
-from recommender.dataset import DatasetError
+from recommender.config import RunConfig, Settings
+from recommender.errors import (
+    ConfigError,
+    DatasetError,
+    EmptyListsError,
+    IncompleteRunError,
+    NonFiniteModelError,
+    NonFiniteScoreError,
+    SimilarityError,
+)
 from recommender.manifest import load_schema
-from recommender.selection import NonFiniteScoreError
 from recommender.sharding import decode_shard
 from recommender.steps import extract, merge, predict, train
 from recommender.storage import latest_key
-from recommender.training import NonFiniteModelError, SimilarityError
 from tests.conftest import Databases, mocked_s3
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
@@ -49,8 +55,8 @@ EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 CLEAR_FAILURES = (
     ConfigError,
     DatasetError,
-    merge.IncompleteRunError,
-    merge.EmptyListsError,
+    IncompleteRunError,
+    EmptyListsError,
     NonFiniteModelError,
     NonFiniteScoreError,
     SimilarityError,

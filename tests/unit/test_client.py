@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from recommender.client import Recommendations, RecommendationsError
+from recommender.client import Recommendations
+from recommender.errors import RecommendationsError
 from recommender.manifest import build_latest, build_manifest, load_schema
 from recommender.model import ModelArrays
 from recommender.scoring import fallback, recommend

@@ -14,12 +14,12 @@ from recommender.config import (
     MAX_CONCURRENCY,
     MAX_TOP_N,
     MAX_USERS_PER_SHARD,
-    ConfigError,
     RunConfig,
     Settings,
     SourceTable,
     check_run_id,
 )
+from recommender.errors import ConfigError
 
 
 @pytest.mark.parametrize("raw", [{}, None])

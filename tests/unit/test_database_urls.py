@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from recommender.config import ConfigError
-from recommender.database import DatabaseUnavailableError, check_url, connect
+from recommender.database import check_url, connect
+from recommender.errors import ConfigError, DatabaseUnavailableError
 from recommender.local.forward import socket_path, tcp_url
 from recommender.secrets import url_from_secret_string
 from tests.database_urls import MALFORMED, PLAIN, RAW, UNREACHABLE, leaks

@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from recommender import storage
-from recommender.dataset import DatasetError
+from recommender.errors import DatasetError
 from recommender.snapshot import ratings_from_rows, read_snapshot
 from recommender.storage import MULTIPART_PART_SIZE, S3Writer
 

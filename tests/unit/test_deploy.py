@@ -41,10 +41,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from recommender import local
-from recommender.config import ConfigError, Settings, SourceTable
+from recommender.config import Settings, SourceTable
+from recommender.errors import ConfigError, SecretError
 from recommender.local import LocalEngine
 from recommender.sample_data import SyntheticSpec, load_ratings, synthetic_ratings
-from recommender.secrets import SecretError, database_url, url_from_secret, url_from_secret_string
+from recommender.secrets import database_url, url_from_secret, url_from_secret_string
 from tests.conftest import LOCAL_FUNCTIONS, Databases
 from tests.unit.test_template import (
     ARCHITECTURE,

@@ -9,10 +9,10 @@ import pytest
 from surprise import PredictionImpossible
 
 from recommender import foldin
-from recommender.algorithms import EASE, PRODUCT_ALGORITHMS, TooManyItemsError
+from recommender.algorithms import EASE, PRODUCT_ALGORITHMS
 from recommender.algorithms.ease import DEFAULT_MAX_ITEMS, gram, user_rows
-from recommender.config import ConfigError
 from recommender.dataset import Ratings
+from recommender.errors import ConfigError, TooManyItemsError
 from recommender.kernels import kernel_name, load_kernel
 from recommender.model import KIND_REFIT, ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings

@@ -20,12 +20,13 @@ import pytest
 import surprise
 
 from recommender.config import Settings
+from recommender.errors import SimilarityError
 from recommender.kernels import load_kernel
 from recommender.sharding import decode_shard
 from recommender.snapshot import ratings_from_rows
 from recommender.steps import train
 from recommender.storage import listed_keys
-from recommender.training import SimilarityError, estimate_or_default, fit, model_from_fit, surprise_trainset
+from recommender.training import estimate_or_default, fit, model_from_fit, surprise_trainset
 from tests.conftest import mocked_s3
 from tests.publishing import publish
 

@@ -24,7 +24,8 @@ import pytest
 
 from recommender import foldin
 from recommender.dataset import Ratings
-from recommender.foldin import SUPPORTED, FoldInUnsupported, estimates, recommend_for_ratings, user_factors
+from recommender.errors import FoldInUnsupportedError
+from recommender.foldin import SUPPORTED, estimates, recommend_for_ratings, user_factors
 from recommender.kernels import load_kernel
 from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
@@ -327,7 +328,7 @@ def test_unsupported_kinds_raise(name: str, params: dict[str, Any], named: str, 
     fitted = fit(small, name, params, SCALE)
     model = _published(fitted)
     for ratings in ({model.item_ids[0]: 4.0}, {}):  # even where the fallback would do
-        with pytest.raises(FoldInUnsupported, match=named) as raised:
+        with pytest.raises(FoldInUnsupportedError, match=named) as raised:
             recommend_for_ratings(model, fitted.params, ratings, 5)
         assert isinstance(raised.value, ValueError)
         assert "supported: SVD, SVDpp, NMF, BaselineOnly, KNNBasic" in str(raised.value)
@@ -335,7 +336,7 @@ def test_unsupported_kinds_raise(name: str, params: dict[str, Any], named: str, 
 
 def test_refit_models_raise(svd: tuple[ModelArrays, dict[str, Any]]) -> None:
     model = dataclasses.replace(svd[0], kind="refit", arrays={})
-    with pytest.raises(FoldInUnsupported, match="'refit' model"):
+    with pytest.raises(FoldInUnsupportedError, match="'refit' model"):
         recommend_for_ratings(model, {}, {model.item_ids[0]: 4.0}, 5)
 
 

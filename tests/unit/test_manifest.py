@@ -359,14 +359,16 @@ def test_open_the_client_check_accepts_fields_it_does_not_know() -> None:
 
 
 def test_a_schema_keyword_the_check_does_not_know_fails_loudly() -> None:
-    from recommender.validation import UnsupportedSchema, problems
+    from recommender.errors import UnsupportedSchemaError
+    from recommender.validation import problems
 
-    with pytest.raises(UnsupportedSchema, match="oneOf"):
+    with pytest.raises(UnsupportedSchemaError, match="oneOf"):
         list(problems(1, {"oneOf": [{"type": "integer"}]}))
 
 
 def test_the_schemas_key_rule_is_the_clients() -> None:
-    from recommender.client import RecommendationsError, check_key
+    from recommender.client import check_key
+    from recommender.errors import RecommendationsError
 
     pattern = load_schema("manifest")["$defs"]["key"]
     assert pattern == load_schema("latest")["$defs"]["key"]

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from recommender.client import Recommendations, RecommendationsError
+from recommender.client import Recommendations
 from recommender.config import RunConfig, Settings
+from recommender.errors import ModelIntegrityError, RecommendationsError
 from recommender.manifest import load_schema
-from recommender.model import ModelIntegrityError
 from recommender.steps import merge, predict, train
 from recommender.storage import RunPaths, get_json, put_json, relative_key, sha256_hex
 from tests.conftest import mocked_s3

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from recommender.config import RunConfig, Settings
+from recommender.errors import EmptyListsError, NonFiniteModelError, NonFiniteScoreError
 from recommender.kernels import Kernel, load_kernel
 from recommender.model import ModelArrays, utf8_order
-from recommender.scoring import NonFiniteScoreError, fallback, recommend
+from recommender.scoring import fallback, recommend
 from recommender.sharding import decode_shard, published_scores
 from recommender.snapshot import ratings_from_rows
 from recommender.steps import merge
-from recommender.steps.merge import EmptyListsError
 from recommender.storage import RunPaths, get_json, latest_key, listed_keys, sha256_hex
-from recommender.training import NonFiniteModelError, fit, model_from_fit
+from recommender.training import fit, model_from_fit
 from tests.conftest import mocked_s3
 from tests.publishing import publish, write_snapshot
 

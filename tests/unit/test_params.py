@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recommender.config import ConfigError
+from recommender.errors import ConfigError
 from recommender.params import SPECS
 from recommender.snapshot import ratings_from_rows
 from recommender.steps.extract import validate_input

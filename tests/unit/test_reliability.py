@@ -17,13 +17,13 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from recommender.aws import _RETRIES
-from recommender.config import ConfigError, RunConfig, Settings
-from recommender.database import DatabaseUnavailableError, connect, redact
+from recommender.config import RunConfig, Settings
+from recommender.database import connect, redact
+from recommender.errors import ConfigError, DatabaseUnavailableError, IncompleteRunError, ShardTimeoutError
 from recommender.manifest import build_latest
 from recommender.sharding import decode_shard
 from recommender.steps import merge, predict, train
-from recommender.steps.merge import IncompleteRunError, publish_latest
-from recommender.steps.predict import ShardTimeoutError
+from recommender.steps.merge import publish_latest
 from recommender.storage import RunPaths, get_json, latest_key, put_json
 from tests.publishing import publish, write_snapshot
 

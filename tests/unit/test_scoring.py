@@ -12,7 +12,7 @@ from recommender import scoring
 from recommender.kernels import load_kernel
 from recommender.model import KIND_REFIT, ModelArrays
 from recommender.scoring import (
-    PairwiseScorer,
+    PairwiseKernel,
     fallback,
     mask_seen,
     recommend,
@@ -170,10 +170,10 @@ def test_pairwise_path_against_brute_force(name: str, params: dict[str, Any]) ->
     assert model.kind == KIND_REFIT
     with pytest.raises(ValueError, match="refitted algorithm"):
         next(recommend(model, np.arange(3), 10))
-    scorer = PairwiseScorer(model, fitted.algorithm)
+    kernel = PairwiseKernel(model, fitted.algorithm)
     trainset = fitted.trainset
     full_user = trainset.to_inner_uid(FULL_USER)
-    for top in recommend(model, np.arange(model.n_users), 10, scorer):
+    for top in recommend(model, np.arange(model.n_users), 10, kernel):
         if top.user == full_user:
             assert top.items.size == 0
             continue
@@ -189,7 +189,7 @@ def test_pairwise_path_against_brute_force(name: str, params: dict[str, Any]) ->
 def test_pairwise_ties_are_ranked_by_item_count() -> None:
     """KNNBasic with a high min_k falls back to the global mean often: the tie rule decides."""
     fitted, model = _fitted("KNNBasic", {"k": 40, "min_k": 22})
-    top = next(recommend(model, np.asarray([0]), model.n_items, PairwiseScorer(model, fitted.algorithm)))
+    top = next(recommend(model, np.asarray([0]), model.n_items, PairwiseKernel(model, fitted.algorithm)))
     values = top.scores.tolist()
     assert len(values) != len(set(values)), "the case is meant to have ties"
     counts = model.item_counts
@@ -302,7 +302,7 @@ def test_fallback(name: str, params: dict[str, Any], n: int) -> None:
 def test_the_per_pair_path_warns_with_its_cost(caplog: pytest.LogCaptureFixture) -> None:
     fitted, model = _fitted("tests.unit.custom_algorithms:ItemMean", {})
     with caplog.at_level("WARNING", logger="recommender.scoring"):
-        list(recommend(model, np.arange(5), 3, PairwiseScorer(model, fitted.algorithm)))
+        list(recommend(model, np.arange(5), 3, PairwiseKernel(model, fitted.algorithm)))
     message = caplog.text
     assert "ItemMean has no vectorised kernel" in message
     assert f"5 users x {model.n_items} items = {5 * model.n_items} estimate() calls" in message

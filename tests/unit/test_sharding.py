@@ -10,7 +10,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from recommender.config import ConfigError
+from recommender.errors import ConfigError
 from recommender.model import ModelArrays, utf8_order
 from recommender.scoring import UserTopN
 from recommender.sharding import (

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from recommender import snapshot
-from recommender.dataset import DatasetError, Ratings
+from recommender.dataset import Ratings
+from recommender.errors import DatasetError
 from recommender.snapshot import iter_snapshot_rows, ratings_from_rows, read_snapshot
 
 PLAIN_IDS = [

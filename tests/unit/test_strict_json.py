@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from recommender import strict_json
-from recommender.config import ConfigError, RunConfig
+from recommender.config import RunConfig
+from recommender.errors import ConfigError, NonFiniteNumberError
 from recommender.model import ModelArrays, utf8_order
 from recommender.observability import handler
 from recommender.scoring import UserTopN
 from recommender.sharding import encode_shard
 from recommender.storage import put_json
-from recommender.strict_json import NonFiniteNumberError
 from recommender.task import main as task_main
 from tests.conftest import mocked_s3
 

@@ -123,8 +123,8 @@ def asl(asl_text: str) -> dict[str, Any]:
     return loaded
 
 
-def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+def resources_of(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -831,11 +831,11 @@ def state_limit(state: dict[str, Any], timeouts: dict[str, int]) -> tuple[int, s
     Timeout (a lambda:invoke state without one waits for the function), a Map's processor once (one
     wave of items: a Map with more items than its concurrency takes longer), times every attempt of
     a retrier that catches a timeout, plus those retries' waits."""
-    kind = state["Type"]
+    state_type = state["Type"]
     assert "TimeoutSecondsPath" not in state, "a timeout read from the input has no fixed bound"
-    if kind in ("Pass", "Choice", "Succeed", "Fail"):
-        return 0, kind
-    if kind == "Map":
+    if state_type in ("Pass", "Choice", "Succeed", "Fail"):
+        return 0, state_type
+    if state_type == "Map":
         seconds, path = longest_chain(state["ItemProcessor"], timeouts)
         once = (seconds, f"one wave of [{path}]")
     elif "TimeoutSeconds" in state:
@@ -1138,11 +1138,11 @@ def translated_template(sam: dict[str, Any] | None = None) -> dict[str, Any]:
 def test_sam_translates_the_template() -> None:
     output = translated_template()
     resources = output["Resources"]
-    kinds = [r["Type"] for r in resources.values()]
-    assert kinds.count("AWS::StepFunctions::StateMachine") == 1
-    assert kinds.count("AWS::Lambda::Function") == 5
-    assert kinds.count("AWS::Lambda::LayerVersion") == 2
-    assert kinds.count("AWS::Scheduler::Schedule") + kinds.count("AWS::Events::Rule") == 1
+    types = [r["Type"] for r in resources.values()]
+    assert types.count("AWS::StepFunctions::StateMachine") == 1
+    assert types.count("AWS::Lambda::Function") == 5
+    assert types.count("AWS::Lambda::LayerVersion") == 2
+    assert types.count("AWS::Scheduler::Schedule") + types.count("AWS::Events::Rule") == 1
     (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
     # The role the machine's own policy is attached to is the one SAM made for the machine.
     assert machine is resources[STATE_MACHINE]

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from surprise import SVD, Dataset, KNNBasic, Reader, Trainset
 
-from recommender.config import ConfigError
-from recommender.dataset import DatasetError
+from recommender.errors import ConfigError, DatasetError
 from recommender.snapshot import ratings_from_rows
 from recommender.training import (
     ALGORITHM_NAMES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from . import strict_json
-from .client import Recommendations, RecommendationsError, check_count
-from .config import ConfigError, RunConfig, SourceTable
-from .database import DatabaseUnavailableError, check_url, connect
+from .client import Recommendations, check_count
+from .config import RunConfig, SourceTable
+from .database import check_url, connect
+from .errors import ConfigError, DatabaseUnavailableError, RecommenderError
 
 DEFAULT_OUT = Path("recommender-output")
 DEMO_SOURCE = {"table": "ratings", "timestamp_column": "rated_at"}
@@ -79,7 +81,7 @@ def _add_database_options(parser: argparse.ArgumentParser, default: str) -> None
 
 def run_input_from_args(args: argparse.Namespace, source_defaults: dict[str, Any]) -> dict[str, Any]:
     """The state machine input: --input file first, then the individual options over it."""
-    run_input: dict[str, Any] = json.loads(args.input.read_text()) if args.input else {}
+    run_input: dict[str, Any] = _input_file(args.input) if args.input else {}
     for name in ("algorithm", "top_n", "users_per_shard", "max_concurrency"):
         if getattr(args, name) is not None:
             run_input[name] = getattr(args, name)
@@ -106,6 +108,17 @@ def run_input_from_args(args: argparse.Namespace, source_defaults: dict[str, Any
     return run_input
 
 
+def _input_file(path: Path) -> Any:
+    """The JSON document of an `--input` file; a file that cannot be read or parsed is the
+    command's wrong input, said in one line."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"--input {path}: {error.strerror or error}") from None
+    except ValueError as error:  # not UTF-8, or not JSON
+        raise ConfigError(f"--input {path}: not a JSON document ({error})") from None
+
+
 class Progress:
     """Prints the states as the execution enters and leaves them, and the Map's item counts."""
 
@@ -122,18 +135,18 @@ class Progress:
             print(f"  [{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     def on_event(self, event: dict[str, Any]) -> None:
-        kind, at = event["type"], event["timestamp"]  # the engine's own clock, not our polling
-        if kind.endswith("StateEntered"):
+        event_type, at = event["type"], event["timestamp"]  # the engine's own clock, not our polling
+        if event_type.endswith("StateEntered"):
             name = event["stateEnteredEventDetails"]["name"]
             self.entered[name] = at
-            self.in_map = kind == "MapStateEntered"
+            self.in_map = event_type == "MapStateEntered"
             self.say(f"{name} ...")
-        elif kind.endswith("StateExited"):
+        elif event_type.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
             self.seconds[name] = (at - self.entered.get(name, at)).total_seconds()
-            self.in_map = False if kind == "MapStateExited" else self.in_map
+            self.in_map = False if event_type == "MapStateExited" else self.in_map
             self.say(f"{name}: done in {self.seconds[name]:.1f}s")
-        elif kind.endswith("Failed") and "executionFailedEventDetails" in event:
+        elif event_type.endswith("Failed") and "executionFailedEventDetails" in event:
             details = event["executionFailedEventDetails"]
             self.say(f"FAILED: {details.get('error')}: {details.get('cause', '')[:300]}")
 
@@ -201,7 +214,7 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
         "Extract": timings["extract_seconds"],
         "Train": timings["train_seconds"],
         "Recommend": timings["predict_seconds_max_shard"],
-        "Verify": timings["merge_seconds"],
+        "Merge": timings["merge_seconds"],
     }
     for name, seconds in state_seconds.items():
         own = next((v for k, v in inner.items() if name.startswith(k)), None)
@@ -278,19 +291,20 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         for item in args.rated:
             key, sep, value = item.rpartition("=")
             try:
-                ratings[key] = float(value)
+                rating = float(value)
             except ValueError:
-                sep = ""
-            if not sep or not key:
-                raise ConfigError(f"--rated {item!r} is not ITEM=RATING")
+                rating = math.nan
+            if not sep or not key or not math.isfinite(rating):
+                raise ConfigError(f"--rated {item!r} is not ITEM=RATING, RATING a finite number")
+            ratings[key] = rating
         answer = recs.for_ratings(ratings, n=args.n, exclude=args.exclude)
         print(f"for these {len(ratings)} rating(s), folded into run {answer.run_id}:")
     else:
         if args.user_id is None:
             raise ConfigError("give a USER_ID, or --rated ITEM=RATING ...")
         answer = recs.for_user(args.user_id, n=args.n, exclude=args.exclude)
-        kind = "personal recommendations" if answer.personal else "unknown user: fallback list"
-        print(f"user {answer.user} ({kind}, run {answer.run_id}):")
+        which = "personal recommendations" if answer.personal else "unknown user: fallback list"
+        print(f"user {answer.user} ({which}, run {answer.run_id}):")
     for rank, (item, score) in enumerate(zip(answer.items, answer.scores), start=1):
         print(f"  {rank:3d}. {item}  {score:.3f}")
     return 0
@@ -467,7 +481,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from .smoke import smoke
 
     session = boto3.session.Session(region_name=args.region)
-    run_input = json.loads(args.input.read_text()) if args.input else None
+    run_input = _input_file(args.input) if args.input else None
     return smoke(
         session.client("cloudformation"),
         session.client("stepfunctions"),
@@ -612,15 +626,17 @@ def _add_evaluate_command(commands: argparse._SubParsersAction[argparse.Argument
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; the product's own errors (a wrong option or input, unusable data, an output
+    that cannot be read) end it with one line on stderr, anything else with its traceback."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (ConfigError, RecommendationsError, FileNotFoundError, ValueError) as error:
-        print(f"recommender: {error}", file=sys.stderr)
-        return 2
     except DatabaseUnavailableError as error:  # its message is redacted (database.connect)
         print(f"recommender: {error}", file=sys.stderr)
         return 1
+    except RecommenderError as error:
+        print(f"recommender: {error}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .aws import error_code
+from .errors import RecommendationsError
 from .manifest import SCHEMA_VERSION, load_schema
 from .sharding import decode_shard
 from .storage import latest_key, sha256_hex
@@ -54,10 +55,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_SECONDS = 5.0
 DEFAULT_CACHED_SHARDS = 32
-
-
-class RecommendationsError(RuntimeError):
-    """The published output cannot be read as the manifest describes it."""
 
 
 class ObjectReader(Protocol):
@@ -184,8 +181,8 @@ def check_exclude(exclude: Collection[str]) -> frozenset[str]:
     """The item ids never to recommend. A bare string is refused: as a collection it is its
     characters, and excluding those would silently exclude nothing the caller meant."""
     if isinstance(exclude, str | bytes):
-        kind = type(exclude).__name__
-        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {kind}")
+        given = type(exclude).__name__
+        raise TypeError(f"exclude must be a collection of item ids (a set or list of strings), not a {given}")
     banned = frozenset(exclude)
     for item in banned:
         if not isinstance(item, str):
@@ -457,7 +454,7 @@ class Recommendations:
     ) -> Answer:
         """Recommendations for a user described by ratings given now, folded into the published
         model; the rated items are excluded. `n` as in `for_user`: None is the run's `top_n`, as
-        many as a published list holds. Raises `foldin.FoldInUnsupported` (a ValueError) for an
+        many as a published list holds. Raises `FoldInUnsupportedError` (a ValueError) for an
         algorithm without fold-in; `foldin.SUPPORTED` lists those with it."""
         from .foldin import recommend_for_ratings
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import strict_json
+from .errors import ConfigError, NonFiniteNumberError
 
 DEFAULT_ALGORITHM = "SVD"
 DEFAULT_TOP_N = 10
@@ -32,15 +33,6 @@ MAX_USERS_PER_SHARD = 1_000_000
 MAX_CONCURRENCY = 1000
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-
-
-class ConfigError(ValueError):
-    """The execution input or the deployment settings are wrong; the message names the field."""
-
-
-class PublishedRunError(ConfigError):
-    """The run is published already (its manifest exists): its objects are never changed, so a
-    rerun under its run id is refused; a new run (a new execution, no run_id) is the way."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +97,7 @@ class RunConfig:
             text = strict_json.dumps(
                 raw, what="the execution input", ensure_ascii=False, separators=(",", ":")
             )
-        except strict_json.NonFiniteNumberError:
+        except NonFiniteNumberError:
             path, value = strict_json.non_finite(raw) or ("$", math.nan)
             field_name = path.removeprefix("$.")
             message = f"{field_name} must be a finite number, got {value}: JSON has no NaN or Infinity"

@@ -16,13 +16,9 @@ from urllib.parse import unquote, urlsplit
 import psycopg2
 import psycopg2.extensions
 
-from .config import ConfigError
+from .errors import ConfigError, DatabaseUnavailableError
 
 CONNECT_TIMEOUT_SECONDS = 10
-
-
-class DatabaseUnavailableError(RuntimeError):
-    """The server could not be reached or dropped the connection: worth retrying (the ASL does)."""
 
 
 URL_SCHEMES = ("postgresql://", "postgres://")

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 from psycopg2 import sql
 
-from .config import ConfigError, SourceTable
-from .database import DatabaseUnavailableError
+from .config import SourceTable
+from .errors import ConfigError, DatabaseUnavailableError, DatasetError
 
 # Defined in ratings.py, which needs no database driver, and importable from here too.
 from .ratings import SNAPSHOT_COLUMNS as SNAPSHOT_COLUMNS
-from .ratings import DatasetError as DatasetError
 from .ratings import Ratings as Ratings
 from .storage import S3Writer
 

@@ -46,9 +46,10 @@ from typing import Any
 import numpy as np
 from surprise import accuracy
 
+from .errors import DatasetError
 from .model import ModelArrays
 from .ratings import Ratings
-from .scoring import fallback, recommend, scorer_for
+from .scoring import fallback, kernel_for, recommend
 from .training import effective_params, fit, model_from_fit, rating_scale_of
 
 METHOD_LATEST = "latest-by-timestamp"
@@ -199,7 +200,7 @@ def sample_summary(split: Split, ratings: Ratings) -> dict[str, Any]:
 
 def _nonempty(split: Split) -> Split:
     if split.test.n_ratings == 0:
-        raise ValueError(
+        raise DatasetError(
             "no rating can be held out: every user has fewer than 2 ratings, or no held-out item"
             " has another rating to learn it from"
         )
@@ -291,7 +292,7 @@ def top_n_lists(
     known = np.asarray([index[u] for u in users if u in index], dtype=np.int64)
     lists: dict[str, list[str]] = {}
     if known.size:
-        kernel = scorer_for(model, algorithm)
+        kernel = kernel_for(model, algorithm)
         for top in recommend(model, known, k, kernel):
             lists[model.user_ids[top.user]] = [model.item_ids[i] for i in top.items.tolist()]
     if len(lists) < len(users):

@@ -78,7 +78,7 @@ and the scores are x @ B over every item, the rows of B added in the order of `r
 Surprise's estimate adds them (Surprise's order for a training user). No solve: EASE has no user
 state beyond that row. Scores rank, they do not predict stars (the clipped scores mean nothing).
 
-Not supported (FoldInUnsupported, a ValueError naming the algorithm and the supported ones):
+Not supported (FoldInUnsupportedError, a ValueError naming the algorithm and the supported ones):
 user-based k-NN, CoClustering (a new user's cluster would need the co-cluster averages of a refit),
 NormalPredictor (no user state at all: its lists are random draws), and "refit" models (a user's
 own algorithm: only a refit can score it).
@@ -91,11 +91,12 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FoldInUnsupportedError
 from .kernels import SCORE_BLOCK_BYTES, rows_within
 from .model import KIND_REFIT, ModelArrays
 from .selection import select_top_n
 
-__all__ = ["SUPPORTED", "FoldInUnsupported", "estimates", "recommend_for_ratings", "user_factors"]
+__all__ = ["SUPPORTED", "estimates", "recommend_for_ratings", "user_factors"]
 
 FACTOR_KINDS = ("SVD", "SVDpp", "NMF", "BaselineOnly")
 KNN_KINDS = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
@@ -124,10 +125,6 @@ SGD_REG = 0.02
 BYTES_PER_CELL = 64
 
 
-class FoldInUnsupported(ValueError):
-    """The model's algorithm (or its configuration) cannot be folded in."""
-
-
 def _supported_list() -> str:
     return ", ".join(SUPPORTED) + " (k-NN item-based only: sim_options user_based=False)"
 
@@ -140,9 +137,9 @@ def _check_supported(model: ModelArrays) -> None:
             if kind == KIND_REFIT
             else f"the algorithm {kind}"
         )
-        raise FoldInUnsupported(f"fold-in does not support {what}; supported: {_supported_list()}")
+        raise FoldInUnsupportedError(f"fold-in does not support {what}; supported: {_supported_list()}")
     if kind in KNN_KINDS and bool(model.arrays["user_based"]):
-        raise FoldInUnsupported(
+        raise FoldInUnsupportedError(
             f"fold-in does not support user-based {kind} (sim_options user_based=True): the new user's"
             f" similarities to the other users are unknown; supported: {_supported_list()}"
         )
@@ -334,7 +331,7 @@ def recommend_for_ratings(
     """The top-n items (raw ids) for a user who gave `ratings` (raw item id -> rating), and their
     estimates clipped to the rating scale; see the module docstring. Items the model does not know
     are ignored; with none it knows, the answer is the fallback list (minus `exclude`).
-    Raises FoldInUnsupported for an algorithm fold-in cannot serve (even with no known item)."""
+    Raises FoldInUnsupportedError for an algorithm fold-in cannot serve (even with no known item)."""
     _check_supported(model)
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n}")

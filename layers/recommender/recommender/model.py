@@ -32,12 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ModelFormatError, ModelIntegrityError
+
 FORMAT_VERSION = 3
 KIND_REFIT = "refit"
-
-
-class ModelIntegrityError(ValueError):
-    """A model object is not the one Train wrote: its size or SHA-256 differs from the record."""
 
 
 def object_record(data: bytes) -> dict[str, Any]:
@@ -148,7 +146,7 @@ def _npz_bytes(arrays: dict[str, Any], kernel_arrays: dict[str, np.ndarray]) -> 
 def _check_version(npz: Any) -> None:
     version = int(npz["format_version"])
     if version != FORMAT_VERSION:
-        raise ValueError(f"model format {version} is not {FORMAT_VERSION}")
+        raise ModelFormatError(f"model format {version} is not {FORMAT_VERSION}")
 
 
 def _kernel_arrays(npz: Any) -> dict[str, np.ndarray]:

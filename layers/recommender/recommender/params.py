@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import ConfigError
+from .errors import ConfigError
 
 C_INT_MAX = 2**31 - 1  # Surprise's Cython loops count in C ints
 MAX_FACTORS = 10_000

@@ -13,10 +13,6 @@ import numpy as np
 SNAPSHOT_COLUMNS = ("user", "item", "rating")
 
 
-class DatasetError(ValueError):
-    """The ratings cannot be used as they are; the message names the row or the column."""
-
-
 @dataclass
 class Ratings:
     """Ratings as compact arrays. Inner indices follow first appearance in the snapshot, which is

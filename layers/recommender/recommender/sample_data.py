@@ -26,6 +26,7 @@ import numpy as np
 from psycopg2 import sql
 
 from .config import SourceTable
+from .errors import ConfigError, DatasetError
 
 Row = tuple[str, str, float, float]  # user id, item id, rating, seconds since the epoch
 COPY_BATCH_ROWS = 100_000  # rows per CSV chunk of `load_ratings`
@@ -55,11 +56,11 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.users < 0 or self.items < 1 or self.ratings_per_user < 1 or self.factors < 1:
-            raise ValueError(f"invalid synthetic spec {self}: need users >= 0 and positive the rest")
+            raise ConfigError(f"invalid synthetic spec {self}: need users >= 0 and positive the rest")
         if self.total_ratings is not None:
             low, high = _count_bounds(self.items)
             if not self.users * low <= self.total_ratings <= self.users * high:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.total_ratings:,} ratings cannot be spread over {self.users:,} users:"
                     f" each user rates between {low} and {high} of the {self.items:,} items"
                 )
@@ -410,23 +411,35 @@ def synthetic_ratings(spec: SyntheticSpec) -> Iterator[Row]:
 
 
 def read_movielens(path: Path) -> Iterator[Row]:
-    """Rows of a MovieLens folder: `ratings.csv` (ml-latest*, ml-25m) or `u.data` (ml-100k)."""
+    """Rows of a MovieLens folder: `ratings.csv` (ml-latest*, ml-25m) or `u.data` (ml-100k).
+
+    A folder that is not one is a ConfigError (the command's option is wrong), a file that does
+    not read as MovieLens a DatasetError naming its line."""
     path = Path(path)
     if (path / "ratings.csv").is_file():
         with open(path / "ratings.csv", newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             header = next(reader)
             if header[:4] != ["userId", "movieId", "rating", "timestamp"]:
-                raise ValueError(f"{path / 'ratings.csv'}: unexpected header {header}")
-            for user, item, rating, stamp in reader:
-                yield user, item, float(rating), float(stamp)
+                raise DatasetError(f"{path / 'ratings.csv'}: unexpected header {header}")
+            yield from _movielens_rows(reader, path / "ratings.csv", first_line=2)
     elif (path / "u.data").is_file():
         with open(path / "u.data", encoding="latin-1") as handle:
-            for line in handle:
-                user, item, rating, stamp = line.split("\t")
-                yield user, item, float(rating), float(stamp)
+            yield from _movielens_rows((line.split("\t") for line in handle), path / "u.data", first_line=1)
     else:
-        raise FileNotFoundError(f"{path} holds neither ratings.csv nor u.data (a MovieLens folder)")
+        raise ConfigError(f"{path} holds neither ratings.csv nor u.data (a MovieLens folder)")
+
+
+def _movielens_rows(fields: Iterable[list[str]], where: Path, first_line: int) -> Iterator[Row]:
+    for number, row in enumerate(fields, start=first_line):
+        try:
+            user, item, rating, stamp = row
+            parsed = user, item, float(rating), float(stamp)
+        except ValueError as error:
+            raise DatasetError(
+                f"{where}, line {number}: not a user, item, rating and timestamp ({error})"
+            ) from None
+        yield parsed
 
 
 # --- CSV text with numpy ------------------------------------------------------------------------

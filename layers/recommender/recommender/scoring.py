@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from .errors import NonFiniteScoreError
 from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
-from .selection import NonFiniteScoreError, check_lists, mask_seen, select_top_n
+from .selection import check_lists, mask_seen, select_top_n
 
 __all__ = [
-    "NonFiniteScoreError",
-    "PairwiseScorer",
+    "PairwiseKernel",
     "UserTopN",
     "fallback",
     "mask_seen",
@@ -38,7 +38,7 @@ class UserTopN:
     scores: np.ndarray  # clipped estimates
 
 
-class PairwiseScorer(Kernel):
+class PairwiseKernel(Kernel):
     """The per-pair path: the algorithm's own `estimate` for every (user, item) pair.
 
     For algorithms without a kernel, such as a user's own `AlgoBase` subclass. It costs one
@@ -74,11 +74,13 @@ class PairwiseScorer(Kernel):
         ).reshape(len(users), self.model.n_items)
 
 
-def scorer_for(model: ModelArrays, algorithm: Any = None) -> Kernel:
+def kernel_for(model: ModelArrays, algorithm: Any = None) -> Kernel:
+    """The kernel that scores this model: its registered one, or for a `refit` model the per-pair
+    path over the refitted `algorithm`, which only the caller that refitted it can give."""
     if model.kind == KIND_REFIT:
         if algorithm is None:
             raise ValueError("a 'refit' model is scored pair by pair: pass the refitted algorithm")
-        return PairwiseScorer(model, algorithm)
+        return PairwiseKernel(model, algorithm)
     return load_kernel(model)
 
 
@@ -86,8 +88,8 @@ def recommend(
     model: ModelArrays, users: np.ndarray, n: int, kernel: Kernel | None = None
 ) -> Iterator[UserTopN]:
     """Yield the top-n unseen items of every user, a bounded block of users at a time."""
-    kernel = kernel or scorer_for(model)
-    if isinstance(kernel, PairwiseScorer):
+    kernel = kernel or kernel_for(model)
+    if isinstance(kernel, PairwiseKernel):
         kernel.warn(len(users))
     tie_rank = model.tie_rank()
     low, high = model.rating_scale

@@ -14,15 +14,12 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .aws import error_code
-from .config import ConfigError, Settings
+from .config import Settings
+from .errors import ConfigError, SecretError
 
 DEFAULT_PORT = 5432
 _REQUIRED = ("username", "password", "host")
 _URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-class SecretError(ConfigError):
-    """The secret could not be read or does not describe a database; the message is safe to log."""
 
 
 def database_url(settings: Settings, client: Any = None) -> str:

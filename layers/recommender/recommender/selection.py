@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import NonFiniteScoreError
 from .model import csr_rows
 
 if TYPE_CHECKING:
@@ -45,11 +46,6 @@ def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.n
             full = np.lexsort((tie_rank, -scores[r]))[:k]
             picked[r], values[r] = full, scores[r, full]
     return picked, values
-
-
-class NonFiniteScoreError(ValueError):
-    """An unseen item's score is NaN or infinite: it cannot be ranked, and a list that leaves it
-    out would be published as if complete. The shard (or the fallback) is not written."""
 
 
 _CAUSE = (

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import strict_json
-from .config import ConfigError
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # the client reads shards without importing Surprise
     from .model import ModelArrays

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import strict_json
 from .aws import error_code
-from .client import Recommendations, RecommendationsError
-from .config import ConfigError, RunConfig
+from .client import Recommendations
+from .config import RunConfig
+from .errors import ConfigError, RecommendationsError
 from .executions import details, failed_state, history, map_item_counts
 from .steps.merge import failed_run_id
 from .storage import RunPaths

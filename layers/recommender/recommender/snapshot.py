@@ -26,7 +26,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from .ratings import SNAPSHOT_COLUMNS, DatasetError, Ratings
+from .errors import DatasetError
+from .ratings import SNAPSHOT_COLUMNS, Ratings
 
 READ_CHUNK_BYTES = 8 * 1024 * 1024  # decompressed bytes parsed at a time
 _LF, _CR, _QUOTE, _COMMA, _DOT, _MINUS, _ZERO = (ord(c) for c in '\n\r",.-0')
@@ -445,11 +446,11 @@ class _SnapshotParser:
         separators = np.flatnonzero((buf == _COMMA) | (buf == _LF))
         width = self.columns
         n = separators.size // width
-        kinds = buf[separators]
+        found = buf[separators]
         if (
             separators.size != n * width
-            or np.count_nonzero(kinds[width - 1 :: width] == _LF) != n
-            or (np.count_nonzero(kinds == _LF) != n)
+            or np.count_nonzero(found[width - 1 :: width] == _LF) != n
+            or (np.count_nonzero(found == _LF) != n)
         ):
             self._quoted(piece)  # a row with too few or too many fields: the csv path names it
             return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import strict_json
 from .aws import error_code
 from .config import check_run_id
+from .errors import ObjectExistsError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -103,10 +104,6 @@ def sha256_hex(data: bytes) -> str:
 
 # What S3 answers a conditional write whose condition does not hold (If-None-Match, If-Match).
 PRECONDITION_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict")
-
-
-class ObjectExistsError(RuntimeError):
-    """A write that must create its object found one there already."""
 
 
 def precondition_failed(error: Exception) -> bool:

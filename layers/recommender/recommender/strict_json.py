@@ -22,9 +22,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-
-class NonFiniteNumberError(ValueError):
-    """A JSON document would hold NaN or Infinity; nothing was written."""
+from .errors import NonFiniteNumberError
 
 
 def non_finite(obj: Any, path: str = "$") -> tuple[str, float] | None:

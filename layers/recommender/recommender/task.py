@@ -56,8 +56,9 @@ from typing import Any, TextIO
 
 from . import strict_json
 from .aws import s3_client
-from .config import ConfigError, Settings, check_run_id
+from .config import Settings, check_run_id
 from .database import connect
+from .errors import ConfigError, NonFiniteNumberError, TaskInputError
 from .observability import logger
 from .secrets import database_url
 from .steps import extract, train
@@ -66,10 +67,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # training (or the extract) failed
 EXIT_BAD_INPUT = 2  # RUN_ID, RUN_CONFIG, RUN_INPUT, the command or the settings are wrong
 COMMANDS = ("train", "extract")
-
-
-class TaskInputError(ValueError):
-    """The task's environment does not describe a run."""
 
 
 def read_run_id(env: Mapping[str, str], what: str) -> str:
@@ -152,7 +149,7 @@ def _report(
     when a number in it is not finite; returns the exit code."""
     try:
         line = strict_json.dumps(result, what="the task's output", sort_keys=True)
-    except strict_json.NonFiniteNumberError as error:
+    except NonFiniteNumberError as error:
         logger.error("the task's output is not strict JSON", extra={"error": str(error)})
         print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
         return EXIT_FAILED

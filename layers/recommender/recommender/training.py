@@ -30,10 +30,11 @@ from surprise import AlgoBase, PredictionImpossible, Trainset
 
 from . import kernels
 from .algorithms import PRODUCT_ALGORITHMS
-from .config import DEFAULT_SEED, ConfigError
+from .config import DEFAULT_SEED
+from .errors import ConfigError, DatasetError, NonFiniteModelError, SimilarityError
 from .model import KIND_REFIT, ModelArrays, utf8_order
 from .params import check_params, similarity_name
-from .ratings import DatasetError, Ratings
+from .ratings import Ratings
 
 ALGORITHM_NAMES = (
     "SVD",
@@ -275,11 +276,6 @@ def surprise_trainset(ratings: Ratings, rating_scale: tuple[float, float]) -> Tr
 KNN_NAMES = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
 
 
-class SimilarityError(ValueError):
-    """A k-NN similarity divides 0 by 0 on this data (Surprise fails with a bare "float
-    division"); the message names the similarity and one that is defined here."""
-
-
 def _similarity(name: str, params: dict[str, Any]) -> str | None:
     """The similarity a built-in k-NN algorithm computes with these params, else None."""
     if name not in KNN_NAMES:
@@ -397,11 +393,6 @@ def seen_arrays(trainset: Trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     user_ids = [trainset.to_raw_uid(u) for u in range(n_users)]
     item_ids = [trainset.to_raw_iid(i) for i in range(n_items)]
     return indptr, indices, counts, user_ids, item_ids
-
-
-class NonFiniteModelError(ValueError):
-    """The fitted model holds NaN or Infinity: no list could be ranked with it, so the run fails
-    before anything is written (and `latest.json` stays where it was)."""
 
 
 def _rating_values(trainset: Trainset) -> np.ndarray:

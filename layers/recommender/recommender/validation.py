@@ -3,7 +3,7 @@
 App servers read `latest.json` and the manifest with the client, which must not pull in more than
 the standard library and numpy. So this is the part of JSON Schema (draft 2020-12) that the
 shipped schemas use, and nothing else: a schema using another keyword fails loudly
-(`UnsupportedSchema`) instead of being checked partly. The tests hold it to `jsonschema`'s
+(`UnsupportedSchemaError`) instead of being checked partly. The tests hold it to `jsonschema`'s
 verdicts on the same documents.
 
 One deliberate difference: `"additionalProperties": false` is not enforced unless asked for
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from .errors import UnsupportedSchemaError
 
 # Keywords that describe a document without constraining it.
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "title", "description", "format", "examples"})
@@ -38,10 +40,6 @@ _SUPPORTED = _ANNOTATIONS | {
 _PATTERNS: dict[str, re.Pattern[str]] = {}
 
 
-class UnsupportedSchema(ValueError):
-    """The schema uses a keyword this checker does not implement."""
-
-
 def _is_type(value: Any, name: str) -> bool:
     if name == "object":
         return isinstance(value, dict)
@@ -59,7 +57,7 @@ def _is_type(value: Any, name: str) -> bool:
         return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if name == "number":
         return isinstance(value, int | float)
-    raise UnsupportedSchema(f"type {name!r}")
+    raise UnsupportedSchemaError(f"type {name!r}")
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -88,7 +86,7 @@ def _check_supported(schema: Any) -> None:
         return
     unknown = set(schema) - _SUPPORTED
     if unknown:
-        raise UnsupportedSchema(f"keyword(s) {', '.join(sorted(unknown))}")
+        raise UnsupportedSchemaError(f"keyword(s) {', '.join(sorted(unknown))}")
     for name in ("items", "additionalProperties"):
         _check_supported(schema.get(name))
     for part in [*schema.get("allOf", []), *schema.get("properties", {}).values()]:
@@ -188,12 +186,12 @@ def _check_object(
 
 def _resolve(root: dict[str, Any], ref: str) -> dict[str, Any]:
     if not ref.startswith("#/"):
-        raise UnsupportedSchema(f"$ref {ref!r}: only references inside the schema are followed")
+        raise UnsupportedSchemaError(f"$ref {ref!r}: only references inside the schema are followed")
     target: Any = root
     for part in ref[2:].split("/"):
         target = target[part.replace("~1", "/").replace("~0", "~")]
     if not isinstance(target, dict):
-        raise UnsupportedSchema(f"$ref {ref!r} does not name a schema")
+        raise UnsupportedSchemaError(f"$ref {ref!r} does not name a schema")
     return target
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from surprise import AlgoBase
 
-from .ease import EASE, TooManyItemsError
+from .ease import EASE
 
-__all__ = ["EASE", "PRODUCT_ALGORITHMS", "TooManyItemsError"]
+__all__ = ["EASE", "PRODUCT_ALGORITHMS"]
 
 #: algorithm name (as given in the state machine input) -> class
 PRODUCT_ALGORITHMS: dict[str, type[AlgoBase]] = {"EASE": EASE}

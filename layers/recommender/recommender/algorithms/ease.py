@@ -63,14 +63,12 @@ from typing import Any
 import numpy as np
 from surprise import AlgoBase, PredictionImpossible, Trainset
 
+from ..errors import TooManyItemsError
+
 DEFAULT_REG = 300.0
 DEFAULT_MAX_ITEMS = 15_000
 #: float64 n_items x n_items matrices held at the peak of a fit (see the module docstring)
 FIT_PEAK_MATRICES = 4
-
-
-class TooManyItemsError(ValueError):
-    """The catalogue is larger than EASE's `max_items`: its dense matrices would not fit."""
 
 
 def _gigabytes(n_items: int, matrices: int) -> str:

@@ -12,7 +12,7 @@ Each family registers two things for the Surprise class names it serves:
 A kernel also says which of its arrays belong to the users (`user_layout`), so that Train can
 cut the model into an item side and one part per shard (see `model`).
 Algorithms without a kernel (a user's own `AlgoBase` subclass) take the per-pair path in
-`scoring.PairwiseScorer`.
+`scoring.PairwiseKernel`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import NoKernelError
 from ..model import UserLayout
 from ..selection import check_scores, mask_seen, select_top_n
 
@@ -108,7 +109,7 @@ def kernel_name(algo: Any) -> str | None:
 def export_arrays(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
     name = kernel_name(algo)
     if name is None:
-        raise KeyError(f"no kernel for {type(algo).__name__}")
+        raise NoKernelError(f"no kernel for {type(algo).__name__}")
     return REGISTRY[name].export(algo, trainset)
 
 
@@ -121,7 +122,7 @@ def user_layout(model: ModelArrays) -> UserLayout | None:
 def load_kernel(model: ModelArrays) -> Kernel:
     spec = REGISTRY.get(model.kind)
     if spec is None:
-        raise KeyError(f"no kernel for model kind {model.kind!r}")
+        raise NoKernelError(f"no kernel for model kind {model.kind!r}")
     return spec.kernel(model)
 
 

@@ -42,6 +42,7 @@ every item's row once and keeps them (uint16 while n_items < 65535: a quarter of
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -51,7 +52,16 @@ import numpy as np
 from ..model import UserLayout
 from . import SCORE_BLOCK_BYTES, Kernel, register, rows_within
 
-KINDS = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
+
+class KnnVariant(enum.Enum):
+    """Which of Surprise's four estimates (the formulas above) a k-NN model makes; the value is
+    the algorithm's name, which is also the model's `kind`."""
+
+    BASIC = "KNNBasic"
+    WITH_MEANS = "KNNWithMeans"
+    WITH_Z_SCORE = "KNNWithZScore"
+    BASELINE = "KNNBaseline"
+
 
 #: peak bytes per padded candidate of a chunk (measured about 50 when all are neighbours): the
 #: packed keys, then for the first k entries, similarities, masks, terms and their running sums
@@ -120,7 +130,7 @@ class KNNKernel(Kernel):
     def __init__(self, model: Any) -> None:
         super().__init__(model)
         a = self.arrays
-        self.kind = KINDS.index(model.kind)
+        self.variant = KnnVariant(model.kind)
         self.sim: np.ndarray = a["sim"]
         self.sim_flat = np.ascontiguousarray(self.sim).reshape(-1)
         self.n_x = self.sim.shape[0]
@@ -132,15 +142,17 @@ class KNNKernel(Kernel):
         gm = self.model.global_mean
         rating: np.ndarray = a["yr_rating"]
         # The candidate's own term, as Surprise computes it: r, r - mu[x2], or r - b(x2, y)
-        if self.kind in (1, 2):
+        if self.variant in (KnnVariant.WITH_MEANS, KnnVariant.WITH_Z_SCORE):
             self.dev = rating - a["means"][self.cand_x]
-        elif self.kind == 3:
+        elif self.variant is KnnVariant.BASELINE:
             bx, by = (a["bu"], a["bi"]) if self.user_based else (a["bi"], a["bu"])
             y_of = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
             self.dev = rating - ((gm + bx[self.cand_x]) + by[y_of])
         else:
             self.dev = rating
-        self.cand_sigma: np.ndarray | None = a["sigmas"][self.cand_x] if self.kind == 2 else None
+        self.cand_sigma: np.ndarray | None = (
+            a["sigmas"][self.cand_x] if self.variant is KnnVariant.WITH_Z_SCORE else None
+        )
         temporaries = SCORE_BLOCK_BYTES * (self.block_matrices - 1) // self.block_matrices
         self.chunk_candidates = max(1, temporaries // 2 // BYTES_PER_CANDIDATE)
         self.rank_bytes = temporaries // 4
@@ -165,9 +177,9 @@ class KNNKernel(Kernel):
         """The estimate without neighbours: global mean, mu[x], or the baseline b(u, i)."""
         a, n_items = self.arrays, self.model.n_items
         gm = self.model.global_mean
-        if self.kind == 0:
+        if self.variant is KnnVariant.BASIC:
             return np.full((len(users), n_items), gm)
-        if self.kind == 3:
+        if self.variant is KnnVariant.BASELINE:
             base: np.ndarray = (gm + a["bu"][users])[:, None] + a["bi"][None, :]
             return base
         if self.user_based:
@@ -239,12 +251,12 @@ class KNNKernel(Kernel):
             sum_terms = _sequential_sum(terms)
             del terms
             ratio = sum_terms / sum_sim
-            if self.kind == 2:
+            if self.variant is KnnVariant.WITH_Z_SCORE:
                 ratio *= self.arrays["sigmas"][xs][:, None]
             # KNNBasic with min_k <= 0 and no neighbour: Surprise raises ZeroDivisionError
             # (not PredictionImpossible); the global mean is the only sensible score there.
             ok = (actual_k >= self.min_k) & (actual_k > 0)
-            return np.where(ok, ratio if self.kind == 0 else base + ratio, base)
+            return np.where(ok, ratio if self.variant is KnnVariant.BASIC else base + ratio, base)
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users, dtype=np.int64)
@@ -271,4 +283,4 @@ class KNNKernel(Kernel):
         return est
 
 
-register(*KINDS, export=export_knn, kernel=KNNKernel)
+register(*(variant.value for variant in KnnVariant), export=export_knn, kernel=KNNKernel)

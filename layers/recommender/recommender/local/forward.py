@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from ..config import ConfigError
 from ..database import check_url
+from ..errors import ConfigError
 
 SOCKET_NAME = ".s.PGSQL.{port}"
 BUFFER = 1 << 16

@@ -12,9 +12,10 @@ from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
-from ..config import ConfigError, PublishedRunError, RunConfig, Settings
+from ..config import RunConfig, Settings
 from ..database import describe
 from ..dataset import extract_to_s3
+from ..errors import ConfigError, PublishedRunError
 from ..manifest import utc_now
 from ..storage import RunPaths, get_json, object_exists, put_json
 from ..training import effective_params, make_algorithm

@@ -17,14 +17,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import gate, strict_json
-from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, ConfigError, PublishedRunError, Settings, check_run_id
+from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, Settings, check_run_id
+from ..errors import (
+    ConfigError,
+    EmptyListsError,
+    IncompleteRunError,
+    ObjectExistsError,
+    PublishConflictError,
+    PublishedRunError,
+    ShardError,
+)
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays, check_object
 from ..scoring import fallback
 from ..sharding import published_scores
 from ..storage import (
     JSON_CONTENT,
-    ObjectExistsError,
     RunPaths,
     get_bytes,
     get_json,
@@ -42,19 +50,6 @@ VERIFY_THREADS = 8
 
 
 PUBLISH_ATTEMPTS = 5
-
-
-class PublishConflictError(RuntimeError):
-    """latest.json changed under every attempt to publish: retried by the state machine."""
-
-
-class IncompleteRunError(RuntimeError):
-    """Some planned shard is missing or damaged: the run is not published."""
-
-
-class EmptyListsError(RuntimeError):
-    """Users who have items left to recommend got empty lists: their scores were not finite, and
-    publishing would serve them nothing. The run is not published."""
 
 
 #: how an empty list reads in a shard record. Inside an id every `"` is escaped, so `items"` then
@@ -75,27 +70,27 @@ def recorded_seconds(recorded: dict[str, str]) -> float:
 def verify_shard(
     s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any], existing: set[str]
 ) -> dict[str, Any]:
-    """The manifest entry of one shard, or a ValueError saying what is wrong with it. `existing`
+    """The manifest entry of one shard, or a ShardError saying what is wrong with it. `existing`
     is the listing of the run's shard objects: a missing one is never asked for (S3 may answer
     403, not 404; see storage.object_exists)."""
     key = paths.shard(int(planned["index"]))
     if key not in existing:
-        raise ValueError(f"shard {planned['index']}: {key} is missing")
+        raise ShardError(f"shard {planned['index']}: {key} is missing")
     response = s3.get_object(Bucket=settings.bucket, Key=key)
     data = response["Body"].read()
     recorded = response.get("Metadata", {})
     digest = sha256_hex(data)
     if recorded.get("sha256") != digest:
-        raise ValueError(f"shard {planned['index']}: {key} does not match its recorded checksum")
+        raise ShardError(f"shard {planned['index']}: {key} does not match its recorded checksum")
     try:
         # One user per line. The checksum already ties the object to what its predictor wrote, so
         # counting lines is enough; parsing every record's JSON cost Merge most of its time.
         records = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
+        raise ShardError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
     users = records.count(b"\n")
     if users != planned["users"]:
-        raise ValueError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
+        raise ShardError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
     return {
         "index": planned["index"],
         "key": relative_key(settings.prefix, key),
@@ -116,7 +111,7 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str
     def check(planned: dict[str, Any]) -> dict[str, Any] | str:
         try:
             return verify_shard(s3, settings, paths, planned, existing)
-        except ValueError as problem:
+        except ShardError as problem:
             return str(problem)
 
     with ThreadPoolExecutor(VERIFY_THREADS) as pool:

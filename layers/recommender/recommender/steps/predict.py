@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings
+from ..errors import ModelIntegrityError, ShardError, ShardTimeoutError
 from ..kernels import Kernel
-from ..model import KIND_REFIT, ModelArrays, ModelIntegrityError, UserPart, check_object
-from ..scoring import UserTopN, recommend, scorer_for
+from ..model import KIND_REFIT, ModelArrays, UserPart, check_object
+from ..scoring import UserTopN, kernel_for, recommend
 from ..sharding import encode_shard, shard_users
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
 
@@ -22,14 +23,6 @@ _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
 
 TIME_RESERVE_MS = 20_000  # enough to encode and write a shard object after the last block
 CHECK_EVERY_USERS = 500
-
-
-class ShardError(RuntimeError):
-    """A shard's output does not match its plan."""
-
-
-class ShardTimeoutError(RuntimeError):
-    """Too little Lambda time is left to finish the shard; nothing was written. Not retried."""
 
 
 def load_model(
@@ -57,9 +50,9 @@ def load_model(
 
             body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
             fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], tuple(meta["rating_scale"]))
-            kernel = scorer_for(model, fitted.algorithm)
+            kernel = kernel_for(model, fitted.algorithm)
         elif not model.users_in_parts:
-            kernel = scorer_for(model)
+            kernel = kernel_for(model)
         _cache.clear()
         _cache[tag] = (model, kernel)
         return model, kernel
@@ -90,7 +83,7 @@ def shard_model(
             f" {shard['users']}"
         )
     joined = model.with_users(part)
-    return joined, scorer_for(joined), joined.user_order
+    return joined, kernel_for(joined), joined.user_order
 
 
 def finished_shard(s3: Any, settings: Settings, key: str, planned: dict[str, Any]) -> bool:
