@@ -65,6 +65,21 @@ def test_bad_options_fail_before_any_work(capsys: pytest.CaptureFixture[str]) ->
         main(["evaluate", "--cv-only", "--top-n-only"])
 
 
+@pytest.mark.parametrize("where", ["missing/report.json", "."])
+def test_a_report_path_that_cannot_be_written_fails_before_any_work(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the evaluation ran before the report's path was checked")
+
+    monkeypatch.setattr("recommender.report.run_report", no_work)
+    target = tmp_path / where
+    assert main(["evaluate", *SMALL, "--top-n-only", "--json", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recommender: --json ") and str(target) in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.skipif(
     not (MOVIELENS / "ratings.csv").is_file(), reason="MovieLens ml-latest-small is not present"
 )

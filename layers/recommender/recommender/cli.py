@@ -310,6 +310,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse an output file that cannot be written before the work that fills it, not after."""
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder, not a file")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option} {path} cannot be written")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import report as evaluation_report
     from .sample_data import SyntheticSpec, read_movielens, synthetic_ratings
@@ -325,6 +336,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top-n must be at least 1, not {args.top_n}")
     if not 0.0 < args.fraction < 1.0:
         raise ConfigError(f"--fraction must be between 0 and 1 (exclusive), not {args.fraction}")
+    if args.json:
+        _check_writable(args.json, "--json")
     if args.movielens:
         source = str(args.movielens)
         ratings = ratings_from_rows(read_movielens(args.movielens))
@@ -351,7 +364,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(evaluation_report.format_report(report))
     if args.json:
-        args.json.write_text(strict_json.dumps(report, what=str(args.json), indent=2) + "\n")
+        try:
+            args.json.write_text(strict_json.dumps(report, what=str(args.json), indent=2) + "\n")
+        except OSError as error:
+            raise ConfigError(f"cannot write the report to {args.json}: {error.strerror}") from None
         print(f"\nReport written to {args.json}")
     return 0
 
