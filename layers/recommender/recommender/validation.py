@@ -75,13 +75,13 @@ def problems(instance: Any, schema: dict[str, Any], closed: bool = False) -> lis
     """Every way `instance` breaks `schema`, as "path: problem" (e.g. "shards[2].sha256: ...").
     `closed`: also enforce `"additionalProperties": false`."""
     _check_supported(schema)
-    found: list[str] = []
-    _check(instance, schema, schema, "", closed, found)
-    return found
+    checker = _Checker(schema, closed)
+    checker.check(instance, schema, "")
+    return checker.found
 
 
 def _check_supported(schema: Any) -> None:
-    """Every keyword of the schema and its subschemas is one `_check` implements."""
+    """Every keyword of the schema and its subschemas is one `_Checker` implements."""
     if not isinstance(schema, dict):
         return
     unknown = set(schema) - _SUPPORTED
@@ -95,93 +95,85 @@ def _check_supported(schema: Any) -> None:
         _check_supported(part)
 
 
-def _check(
-    instance: Any, schema: dict[str, Any], root: dict[str, Any], path: str, closed: bool, found: list[str]
-) -> None:
-    if "$ref" in schema:
-        _check(instance, _resolve(root, schema["$ref"]), root, path, closed, found)
-    for part in schema.get("allOf", []):
-        _check(instance, part, root, path, closed, found)
-    where = _where(path)
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(instance, name) for name in names):
-            found.append(f"{where}: must be {' or '.join(names)}, not {_describe(instance)}")
-            return  # every other keyword would only repeat this
-    if "const" in schema and not _equal(instance, schema["const"]):
-        found.append(f"{where}: must be {schema['const']!r}, not {_describe(instance)}")
-    if "enum" in schema and not any(_equal(instance, option) for option in schema["enum"]):
-        found.append(
-            f"{where}: must be one of {', '.join(map(repr, schema['enum']))}, not {_describe(instance)}"
-        )
-    if isinstance(instance, dict):
-        _check_object(instance, schema, root, path, closed, found)
-    if isinstance(instance, list):
-        _check_array(instance, schema, root, path, closed, found)
-    if isinstance(instance, str):
-        _check_string(instance, schema, where, found)
-    if (
-        "minimum" in schema
-        and isinstance(instance, int | float)
-        and not isinstance(instance, bool)
-        and instance < schema["minimum"]
-    ):
-        found.append(f"{where}: must be at least {schema['minimum']}, not {instance!r}")
+class _Checker:
+    """One walk of an instance against a schema: the root its references resolve in, whether
+    objects are closed, and the problems found so far."""
 
+    def __init__(self, root: dict[str, Any], closed: bool) -> None:
+        self.root = root
+        self.closed = closed
+        self.found: list[str] = []
 
-def _check_array(
-    instance: list[Any],
-    schema: dict[str, Any],
-    root: dict[str, Any],
-    path: str,
-    closed: bool,
-    found: list[str],
-) -> None:
-    where = _where(path)
-    if len(instance) < schema.get("minItems", 0):
-        found.append(f"{where}: must hold at least {schema['minItems']} item(s), not {len(instance)}")
-    if "maxItems" in schema and len(instance) > schema["maxItems"]:
-        found.append(f"{where}: must hold at most {schema['maxItems']} item(s), not {len(instance)}")
-    if schema.get("uniqueItems") and len({repr(item) for item in instance}) < len(instance):
-        found.append(f"{where}: must not repeat an item")
-    if "items" in schema:
-        for index, item in enumerate(instance):
-            _check(item, schema["items"], root, f"{path}[{index}]", closed, found)
+    def check(self, instance: Any, schema: dict[str, Any], path: str) -> None:
+        if "$ref" in schema:
+            self.check(instance, _resolve(self.root, schema["$ref"]), path)
+        for part in schema.get("allOf", []):
+            self.check(instance, part, path)
+        where = _where(path)
+        if "type" in schema:
+            names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            if not any(_is_type(instance, name) for name in names):
+                self.found.append(f"{where}: must be {' or '.join(names)}, not {_describe(instance)}")
+                return  # every other keyword would only repeat this
+        if "const" in schema and not _equal(instance, schema["const"]):
+            self.found.append(f"{where}: must be {schema['const']!r}, not {_describe(instance)}")
+        if "enum" in schema and not any(_equal(instance, option) for option in schema["enum"]):
+            self.found.append(
+                f"{where}: must be one of {', '.join(map(repr, schema['enum']))}, not {_describe(instance)}"
+            )
+        if isinstance(instance, dict):
+            self.check_object(instance, schema, path)
+        if isinstance(instance, list):
+            self.check_array(instance, schema, path)
+        if isinstance(instance, str):
+            self.check_string(instance, schema, where)
+        if (
+            "minimum" in schema
+            and isinstance(instance, int | float)
+            and not isinstance(instance, bool)
+            and instance < schema["minimum"]
+        ):
+            self.found.append(f"{where}: must be at least {schema['minimum']}, not {instance!r}")
 
+    def check_array(self, instance: list[Any], schema: dict[str, Any], path: str) -> None:
+        where = _where(path)
+        if len(instance) < schema.get("minItems", 0):
+            self.found.append(
+                f"{where}: must hold at least {schema['minItems']} item(s), not {len(instance)}"
+            )
+        if "maxItems" in schema and len(instance) > schema["maxItems"]:
+            self.found.append(f"{where}: must hold at most {schema['maxItems']} item(s), not {len(instance)}")
+        if schema.get("uniqueItems") and len({repr(item) for item in instance}) < len(instance):
+            self.found.append(f"{where}: must not repeat an item")
+        if "items" in schema:
+            for index, item in enumerate(instance):
+                self.check(item, schema["items"], f"{path}[{index}]")
 
-def _check_string(instance: str, schema: dict[str, Any], where: str, found: list[str]) -> None:
-    if len(instance) < schema.get("minLength", 0):
-        found.append(f"{where}: must be at least {schema['minLength']} character(s) long")
-    pattern = schema.get("pattern")
-    if pattern is not None and not _compiled(pattern).search(instance):
-        # a titled schema names its rule; the pattern itself is the last resort
-        rule = f"is not {schema['title']}" if "title" in schema else f"does not match {pattern}"
-        found.append(f"{where}: {instance[:80]!r} {rule}")
+    def check_string(self, instance: str, schema: dict[str, Any], where: str) -> None:
+        if len(instance) < schema.get("minLength", 0):
+            self.found.append(f"{where}: must be at least {schema['minLength']} character(s) long")
+        pattern = schema.get("pattern")
+        if pattern is not None and not _compiled(pattern).search(instance):
+            # a titled schema names its rule; the pattern itself is the last resort
+            rule = f"is not {schema['title']}" if "title" in schema else f"does not match {pattern}"
+            self.found.append(f"{where}: {instance[:80]!r} {rule}")
 
-
-def _check_object(
-    instance: dict[str, Any],
-    schema: dict[str, Any],
-    root: dict[str, Any],
-    path: str,
-    closed: bool,
-    found: list[str],
-) -> None:
-    prefix = f"{path}." if path else ""
-    for name in schema.get("required", []):
-        if name not in instance:
-            found.append(f"{prefix}{name}: a required field is missing")
-    properties = schema.get("properties", {})
-    for name, value in instance.items():
-        if name in properties:
-            _check(value, properties[name], root, f"{prefix}{name}", closed, found)
-            continue
-        extra = schema.get("additionalProperties", True)
-        if extra is False:
-            if closed:
-                found.append(f"{prefix}{name}: not a field of this object")
-        elif isinstance(extra, dict):
-            _check(value, extra, root, f"{prefix}{name}", closed, found)
+    def check_object(self, instance: dict[str, Any], schema: dict[str, Any], path: str) -> None:
+        prefix = f"{path}." if path else ""
+        for name in schema.get("required", []):
+            if name not in instance:
+                self.found.append(f"{prefix}{name}: a required field is missing")
+        properties = schema.get("properties", {})
+        for name, value in instance.items():
+            if name in properties:
+                self.check(value, properties[name], f"{prefix}{name}")
+                continue
+            extra = schema.get("additionalProperties", True)
+            if extra is False:
+                if self.closed:
+                    self.found.append(f"{prefix}{name}: not a field of this object")
+            elif isinstance(extra, dict):
+                self.check(value, extra, f"{prefix}{name}")
 
 
 def _resolve(root: dict[str, Any], ref: str) -> dict[str, Any]:
