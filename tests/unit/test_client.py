@@ -56,7 +56,7 @@ def _publish(root: Path) -> Published:
     for planned in plan_shards(model, 5):
         lists = list(recommend(model, shard_users(model, planned), TOP_N))
         data, count = encode_shard(model, lists)
-        key = relative_key(PREFIX, paths.shard(planned["index"]))
+        key = relative_key(PREFIX, paths.shard_object(planned["index"]))
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(data)
         for top in lists:

@@ -107,7 +107,7 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
     s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "bad").manifest)  # as before its Merge ran
-    key = RunPaths("p", "bad").shard(1)
+    key = RunPaths("p", "bad").shard_object(1)
     data = s3.get_object(Bucket=BUCKET, Key=key)
     body, metadata = data["Body"].read(), data["Metadata"]
     if damage == "missing":
@@ -167,7 +167,7 @@ class _Raw:
 def test_a_predictor_near_its_time_limit_stops_before_writing(s3: Any) -> None:
     publish(s3, SETTINGS, "timed", rows(), {"users_per_shard": 10})
     plan = get_json(s3, BUCKET, RunPaths("p", "timed").shard_plan)
-    key = RunPaths("p", "timed").shard(0)
+    key = RunPaths("p", "timed").shard_object(0)
     s3.delete_object(Bucket=BUCKET, Key=key)
     with pytest.raises(ShardTimeoutError, match="less than 20 s left"):
         predict.run(s3, SETTINGS, "timed", plan[0], 5, remaining_ms=lambda: 5_000)

@@ -73,10 +73,10 @@ S3_ACCESS = {
     "PredictFunction": [
         _s3("s3:GetObject", RUN.model),
         _s3("s3:GetObject", RUN.dataset),
-        _s3("s3:PutObject", RUN.shard(0)),
+        _s3("s3:PutObject", RUN.shard_object(0)),
     ],
     "MergeFunction": [
-        _s3("s3:GetObject", RUN.shard(0)),
+        _s3("s3:GetObject", RUN.shard_object(0)),
         _s3("s3:GetObject", RUN.model),
         _s3("s3:PutObject", RUN.fallback),
         _s3("s3:PutObject", RUN.manifest),
@@ -90,7 +90,7 @@ S3_DENIED = {
     "ExtractFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.dataset)],
     "TrainFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.model)],
     "PredictFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:PutObject", "elsewhere/x")],
-    "MergeFunction": [_s3("s3:DeleteObject", RUN.shard(0)), _s3("s3:PutObject", "elsewhere/x")],
+    "MergeFunction": [_s3("s3:DeleteObject", RUN.shard_object(0)), _s3("s3:PutObject", "elsewhere/x")],
     "RecordFailureFunction": [
         _s3("s3:PutObject", latest_key(PREFIX)),
         _s3("s3:PutObject", RUN.manifest),
@@ -940,7 +940,7 @@ def test_reader_policy_reads_the_prefix_only(template: dict[str, Any]) -> None:
     document = template["Resources"]["RecommendationsReaderPolicy"]["Properties"]["PolicyDocument"]
     statements = [_resolve(s) for s in document["Statement"]]
     assert allows(statements, *_s3("s3:GetObject", latest_key(PREFIX)))
-    assert allows(statements, *_s3("s3:GetObject", RUN.shard(3)))
+    assert allows(statements, *_s3("s3:GetObject", RUN.shard_object(3)))
     assert not allows(statements, *_s3("s3:PutObject", latest_key(PREFIX)))
     assert not allows(statements, *_s3("s3:GetObject", "elsewhere/secret"))
     assert template["Outputs"]["ReaderPolicyArn"]["Value"] == {"Ref": "RecommendationsReaderPolicy"}

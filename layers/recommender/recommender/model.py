@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .contracts import ObjectRecord
+
 FORMAT_VERSION = 3
 KIND_REFIT = "refit"
 
@@ -40,9 +42,9 @@ class ModelIntegrityError(ValueError):
     """A model object is not the one Train wrote: its size or SHA-256 differs from the record."""
 
 
-def object_record(data: bytes) -> dict[str, Any]:
+def object_record(data: bytes) -> ObjectRecord:
     """What Train records of each model object it writes, for its readers to check."""
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return ObjectRecord(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 def check_object(data: bytes, recorded: Mapping[str, Any] | None, what: str) -> bytes:
