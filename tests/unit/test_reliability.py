@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from recommender.aws import _RETRIES
 from recommender.config import ConfigError, RunConfig, Settings
+from recommender.contracts import ExtractSummary, TrainSummary
 from recommender.database import DatabaseUnavailableError, connect, redact
 from recommender.manifest import build_latest
 from recommender.sharding import decode_shard
@@ -96,14 +97,19 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     before = get_json(s3, BUCKET, latest_key("p"))
     settings = SETTINGS
     config = {"top_n": 10, "algorithm": "SVD", "params": {}}
-    extract = {
-        "rows": 1,
-        "bytes": 1,
-        "sha256": "0" * 64,
-        "seconds": 0.0,
-        "extracted_at": "2099-01-01T00:00:00.000Z",
-    }
-    extract |= {"source_rows": 1, "dropped": {}, "invalid_rows": 0, "duplicates_merged": 0}
+    extract = ExtractSummary(
+        dataset_key=RunPaths("p", "bad").dataset,
+        rows=1,
+        bytes=1,
+        sha256="0" * 64,
+        seconds=0.0,
+        extracted_at="2099-01-01T00:00:00.000Z",
+        source_rows=1,
+        dropped={},
+        invalid_rows=0,
+        duplicates_merged=0,
+        reused=False,
+    )
     publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
     s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "bad").manifest)  # as before its Merge ran
@@ -123,15 +129,9 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
             Body=short,
             Metadata={**metadata, "sha256": __import__("hashlib").sha256(short).hexdigest()},
         )
-    trained = {
-        "ratings": 1,
-        "seconds": 0.0,
-        "model_key": "",
-        "shard_plan_key": "",
-        "shards": 3,
-        "users": 30,
-        "items": 12,
-    }
+    trained = TrainSummary(
+        ratings=1, seconds=0.0, model_key="", shard_plan_key="", shards=3, users=30, items=12, reused=False
+    )
     with pytest.raises(IncompleteRunError, match="shard 1"):
         merge.run(s3, SETTINGS, "bad", config, extract, trained)
     assert get_json(s3, BUCKET, latest_key("p")) == before
