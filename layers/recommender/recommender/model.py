@@ -85,7 +85,7 @@ def utf8_order(ids: list[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UserLayout:
-    """Which kernel arrays belong to the users, and how they are cut into a shard's part."""
+    """Which kernel arrays belong to the users, and how they are cut into a shard's user part."""
 
     rows: tuple[str, ...] = ()  # first axis is the inner user id
     ratings: tuple[str, ...] = ()  # one value per (user, rated item), aligned with seen_indices
