@@ -25,7 +25,7 @@ from recommender.sharding import decode_shard
 from recommender.steps import merge, predict, train
 from recommender.steps.merge import IncompleteRunError, publish_latest
 from recommender.steps.predict import ShardTimeoutError
-from recommender.storage import RunPaths, get_json, latest_key, put_json
+from recommender.storage import RunPaths, get_json, latest_key, put_json, sha256_hex
 from tests.publishing import publish, write_snapshot
 
 BUCKET = "reliability"
@@ -135,6 +135,26 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     with pytest.raises(IncompleteRunError, match="shard 1"):
         merge.run(s3, SETTINGS, "bad", config, extract, trained)
     assert get_json(s3, BUCKET, latest_key("p")) == before
+
+
+@pytest.mark.parametrize("damage", [None, "truncated", "fewer users"])
+def test_a_rerun_predictor_reuses_only_a_complete_shard_object(s3: Any, damage: str | None) -> None:
+    """A redriven or resumed predictor keeps a shard object that passes Merge's check, and writes
+    a damaged one again (the same bytes: the lists are deterministic)."""
+    publish(s3, SETTINGS, "redo", rows(), {"users_per_shard": 10})
+    paths = RunPaths("p", "redo")
+    key = paths.shard_object(1)
+    written = s3.get_object(Bucket=BUCKET, Key=key)
+    body, metadata = written["Body"].read(), written["Metadata"]
+    if damage == "truncated":
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2], Metadata=metadata)
+    elif damage == "fewer users":  # a consistent checksum, but a user short of the plan
+        short = gzip.compress(b"\n".join(gzip.decompress(body).split(b"\n")[1:]))
+        s3.put_object(Bucket=BUCKET, Key=key, Body=short, Metadata={**metadata, "sha256": sha256_hex(short)})
+    shard = get_json(s3, BUCKET, paths.shard_plan)[1]
+    result = predict.run(s3, SETTINGS, "redo", shard, 10)
+    assert result["reused"] is (damage is None)
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
 
 
 def test_s3_throttling_is_retried(s3: Any) -> None:

@@ -72,6 +72,28 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[Manifest
     `sharding.check_shard_object` and holds no unexpected empty list; IncompleteRunError or
     EmptyListsError naming the shards otherwise."""
     plan: list[Shard] = get_json(s3, settings.bucket, paths.shard_plan)
+    checked = check_shard_objects(s3, settings, paths, plan)
+    check_empty_lists(paths.run_id, plan, checked)
+    return [
+        ManifestShard(
+            index=shard["index"],
+            key=relative_key(settings.prefix, paths.shard_object(shard["index"])),
+            users=found.users,
+            first_user=shard["first_user"],
+            last_user=shard["last_user"],
+            bytes=found.bytes,
+            sha256=found.sha256,
+            seconds=found.seconds,
+        )
+        for shard, found in zip(plan, checked)
+    ]
+
+
+def check_shard_objects(
+    s3: Any, settings: Settings, paths: RunPaths, plan: list[Shard]
+) -> list[CheckedShardObject]:
+    """Every planned shard's object, checked, in plan order; IncompleteRunError naming the
+    shards that failed."""
     # A missing object is never asked for: S3 may answer 403, not 404 (see storage.object_exists).
     existing = listed_keys(s3, settings.bucket, paths.shard_objects_root)
 
@@ -92,7 +114,12 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[Manifest
             f"run {paths.run_id} not published: {len(problems)} of {len(plan)} shard(s) failed"
             f" verification: {_first_five(problems)}"
         )
-    checked = [r for r in results if isinstance(r, CheckedShardObject)]
+    return [r for r in results if isinstance(r, CheckedShardObject)]
+
+
+def check_empty_lists(run_id: str, plan: list[Shard], checked: list[CheckedShardObject]) -> None:
+    """EmptyListsError unless each shard object has as many empty lists as its shard has users
+    who rated every item."""
     emptied = [
         f"shard {shard['index']}: {found.empty_lists - shard['users_without_unseen']} users"
         f" with unseen items have an empty list"
@@ -102,24 +129,11 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[Manifest
     ]
     if emptied:
         raise EmptyListsError(
-            f"run {paths.run_id} not published: {_first_five(emptied)}. Every user with unseen"
+            f"run {run_id} not published: {_first_five(emptied)}. Every user with unseen"
             " items must get a list; an empty one means their scores were not finite (see the"
             " predictors' logs), and rating_scale (leaving outliers out as invalid rows) is the"
             " usual remedy"
         )
-    return [
-        ManifestShard(
-            index=shard["index"],
-            key=relative_key(settings.prefix, paths.shard_object(shard["index"])),
-            users=found.users,
-            first_user=shard["first_user"],
-            last_user=shard["last_user"],
-            bytes=found.bytes,
-            sha256=found.sha256,
-            seconds=found.seconds,
-        )
-        for shard, found in zip(plan, checked)
-    ]
 
 
 def _first_five(problems: list[str]) -> str:
@@ -197,18 +211,7 @@ def write_manifest(
             metadata_key=relative_key(settings.prefix, paths.dataset_meta),
             **dataset_figures(extract),
         ),
-        model={
-            "key": relative_key(settings.prefix, paths.model),
-            "metadata_key": relative_key(settings.prefix, paths.model_meta),
-            "algorithm": config["algorithm"],
-            "params": config["params"],
-            "kind": model.kind,
-            "users": model_meta["users"],
-            "items": model.n_items,
-            "ratings": train["ratings"],
-            "rating_scale": list(model.rating_scale),
-            **model_objects(settings, paths, model_meta),
-        },
+        model=manifest_model(settings, paths, config, model, model_meta, train["ratings"]),
         shards=shards,
         fallback={"key": relative_key(settings.prefix, paths.fallback), **fallback_doc},
         timings={
@@ -228,6 +231,29 @@ def write_manifest(
     except ObjectExistsError:
         manifest = get_json(s3, settings.bucket, paths.manifest)
     return manifest
+
+
+def manifest_model(
+    settings: Settings,
+    paths: RunPaths,
+    config: ResolvedConfig,
+    model: ModelArrays,
+    model_meta: ModelMetadata,
+    ratings: int,
+) -> dict[str, Any]:
+    """The manifest's `model` section: where the model is, what fitted it and on how much."""
+    return {
+        "key": relative_key(settings.prefix, paths.model),
+        "metadata_key": relative_key(settings.prefix, paths.model_meta),
+        "algorithm": config["algorithm"],
+        "params": config["params"],
+        "kind": model.kind,
+        "users": model_meta["users"],
+        "items": model.n_items,
+        "ratings": ratings,
+        "rating_scale": list(model.rating_scale),
+        **model_objects(settings, paths, model_meta),
+    }
 
 
 def write_fallback(
