@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from recommender.config import RunConfig, Settings
+from recommender.contracts import ExtractSummary
 from recommender.manifest import utc_now
 from recommender.steps import merge, predict, train
 from recommender.storage import RunPaths, get_json, put_bytes, sha256_hex
@@ -16,24 +17,28 @@ from recommender.storage import RunPaths, get_json, put_bytes, sha256_hex
 
 def write_snapshot(
     s3: Any, settings: Settings, run_id: str, rows: list[tuple[str, str, float]]
-) -> dict[str, Any]:
+) -> ExtractSummary:
+    """Extract's summary of the snapshot written, as Merge receives it."""
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["user", "item", "rating"])
     writer.writerows(rows)
     data = gzip.compress(text.getvalue().encode("utf-8"), mtime=0)
-    put_bytes(s3, settings.bucket, RunPaths(settings.prefix, run_id).dataset, data)
-    return {
-        "rows": len(rows),
-        "bytes": len(data),
-        "sha256": sha256_hex(data),
-        "seconds": 0.0,
-        "extracted_at": utc_now(),
-        "source_rows": len(rows),
-        "dropped": {},
-        "invalid_rows": 0,
-        "duplicates_merged": 0,
-    }
+    key = RunPaths(settings.prefix, run_id).dataset
+    put_bytes(s3, settings.bucket, key, data)
+    return ExtractSummary(
+        dataset_key=key,
+        rows=len(rows),
+        bytes=len(data),
+        sha256=sha256_hex(data),
+        seconds=0.0,
+        extracted_at=utc_now(),
+        source_rows=len(rows),
+        dropped={},
+        invalid_rows=0,
+        duplicates_merged=0,
+        reused=False,
+    )
 
 
 def publish(

@@ -1,17 +1,16 @@
 """Merge: verify every shard, write the fallback and the manifest, then move `latest.json`."""
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
 from recommender.config import Settings
+from recommender.contracts import MergeEvent, MergeResult
 from recommender.observability import MetricUnit, handler, logger, metrics
 from recommender.steps import merge
 
 
 @handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: MergeEvent, context: LambdaContext) -> MergeResult:
     result = merge.run(
         s3_client(),
         Settings.from_env(),

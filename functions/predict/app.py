@@ -1,17 +1,16 @@
 """Predict: the top-N unseen items for every user of one shard (one DISTRIBUTED Map item)."""
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
 from recommender.config import Settings
+from recommender.contracts import PredictEvent, PredictResult
 from recommender.observability import MetricUnit, handler, logger, metrics
 from recommender.steps import predict
 
 
 @handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: PredictEvent, context: LambdaContext) -> PredictResult:
     shard = event["shard"]
     logger.append_keys(shard=shard["index"])
     result = predict.run(

@@ -1,17 +1,16 @@
 """Train: fit the Surprise algorithm, write the model's arrays and the shard plan."""
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from recommender.aws import s3_client
 from recommender.config import Settings
+from recommender.contracts import TrainEvent, TrainResult
 from recommender.observability import MetricUnit, handler, logger, metrics
 from recommender.steps import train
 
 
 @handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: TrainEvent, context: LambdaContext) -> TrainResult:
     result = train.run(s3_client(), Settings.from_env(), event["run_id"], event["config"])
     metrics.add_metric("UsersTrained", MetricUnit.Count, result["users"])
     metrics.add_metric("ItemsTrained", MetricUnit.Count, result["items"])

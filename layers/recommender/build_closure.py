@@ -40,9 +40,8 @@ SOURCE = Path(__file__).resolve().parent
 ROOTS: tuple[str, ...] = (
     "recommender.aws",
     "recommender.config",
-    "recommender.database",
+    "recommender.contracts",
     "recommender.observability",
-    "recommender.secrets",
     "recommender.steps.extract",
     "recommender.steps.merge",
     "recommender.steps.predict",

@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from recommender.client import Recommendations
+from recommender.contracts import ManifestDataset, ManifestShard
 from recommender.errors import RecommendationsError
 from recommender.manifest import build_latest, build_manifest, load_schema
 from recommender.model import ModelArrays
@@ -52,12 +53,12 @@ def _publish(root: Path) -> Published:
     fitted = fit(ratings_from_rows(_rows()), "SVD", {"n_factors": 4, "n_epochs": 10}, (1.0, 5.0))
     model = model_from_fit(fitted)
     paths = RunPaths(PREFIX, RUN_ID)
-    shards = []
+    shards: list[ManifestShard] = []
     expected: dict[str, tuple[list[str], list[float]]] = {}
     for planned in plan_shards(model, 5):
         lists = list(recommend(model, shard_users(model, planned), TOP_N))
         data, count = encode_shard(model, lists)
-        key = relative_key(PREFIX, paths.shard(planned["index"]))
+        key = relative_key(PREFIX, paths.shard_object(planned["index"]))
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(data)
         for top in lists:
@@ -66,16 +67,16 @@ def _publish(root: Path) -> Published:
                 [round(s, 6) for s in top.scores.tolist()],
             )
         shards.append(
-            {
-                "index": planned["index"],
-                "key": key,
-                "users": count,
-                "first_user": planned["first_user"],
-                "last_user": planned["last_user"],
-                "bytes": len(data),
-                "sha256": sha256_hex(data),
-                "seconds": 0.01,
-            }
+            ManifestShard(
+                index=planned["index"],
+                key=key,
+                users=count,
+                first_user=planned["first_user"],
+                last_user=planned["last_user"],
+                bytes=len(data),
+                sha256=sha256_hex(data),
+                seconds=0.01,
+            )
         )
     top = fallback(model, TOP_N)
     fallback_doc = {
@@ -86,18 +87,18 @@ def _publish(root: Path) -> Published:
     manifest = build_manifest(
         run_id=RUN_ID,
         config={"top_n": TOP_N, "algorithm": "SVD", "params": {}},
-        dataset={
-            "key": relative_key(PREFIX, paths.dataset),
-            "metadata_key": relative_key(PREFIX, paths.dataset_meta),
-            "rows": fitted.trainset.n_ratings,
-            "extracted_at": "2026-11-28T06:00:00.000Z",
-            "source_rows": 13,
-            "dropped": {"null_rating": 1},
-            "invalid_rows": 1,
-            "duplicates_merged": 0,
-            "bytes": 1,
-            "sha256": "0" * 64,
-        },
+        dataset=ManifestDataset(
+            key=relative_key(PREFIX, paths.dataset),
+            metadata_key=relative_key(PREFIX, paths.dataset_meta),
+            rows=fitted.trainset.n_ratings,
+            extracted_at="2026-11-28T06:00:00.000Z",
+            source_rows=13,
+            dropped={"null_rating": 1},
+            invalid_rows=1,
+            duplicates_merged=0,
+            bytes=1,
+            sha256="0" * 64,
+        ),
         model={
             "key": relative_key(PREFIX, paths.model),
             "metadata_key": relative_key(PREFIX, paths.model_meta),

@@ -779,9 +779,12 @@ def test_extract_handler_reads_the_secret_when_there_is_no_url(secrets_client: A
         settings = Settings.from_env()
         url = database_url(settings)  # the same call the handler's connect makes
     assert psycopg2.extensions.parse_dsn(url)["password"] == PASSWORD
-    source = (ROOT / "functions/extract/app.py").read_text()
+    handler_source = (ROOT / "functions/extract/app.py").read_text()
+    assert "extract.connector(settings)" in handler_source  # how the handler connects
+    source = (ROOT / "layers/recommender/recommender/steps/extract.py").read_text()
     assert "connect(database_url(settings)" in source
-    assert not re.search(r"log\w*\.\w+\([^)]*url", source, re.I)
+    for text in (handler_source, source):
+        assert not re.search(r"log\w*\.\w+\([^)]*url", text, re.I)
 
 
 # --- samconfig.toml and the deploy guide ------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_each_role_allows_what_its_step_does_and_nothing_else(roles: dict[str, A
     assert not allowed(roles["ExtractFunction"], Request("s3:ListBucket", listing))  # no s3:prefix key
     assert not allowed(roles["ExtractFunction"], Request("s3:PutObject", obj(latest_key("recommender"))))
     assert allowed(roles["MergeFunction"], Request("s3:PutObject", obj(latest_key("recommender"))))
-    assert not allowed(roles["PredictFunction"], Request("s3:DeleteObject", obj(RUN.shard(0))))
+    assert not allowed(roles["PredictFunction"], Request("s3:DeleteObject", obj(RUN.shard_object(0))))
     assert allowed(roles["RecordFailureFunction"], Request("s3:PutObject", obj(RUN.failure)))
     assert not allowed(roles["RecordFailureFunction"], Request("s3:PutObject", obj(RUN.manifest)))
     secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123"
@@ -133,7 +133,7 @@ def test_the_gate_refuses_what_the_role_does_not_grant(roles: dict[str, Any]) ->
 def test_a_missing_object_is_403_for_a_role_that_lists_only_under_a_prefix(roles: dict[str, Any]) -> None:
     gate = RoleGate(Upstream("404 Not Found"), {"key-merge": ("recommender-merge", roles["MergeFunction"])})
     assert call(gate, "GET", f"/{BUCKET}/{latest_key('recommender')}", "key-merge").startswith("403")
-    assert call(gate, "HEAD", f"/{BUCKET}/{RUN.shard(3)}", "key-merge").startswith("403")
+    assert call(gate, "HEAD", f"/{BUCKET}/{RUN.shard_object(3)}", "key-merge").startswith("403")
     unconditioned = [
         *roles["MergeFunction"],
         {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}"},

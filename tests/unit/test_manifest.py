@@ -13,6 +13,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from recommender.config import RunConfig
+from recommender.contracts import ManifestDataset, ManifestShard
 from recommender.manifest import SCHEMA_VERSION, build_latest, build_manifest, load_schema, utc_now
 from recommender.versions import library_versions
 
@@ -26,18 +27,18 @@ def _manifest() -> dict[str, Any]:
     return build_manifest(
         run_id="run-2024-05-01_a",
         config=config,
-        dataset={
-            "key": "runs/run-2024-05-01_a/dataset/ratings.csv.gz",
-            "metadata_key": "runs/run-2024-05-01_a/dataset/metadata.json",
-            "rows": 12,
-            "extracted_at": "2026-11-28T06:00:00.000Z",
-            "source_rows": 13,
-            "dropped": {"null_rating": 1},
-            "invalid_rows": 1,
-            "duplicates_merged": 0,
-            "bytes": 345,
-            "sha256": _sha("dataset"),
-        },
+        dataset=ManifestDataset(
+            key="runs/run-2024-05-01_a/dataset/ratings.csv.gz",
+            metadata_key="runs/run-2024-05-01_a/dataset/metadata.json",
+            rows=12,
+            extracted_at="2026-11-28T06:00:00.000Z",
+            source_rows=13,
+            dropped={"null_rating": 1},
+            invalid_rows=1,
+            duplicates_merged=0,
+            bytes=345,
+            sha256=_sha("dataset"),
+        ),
         model={
             "key": "runs/run-2024-05-01_a/model/model.npz",
             "metadata_key": "runs/run-2024-05-01_a/model/metadata.json",
@@ -50,26 +51,26 @@ def _manifest() -> dict[str, Any]:
             "rating_scale": [1.0, 5.0],
         },
         shards=[
-            {
-                "index": 0,
-                "key": "runs/run-2024-05-01_a/recommendations/shard-00000.jsonl.gz",
-                "users": 2,
-                "first_user": "a",
-                "last_user": "b\n2",
-                "bytes": 120,
-                "sha256": _sha("shard 0"),
-                "seconds": 0.25,
-            },
-            {
-                "index": 1,
-                "key": "runs/run-2024-05-01_a/recommendations/shard-00001.jsonl.gz",
-                "users": 1,
-                "first_user": "😀",
-                "last_user": "😀",
-                "bytes": 80,
-                "sha256": _sha("shard 1"),
-                "seconds": 0.5,
-            },
+            ManifestShard(
+                index=0,
+                key="runs/run-2024-05-01_a/recommendations/shard-00000.jsonl.gz",
+                users=2,
+                first_user="a",
+                last_user="b\n2",
+                bytes=120,
+                sha256=_sha("shard 0"),
+                seconds=0.25,
+            ),
+            ManifestShard(
+                index=1,
+                key="runs/run-2024-05-01_a/recommendations/shard-00001.jsonl.gz",
+                users=1,
+                first_user="😀",
+                last_user="😀",
+                bytes=80,
+                sha256=_sha("shard 1"),
+                seconds=0.5,
+            ),
         ],
         fallback={
             "key": "runs/run-2024-05-01_a/fallback.json",

@@ -75,14 +75,14 @@ def test_train_records_and_merge_publishes_every_model_object(s3: Any, algorithm
         {"index": shard["index"], "bytes": len(data), "sha256": sha256_hex(data)}
         for shard in get_json(s3, BUCKET, paths.shard_plan)
         if algorithm is SPLIT
-        for data in [get(s3, paths.model_users(shard["index"]))]
+        for data in [get(s3, paths.user_part(shard["index"]))]
     ]
     assert len(parts) == (3 if algorithm is SPLIT else 0)
     assert meta["user_parts"] == parts
     assert meta["users_in_parts"] is (algorithm is SPLIT)
 
     assert manifest["model"]["bytes"] == len(model) and manifest["model"]["sha256"] == sha256_hex(model)
-    expected = [{**part, "key": relative_key("p", paths.model_users(part["index"]))} for part in parts]
+    expected = [{**part, "key": relative_key("p", paths.user_part(part["index"]))} for part in parts]
     assert manifest["model"]["user_parts"] == expected
     assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
 
@@ -102,7 +102,7 @@ def test_a_predictor_refuses_a_model_that_is_not_the_one_train_wrote(
         predict.run(s3, SETTINGS, "r1", plan[0], config["top_n"])
     if algorithm is SPLIT:  # the model intact again, one user part damaged
         s3.put_object(Bucket=BUCKET, Key=paths.model, Body=original)
-        truncate(s3, paths.model_users(1))
+        truncate(s3, paths.user_part(1))
         predict.run(s3, SETTINGS, "r1", plan[0], config["top_n"])  # its own part is intact
         with pytest.raises(ModelIntegrityError, match=r"users-00001\.npz"):
             predict.run(s3, SETTINGS, "r1", plan[1], config["top_n"])

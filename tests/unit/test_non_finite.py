@@ -215,7 +215,7 @@ def test_merge_refuses_empty_lists_for_users_with_unseen_items(s3: Any) -> None:
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=before)
     s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "emptied").manifest)  # as before its Merge ran
     # shard 1 as a predictor whose scores all came out NaN wrote it: every list empty
-    key = RunPaths("p", "emptied").shard(1)
+    key = RunPaths("p", "emptied").shard_object(1)
     response = s3.get_object(Bucket=BUCKET, Key=key)
     records = list(decode_shard(response["Body"].read()))
     lines = [

@@ -18,13 +18,14 @@ from moto import mock_aws
 
 from recommender.aws import _RETRIES
 from recommender.config import RunConfig, Settings
+from recommender.contracts import ExtractSummary, TrainSummary
 from recommender.database import connect, redact
 from recommender.errors import ConfigError, DatabaseUnavailableError, IncompleteRunError, ShardTimeoutError
 from recommender.manifest import build_latest
 from recommender.sharding import decode_shard
 from recommender.steps import merge, predict, train
 from recommender.steps.merge import publish_latest
-from recommender.storage import RunPaths, get_json, latest_key, put_json
+from recommender.storage import RunPaths, get_json, latest_key, put_json, sha256_hex
 from tests.publishing import publish, write_snapshot
 
 BUCKET = "reliability"
@@ -96,18 +97,23 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     before = get_json(s3, BUCKET, latest_key("p"))
     settings = SETTINGS
     config = {"top_n": 10, "algorithm": "SVD", "params": {}}
-    extract = {
-        "rows": 1,
-        "bytes": 1,
-        "sha256": "0" * 64,
-        "seconds": 0.0,
-        "extracted_at": "2099-01-01T00:00:00.000Z",
-    }
-    extract |= {"source_rows": 1, "dropped": {}, "invalid_rows": 0, "duplicates_merged": 0}
+    extract = ExtractSummary(
+        dataset_key=RunPaths("p", "bad").dataset,
+        rows=1,
+        bytes=1,
+        sha256="0" * 64,
+        seconds=0.0,
+        extracted_at="2099-01-01T00:00:00.000Z",
+        source_rows=1,
+        dropped={},
+        invalid_rows=0,
+        duplicates_merged=0,
+        reused=False,
+    )
     publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
     s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "bad").manifest)  # as before its Merge ran
-    key = RunPaths("p", "bad").shard(1)
+    key = RunPaths("p", "bad").shard_object(1)
     data = s3.get_object(Bucket=BUCKET, Key=key)
     body, metadata = data["Body"].read(), data["Metadata"]
     if damage == "missing":
@@ -123,18 +129,32 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
             Body=short,
             Metadata={**metadata, "sha256": __import__("hashlib").sha256(short).hexdigest()},
         )
-    trained = {
-        "ratings": 1,
-        "seconds": 0.0,
-        "model_key": "",
-        "shard_plan_key": "",
-        "shards": 3,
-        "users": 30,
-        "items": 12,
-    }
+    trained = TrainSummary(
+        ratings=1, seconds=0.0, model_key="", shard_plan_key="", shards=3, users=30, items=12, reused=False
+    )
     with pytest.raises(IncompleteRunError, match="shard 1"):
         merge.run(s3, SETTINGS, "bad", config, extract, trained)
     assert get_json(s3, BUCKET, latest_key("p")) == before
+
+
+@pytest.mark.parametrize("damage", [None, "truncated", "fewer users"])
+def test_a_rerun_predictor_reuses_only_a_complete_shard_object(s3: Any, damage: str | None) -> None:
+    """A redriven or resumed predictor keeps a shard object that passes Merge's check, and writes
+    a damaged one again (the same bytes: the lists are deterministic)."""
+    publish(s3, SETTINGS, "redo", rows(), {"users_per_shard": 10})
+    paths = RunPaths("p", "redo")
+    key = paths.shard_object(1)
+    written = s3.get_object(Bucket=BUCKET, Key=key)
+    body, metadata = written["Body"].read(), written["Metadata"]
+    if damage == "truncated":
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2], Metadata=metadata)
+    elif damage == "fewer users":  # a consistent checksum, but a user short of the plan
+        short = gzip.compress(b"\n".join(gzip.decompress(body).split(b"\n")[1:]))
+        s3.put_object(Bucket=BUCKET, Key=key, Body=short, Metadata={**metadata, "sha256": sha256_hex(short)})
+    shard = get_json(s3, BUCKET, paths.shard_plan)[1]
+    result = predict.run(s3, SETTINGS, "redo", shard, 10)
+    assert result["reused"] is (damage is None)
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
 
 
 def test_s3_throttling_is_retried(s3: Any) -> None:
@@ -167,7 +187,7 @@ class _Raw:
 def test_a_predictor_near_its_time_limit_stops_before_writing(s3: Any) -> None:
     publish(s3, SETTINGS, "timed", rows(), {"users_per_shard": 10})
     plan = get_json(s3, BUCKET, RunPaths("p", "timed").shard_plan)
-    key = RunPaths("p", "timed").shard(0)
+    key = RunPaths("p", "timed").shard_object(0)
     s3.delete_object(Bucket=BUCKET, Key=key)
     with pytest.raises(ShardTimeoutError, match="less than 20 s left"):
         predict.run(s3, SETTINGS, "timed", plan[0], 5, remaining_ms=lambda: 5_000)

@@ -10,14 +10,17 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from recommender.errors import ConfigError
+from recommender.contracts import Shard
+from recommender.errors import ConfigError, ShardError
 from recommender.model import ModelArrays, utf8_order
 from recommender.scoring import UserTopN
 from recommender.sharding import (
     MAX_SHARDS,
     check_shard_count,
+    check_shard_object,
     decode_shard,
     encode_shard,
+    object_metadata,
     plan_shards,
     shard_users,
 )
@@ -174,3 +177,25 @@ def test_the_largest_plan_keeps_the_maps_output_small() -> None:
     predictor's result): at MAX_SHARDS it must stay well inside Step Functions' 256 KiB."""
     collected = json.dumps([{}] * MAX_SHARDS, separators=(",", ":")).encode()
     assert len(collected) < 256 * 1024 / 4
+
+
+def test_a_shard_object_is_checked_against_its_record_and_its_shard() -> None:
+    """The one check the predictor (is its work done?) and Merge (may the run be published?) apply."""
+    model = _model(["a", "b", "c"])
+    lists = [
+        UserTopN(0, np.asarray([2, 0]), np.asarray([4.0, 3.0])),
+        UserTopN(1, np.zeros(0, np.int64), np.zeros(0)),
+    ]
+    data, count = encode_shard(model, lists)
+    shard = Shard(index=4, start=0, end=2, users=2, first_user="a", last_user="b")
+    recorded = object_metadata(data, count, 1.25)
+    checked = check_shard_object(data, recorded, shard, "k")
+    assert (checked.bytes, checked.users, checked.empty_lists, checked.seconds) == (len(data), 2, 1, 1.25)
+    assert check_shard_object(data, {**recorded, "seconds": "nan"}, shard, "k").seconds == 0.0
+    with pytest.raises(ShardError, match="shard 4: k does not match its recorded checksum"):
+        check_shard_object(data[:-1], recorded, shard, "k")
+    truncated = data[: len(data) // 2]
+    with pytest.raises(ShardError, match="shard 4: k is unreadable"):
+        check_shard_object(truncated, object_metadata(truncated, count, 1.0), shard, "k")
+    with pytest.raises(ShardError, match="shard 4: k holds 2 users, planned 3"):
+        check_shard_object(data, recorded, Shard(**{**shard, "users": 3}), "k")

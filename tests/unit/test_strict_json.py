@@ -171,7 +171,7 @@ def test_a_shard_without_its_recorded_time_still_makes_a_strict_manifest(s3: Any
     run_input = {"evaluate": False, "users_per_shard": 10}
     publish(s3, settings, "r1", rows, run_input)
     paths = RunPaths("p", "r1")
-    key = paths.shard(0)
+    key = paths.shard_object(0)
     recorded = s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]
     s3.put_object(
         Bucket=BUCKET,

@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 
-from recommender import local
+from recommender import contracts, local
 from recommender.config import RunConfig, check_run_id
 from recommender.local import template as local_template
 from recommender.steps import extract as extract_step
@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "recommender.asl.json"
 EVENTS = ROOT / "events"
-STEPS = ROOT / "layers" / "recommender" / "recommender" / "steps"
 STATE_MACHINE_INPUTS = ["state_machine_input.json", "schedule_input.json"]
 
 RUNTIME = "python3.13"
@@ -73,10 +72,10 @@ S3_ACCESS = {
     "PredictFunction": [
         _s3("s3:GetObject", RUN.model),
         _s3("s3:GetObject", RUN.dataset),
-        _s3("s3:PutObject", RUN.shard(0)),
+        _s3("s3:PutObject", RUN.shard_object(0)),
     ],
     "MergeFunction": [
-        _s3("s3:GetObject", RUN.shard(0)),
+        _s3("s3:GetObject", RUN.shard_object(0)),
         _s3("s3:GetObject", RUN.model),
         _s3("s3:PutObject", RUN.fallback),
         _s3("s3:PutObject", RUN.manifest),
@@ -90,7 +89,7 @@ S3_DENIED = {
     "ExtractFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.dataset)],
     "TrainFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:DeleteObject", RUN.model)],
     "PredictFunction": [_s3("s3:PutObject", latest_key(PREFIX)), _s3("s3:PutObject", "elsewhere/x")],
-    "MergeFunction": [_s3("s3:DeleteObject", RUN.shard(0)), _s3("s3:PutObject", "elsewhere/x")],
+    "MergeFunction": [_s3("s3:DeleteObject", RUN.shard_object(0)), _s3("s3:PutObject", "elsewhere/x")],
     "RecordFailureFunction": [
         _s3("s3:PutObject", latest_key(PREFIX)),
         _s3("s3:PutObject", RUN.manifest),
@@ -201,29 +200,9 @@ def function_def(path: Path, name: str) -> ast.FunctionDef:
     raise AssertionError(f"{path} defines no function {name}")
 
 
-def dict_literal_keys(node: ast.AST) -> set[str]:
-    assert isinstance(node, ast.Dict), f"expected a dict literal, got {ast.dump(node)[:80]}"
-    return {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-
-
-def returned_dict(path: Path, name: str) -> ast.Dict:
-    """The dict literal a step function returns; every return (a resumed run reuses its earlier
-    work and returns early) must be a dict literal of the same keys."""
-    returns = [
-        n for n in ast.walk(function_def(path, name)) if isinstance(n, ast.Return) and n.value is not None
-    ]
-    dicts = [r.value for r in returns if isinstance(r.value, ast.Dict)]
-    assert returns and len(dicts) == len(returns), f"{path}:{name} return shape"
-    assert all(dict_literal_keys(d) == dict_literal_keys(dicts[-1]) for d in dicts), f"{path}:{name} keys"
-    return dicts[-1]
-
-
-def nested_dict(node: ast.Dict, key: str) -> ast.Dict:
-    for k, v in zip(node.keys, node.values):
-        if isinstance(k, ast.Constant) and k.value == key:
-            assert isinstance(v, ast.Dict)
-            return v
-    raise AssertionError(f"no key {key!r}")
+def contract_keys(contract: type) -> set[str]:
+    """Every field of a TypedDict of recommender.contracts, optional ones included."""
+    return set(contract.__annotations__)
 
 
 def load_event(name: str) -> Any:
@@ -578,7 +557,11 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
         assert environment["RECOMMENDER_PREFIX"] == {"Ref": "OutputPrefix"}, logical
         # On AWS the database is reached through the secret; DATABASE_URL is the local engine's.
         assert "DATABASE_URL" not in environment, logical
-        needs_database = "recommender.secrets import database_url" in handler
+        # the secret is read by recommender.secrets.database_url, or by the step's connector that calls it
+        needs_database = any(
+            call in handler
+            for call in ("recommender.secrets import database_url", "extract.connector(settings)")
+        )
         assert ("DATABASE_SECRET_ARN" in environment) == needs_database, (
             f"{logical}: DATABASE_SECRET_ARN must be set exactly where the handler reads the secret"
         )
@@ -940,7 +923,7 @@ def test_reader_policy_reads_the_prefix_only(template: dict[str, Any]) -> None:
     document = template["Resources"]["RecommendationsReaderPolicy"]["Properties"]["PolicyDocument"]
     statements = [_resolve(s) for s in document["Statement"]]
     assert allows(statements, *_s3("s3:GetObject", latest_key(PREFIX)))
-    assert allows(statements, *_s3("s3:GetObject", RUN.shard(3)))
+    assert allows(statements, *_s3("s3:GetObject", RUN.shard_object(3)))
     assert not allows(statements, *_s3("s3:PutObject", latest_key(PREFIX)))
     assert not allows(statements, *_s3("s3:GetObject", "elsewhere/secret"))
     assert template["Outputs"]["ReaderPolicyArn"]["Value"] == {"Ref": "RecommendationsReaderPolicy"}
@@ -1027,8 +1010,7 @@ def test_extract_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     check_run_id(event["execution_name"])
     assert event["input"] == load_event("state_machine_input.json")
     # Whatever Extract returns, the ResultSelector only picks fields that exist.
-    returned = dict_literal_keys(returned_dict(STEPS / "extract.py", "run"))
-    assert selected_payload_fields(state) <= returned
+    assert selected_payload_fields(state) <= contract_keys(contracts.ExtractResult)
 
 
 def resolved_config(raw_input: dict[str, Any]) -> dict[str, Any]:
@@ -1047,8 +1029,7 @@ def test_train_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     assert event["run_id"] == load_event("extract.json")["execution_name"]
     assert event["config"] == resolved_config(load_event("extract.json")["input"])
     RunConfig.from_input(event["config"])  # what Train parses it with
-    returned = dict_literal_keys(returned_dict(STEPS / "train.py", "run"))
-    assert selected_payload_fields(state) <= returned
+    assert selected_payload_fields(state) <= contract_keys(contracts.TrainResult)
 
 
 def test_predict_event_is_what_the_map_passes(asl: dict[str, Any]) -> None:
@@ -1057,10 +1038,8 @@ def test_predict_event_is_what_the_map_passes(asl: dict[str, Any]) -> None:
     assert set(event) == payload_keys(map_state["ItemSelector"])
     state = state_invoking(asl, "PredictFunctionArn")
     assert state["Parameters"]["Payload.$"] == "$"  # the item, as ItemSelector built it
-    # The shard is one item of the plan Train writes.
-    plan_item = function_def(ROOT / "layers/recommender/recommender/sharding.py", "plan_shards")
-    (item,) = [n for n in ast.walk(plan_item) if isinstance(n, ast.Dict)]
-    assert set(event["shard"]) == dict_literal_keys(item)
+    # The shard is one item of the plan Train writes (test_contracts checks plan_shards writes them).
+    assert set(event["shard"]) == contract_keys(contracts.Shard)
     shard = event["shard"]
     assert shard["end"] - shard["start"] == shard["users"]
     assert 1 <= event["top_n"] <= 1000
@@ -1089,8 +1068,7 @@ def test_merge_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     assert set(event) == payload_keys(state["Parameters"]["Payload"])
     assert event["config"] == resolved_config(load_event("extract.json")["input"])
     # $.extract is Extract's `extract` dict; $.train is what Train's ResultSelector kept.
-    extract_returned = returned_dict(STEPS / "extract.py", "run")
-    assert set(event["extract"]) == dict_literal_keys(nested_dict(extract_returned, "extract"))
+    assert set(event["extract"]) == contract_keys(contracts.ExtractSummary)
     train_state = state_invoking(asl, "TrainFunctionArn")
     assert set(event["train"]) == payload_keys(train_state["ResultSelector"])
     assert train_state["ResultPath"] == "$.train"
@@ -1099,8 +1077,7 @@ def test_merge_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
     assert event["extract"]["dataset_key"] == paths.dataset
     assert event["train"]["model_key"] == paths.model
     assert event["train"]["shard_plan_key"] == paths.shard_plan
-    returned = dict_literal_keys(returned_dict(STEPS / "merge.py", "run"))
-    assert selected_payload_fields(state) <= returned
+    assert selected_payload_fields(state) <= contract_keys(contracts.MergeResult)
 
 
 def template_default_prefix() -> str:

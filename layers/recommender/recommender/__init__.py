@@ -2,13 +2,14 @@
 
 The pipeline, one module per concern:
     config       the run's input and the deployment's settings
+    contracts    what the steps hand each other and record: the fields the ASL reads, typed
     ratings      ratings as arrays, the snapshot's columns
     dataset      PostgreSQL -> snapshot in S3 (COPY); snapshot reads it back into arrays
     training     Surprise trainset and fit
     evaluation   Train's hold-out measurement of a run
     model        the fitted model as plain arrays (no pickle)
     scoring      top-N unseen items for blocks of users
-    sharding     the shard plan and the shard objects
+    sharding     the shard plan and the shard objects, and the one check of a shard object
     manifest     the run manifest and the latest pointer; versions, the libraries' it records
     steps/       extract, train, predict, merge: what each Lambda does
     client       reading published recommendations (app servers)

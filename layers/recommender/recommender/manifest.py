@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+from .contracts import ManifestDataset, ManifestShard, ResolvedConfig
+
 SCHEMA_VERSION = 1
 TIE_RULE = (
     "higher unclipped estimate first; equal estimates: more ratings in the training data first,"
@@ -34,10 +36,10 @@ def load_schema(name: str) -> dict[str, Any]:
 def build_manifest(
     *,
     run_id: str,
-    config: dict[str, Any],
-    dataset: dict[str, Any],
+    config: ResolvedConfig,
+    dataset: ManifestDataset,
     model: dict[str, Any],
-    shards: list[dict[str, Any]],
+    shards: list[ManifestShard],
     fallback: dict[str, Any],
     timings: dict[str, float],
     versions: dict[str, str],

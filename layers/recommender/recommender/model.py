@@ -32,15 +32,16 @@ from typing import Any
 
 import numpy as np
 
+from .contracts import ObjectRecord
 from .errors import ModelFormatError, ModelIntegrityError
 
 FORMAT_VERSION = 3
 KIND_REFIT = "refit"
 
 
-def object_record(data: bytes) -> dict[str, Any]:
+def object_record(data: bytes) -> ObjectRecord:
     """What Train records of each model object it writes, for its readers to check."""
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return ObjectRecord(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 def check_object(data: bytes, recorded: Mapping[str, Any] | None, what: str) -> bytes:
@@ -81,7 +82,7 @@ def utf8_order(ids: list[str]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class UserLayout:
-    """Which kernel arrays belong to the users, and how they are cut into a shard's part."""
+    """Which kernel arrays belong to the users, and how they are cut into a shard's user part."""
 
     rows: tuple[str, ...] = ()  # first axis is the inner user id
     ratings: tuple[str, ...] = ()  # one value per (user, rated item), aligned with seen_indices

@@ -10,8 +10,8 @@ Lambda runtime would write a NaN in it as the bare word NaN, which is not JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,13 +24,15 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# A handler's event and result: the step's contracts (`recommender.contracts`), plain dicts at run time.
+Event = TypeVar("Event", bound=Mapping[str, Any])
+Result = TypeVar("Result", bound=Mapping[str, Any])
 
 
-def strict_output(function: Handler) -> Handler:
+def strict_output(function: Callable[[Event, Any], Result]) -> Callable[[Event, Any], Result]:
     """The handler's output, refused (NonFiniteNumberError) when it holds NaN or Infinity."""
 
-    def checked(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def checked(event: Event, context: Any) -> Result:
         result = function(event, context)
         dumps(result, what="the step's output")
         return result
@@ -38,8 +40,8 @@ def strict_output(function: Handler) -> Handler:
     return checked
 
 
-def handler(function: Handler) -> Handler:
-    wrapped: Handler = logger.inject_lambda_context(
+def handler(function: Callable[[Event, Any], Result]) -> Callable[[Event, Any], Result]:
+    wrapped: Callable[[Event, Any], Result] = logger.inject_lambda_context(
         tracer.capture_lambda_handler(capture_response=False)(metrics.log_metrics(strict_output(function)))
     )
     return wrapped

@@ -1,12 +1,16 @@
-"""The shard plan, and the shard objects the predictors write.
+"""The shard plan, and the shard objects the predictors write and Merge verifies.
 
-Users are ordered by the UTF-8 bytes of their raw ids and cut into contiguous, balanced ranges
-(sizes differ by at most one). Each shard therefore covers an id range, and the manifest's
-`first_user`/`last_user` let any reader find a user's shard by binary search without opening the
-others.
+A shard is a contiguous range of users that one predictor handles (a `contracts.Shard` in the
+plan); its shard object is the file of their lists. Users are ordered by the UTF-8 bytes of their
+raw ids and cut into contiguous, balanced ranges (sizes differ by at most one). Each shard
+therefore covers an id range, and the manifest's `first_user`/`last_user` let any reader find a
+user's shard by binary search without opening the others.
 
 A shard object is gzip-compressed JSON Lines, one user per line:
-`{"user": "<id>", "items": ["<id>", ...], "scores": [4.87, ...]}`, best item first.
+`{"user": "<id>", "items": ["<id>", ...], "scores": [4.87, ...]}`, best item first. Its predictor
+records on it (S3 object metadata) its SHA-256, users and seconds: `check_shard_object` is the one
+check of an object against them and against its shard, for a predictor deciding whether its work is
+done already and for Merge before it publishes.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ import gzip
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import strict_json
-from .errors import ConfigError
+from .contracts import Shard
+from .errors import ConfigError, ShardError
+from .storage import sha256_hex
 
 if TYPE_CHECKING:  # the client reads shards without importing Surprise
     from .model import ModelArrays
@@ -50,7 +58,7 @@ def check_shard_count(n_users: int, users_per_shard: int) -> None:
         )
 
 
-def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]]:
+def plan_shards(model: ModelArrays, users_per_shard: int) -> list[Shard]:
     """One item per shard, for the DISTRIBUTED Map's ItemReader."""
     n_users = model.n_users
     check_shard_count(n_users, users_per_shard)
@@ -58,25 +66,25 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[dict[str, Any]
     bounds = np.linspace(0, n_users, n_shards + 1).round().astype(int).tolist()
     # Users who rated every item get an empty list, by rule; Merge expects exactly that many.
     rated_everything = model.unseen_counts(model.user_order, 1) == 0
-    plan: list[dict[str, Any]] = []
+    plan: list[Shard] = []
     for start, end in itertools.pairwise(bounds):
         if end <= start:
             continue
         plan.append(
-            {
-                "index": len(plan),
-                "start": start,
-                "end": end,
-                "users": end - start,
-                "first_user": model.user_ids[int(model.user_order[start])],
-                "last_user": model.user_ids[int(model.user_order[end - 1])],
-                "users_without_unseen": int(np.count_nonzero(rated_everything[start:end])),
-            }
+            Shard(
+                index=len(plan),
+                start=start,
+                end=end,
+                users=end - start,
+                first_user=model.user_ids[int(model.user_order[start])],
+                last_user=model.user_ids[int(model.user_order[end - 1])],
+                users_without_unseen=int(np.count_nonzero(rated_everything[start:end])),
+            )
         )
     return plan
 
 
-def shard_users(model: ModelArrays, shard: dict[str, Any]) -> np.ndarray:
+def shard_users(model: ModelArrays, shard: Shard) -> np.ndarray:
     """Inner ids of the shard's users, in shard order."""
     return np.asarray(model.user_order[int(shard["start"]) : int(shard["end"])], dtype=np.int64)
 
@@ -120,3 +128,62 @@ def decode_shard(data: bytes) -> Iterator[dict[str, Any]]:
     for line in gzip.decompress(data).decode("utf-8", "surrogatepass").split("\n"):
         if line:
             yield json.loads(line)
+
+
+#: how an empty list reads in a shard record. Inside an id every `"` is escaped, so `items"` then
+#: `:` can only end the key of a record's items: counting this counts the empty lists.
+EMPTY_ITEMS = b'"items":[]'
+
+
+def object_metadata(data: bytes, users: int, seconds: float) -> dict[str, str]:
+    """What a predictor records on the shard object it writes, for `check_shard_object`."""
+    return {"users": str(users), "sha256": sha256_hex(data), "seconds": f"{seconds:.3f}"}
+
+
+@dataclass(frozen=True)
+class CheckedShardObject:
+    """A shard object that passed `check_shard_object`, and the figures Merge publishes of it."""
+
+    bytes: int
+    sha256: str
+    users: int
+    empty_lists: int
+    seconds: float  # the predictor's, as it recorded it
+
+
+def check_shard_object(
+    data: bytes, recorded: Mapping[str, str], shard: Shard, key: str
+) -> CheckedShardObject:
+    """`data` (the object at `key`) checked against what its predictor recorded on it and against
+    its shard's planned users, or ShardError saying what is wrong."""
+    digest = sha256_hex(data)
+    if recorded.get("sha256") != digest:
+        raise ShardError(f"shard {shard['index']}: {key} does not match its recorded checksum")
+    try:
+        # One user per line. The checksum already ties the object to what its predictor wrote, so
+        # counting lines is enough; parsing every record's JSON would cost Merge most of its time.
+        records = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:
+        raise ShardError(f"shard {shard['index']}: {key} is unreadable ({error})") from None
+    users = records.count(b"\n")
+    if users != shard["users"]:
+        raise ShardError(f"shard {shard['index']}: {key} holds {users} users, planned {shard['users']}")
+    return CheckedShardObject(
+        len(data), digest, users, records.count(EMPTY_ITEMS), recorded_seconds(recorded)
+    )
+
+
+def read_shard_object(s3: Any, bucket: str, key: str, shard: Shard) -> CheckedShardObject:
+    """The shard object at `key`, read and checked (`check_shard_object`)."""
+    response = s3.get_object(Bucket=bucket, Key=key)
+    return check_shard_object(response["Body"].read(), response.get("Metadata", {}), shard, key)
+
+
+def recorded_seconds(recorded: Mapping[str, str]) -> float:
+    """The predictor's time for the shard; 0.0 when it recorded none (or nothing finite), since
+    the manifest's figures must all be finite numbers."""
+    try:
+        seconds = float(recorded.get("seconds", "0"))
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0

@@ -56,8 +56,8 @@ class RunPaths:
     def model(self) -> str:
         return _join(self.root, "model", "model.npz")
 
-    def model_users(self, index: int) -> str:
-        """The users of shard `index`, when the model is split (see `model.UserPart`)."""
+    def user_part(self, index: int) -> str:
+        """The user part of shard `index`, when the model is split (see `model.UserPart`)."""
         return _join(self.root, "model", "users", f"users-{index:05d}.npz")
 
     @property
@@ -69,10 +69,11 @@ class RunPaths:
         return _join(self.root, "shards.json")
 
     @property
-    def shards_root(self) -> str:
+    def shard_objects_root(self) -> str:
         return _join(self.root, "recommendations") + "/"
 
-    def shard(self, index: int) -> str:
+    def shard_object(self, index: int) -> str:
+        """The shard object of shard `index`: its users' lists (see `sharding`)."""
         return _join(self.root, "recommendations", f"shard-{index:05d}.jsonl.gz")
 
     @property

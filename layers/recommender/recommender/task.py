@@ -51,22 +51,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import strict_json
 from .aws import s3_client
 from .config import Settings, check_run_id
-from .database import connect
 from .errors import ConfigError, NonFiniteNumberError, TaskInputError
 from .observability import logger
-from .secrets import database_url
 from .steps import extract, train
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # training (or the extract) failed
 EXIT_BAD_INPUT = 2  # RUN_ID, RUN_CONFIG, RUN_INPUT, the command or the settings are wrong
-COMMANDS = ("train", "extract")
 
 
 def read_run_id(env: Mapping[str, str], what: str) -> str:
@@ -105,6 +103,49 @@ def read_extract_input(env: Mapping[str, str]) -> tuple[str, Any]:
     return execution_name, _json_variable(env, "RUN_INPUT", "the execution's input as JSON")
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step, read from the environment and ready to run: `run` takes the S3 client and returns
+    the step's result. What the run is called (`run_id`) and what is logged differ by step."""
+
+    run_id: str
+    run: Callable[[Any], Mapping[str, Any]]
+    done: str  # the message logging the result
+    failed: str  # the message logging a failure
+    logged: Callable[[Any], Mapping[str, Any]]  # what of the result is logged with `done`
+
+
+def train_step(env: Mapping[str, str]) -> Step:
+    """Train as the Train function does: steps.train.run with the run's id and configuration."""
+    run_id, config = read_input(env)
+    settings = Settings.from_env(dict(env))
+    return Step(
+        run_id,
+        lambda s3: train.run(s3, settings, run_id, config),
+        "trained",
+        "training failed",
+        lambda result: result,
+    )
+
+
+def extract_step(env: Mapping[str, str]) -> Step:
+    """Extract as the Extract function does: the input checked before connecting, then
+    steps.extract.run connecting the function's way (steps.extract.connector)."""
+    execution_name, raw_input = read_extract_input(env)
+    settings = Settings.from_env(dict(env))
+    config = extract.validate_input(raw_input, settings.predict_concurrency)
+    return Step(
+        config.run_id or execution_name,
+        lambda s3: extract.run(extract.connector(settings), s3, settings, execution_name, config),
+        "extracted",
+        "the extract failed",
+        lambda result: result["extract"],
+    )
+
+
+COMMANDS: dict[str, Callable[[Mapping[str, str]], Step]] = {"train": train_step, "extract": extract_step}
+
+
 def main(
     env: Mapping[str, str] | None = None,
     s3: Any = None,
@@ -120,30 +161,27 @@ def main(
     if len(argv) > 1 or command not in COMMANDS:
         print(f"recommender.task: usage: python -m recommender.task [{'|'.join(COMMANDS)}]", file=stderr)
         return EXIT_BAD_INPUT
-    if command == "extract":
-        return run_extract(env, s3, stdout, stderr)
     try:
-        run_id, config = read_input(env)
-        settings = Settings.from_env(dict(env))
+        step = COMMANDS[command](env)
     except (TaskInputError, ConfigError) as error:
         logger.error("the task's input is wrong", extra={"error": str(error)})
         print(f"recommender.task: {error}", file=stderr)
         return EXIT_BAD_INPUT
-    logger.append_keys(run_id=run_id)
+    logger.append_keys(run_id=step.run_id)
     try:
-        result = train.run(s3 if s3 is not None else s3_client(), settings, run_id, config)
+        result = step.run(s3 if s3 is not None else s3_client())
     except Exception as error:
-        logger.exception("training failed")
-        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
+        logger.exception(step.failed)
+        print(f"recommender.task: run {step.run_id} failed: {type(error).__name__}: {error}", file=stderr)
         # A configuration the step rejects (RunConfig.from_input) is wrong input, not a failure.
         return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
     finally:
         logger.remove_keys(["run_id"])
-    return _report(result, run_id, "trained", result, stdout, stderr)
+    return _report(result, step.run_id, step.done, step.logged(result), stdout, stderr)
 
 
 def _report(
-    result: dict[str, Any], run_id: str, done: str, logged: Any, stdout: TextIO, stderr: TextIO
+    result: Mapping[str, Any], run_id: str, done: str, logged: Any, stdout: TextIO, stderr: TextIO
 ) -> int:
     """Print the step's result as one line of strict JSON (the task's output), or fail the task
     when a number in it is not finite; returns the exit code."""
@@ -156,36 +194,6 @@ def _report(
     logger.info(done, extra=logged)
     print(line, file=stdout, flush=True)
     return EXIT_OK
-
-
-def run_extract(env: Mapping[str, str], s3: Any, stdout: TextIO, stderr: TextIO) -> int:
-    """Extract one run's snapshot, as the Extract function does; returns the exit code."""
-    try:
-        execution_name, raw_input = read_extract_input(env)
-        settings = Settings.from_env(dict(env))
-        config = extract.validate_input(raw_input, settings.predict_concurrency)  # before connecting
-    except (TaskInputError, ConfigError) as error:
-        logger.error("the task's input is wrong", extra={"error": str(error)})
-        print(f"recommender.task: {error}", file=stderr)
-        return EXIT_BAD_INPUT
-    run_id = config.run_id or execution_name
-    logger.append_keys(run_id=run_id)
-
-    def connect_to_database() -> Any:  # not called when the run's snapshot exists already
-        # DATABASE_URL when set, else the secret, read now; the URL is never logged.
-        return connect(database_url(settings), "recommender-extract")
-
-    try:
-        result = extract.run(
-            connect_to_database, s3 if s3 is not None else s3_client(), settings, execution_name, config
-        )
-    except Exception as error:
-        logger.exception("the extract failed")
-        print(f"recommender.task: run {run_id} failed: {type(error).__name__}: {error}", file=stderr)
-        return EXIT_BAD_INPUT if isinstance(error, ConfigError) else EXIT_FAILED
-    finally:
-        logger.remove_keys(["run_id"])
-    return _report(result, run_id, "extracted", result["extract"], stdout, stderr)
 
 
 if __name__ == "__main__":

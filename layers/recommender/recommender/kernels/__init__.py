@@ -56,7 +56,7 @@ class Kernel:
 
     @classmethod
     def user_layout(cls, arrays: dict[str, np.ndarray]) -> UserLayout | None:
-        """The arrays a shard's part carries, or None when scoring a user needs every user."""
+        """The arrays a shard's user part carries, or None when scoring a user needs every user."""
         return None
 
     def scores(self, users: np.ndarray) -> np.ndarray:
@@ -114,7 +114,7 @@ def export_arrays(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
 
 
 def user_layout(model: ModelArrays) -> UserLayout | None:
-    """How this model's users are cut into shard parts; None: the model stays whole."""
+    """How this model's users are cut into user parts (one per shard); None: the model stays whole."""
     spec = REGISTRY.get(model.kind)
     return None if spec is None else spec.kernel.user_layout(model.arrays)
 

@@ -12,11 +12,13 @@ from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
+from .. import database
 from ..config import RunConfig, Settings
-from ..database import describe
+from ..contracts import DatasetMetadata, ExtractResult, ExtractSummary, dataset_figures
 from ..dataset import extract_to_s3
 from ..errors import ConfigError, PublishedRunError
 from ..manifest import utc_now
+from ..secrets import database_url
 from ..storage import RunPaths, get_json, object_exists, put_json
 from ..training import effective_params, make_algorithm
 
@@ -40,13 +42,20 @@ def validate_input(raw_input: Any, predict_concurrency: int | None = None) -> Ru
     return config
 
 
+def connector(settings: Settings) -> Callable[[], Any]:
+    """How Extract connects, for the function and the Fargate task alike: DATABASE_URL when set
+    (the local engine), else the secret, read at connection time so that a rotated password is
+    picked up. The URL is never logged. Not called when a resumed run reuses its snapshot."""
+    return lambda: database.connect(database_url(settings), "recommender-extract")
+
+
 def run(
     connect: Callable[[], Any],
     s3: Any,
     settings: Settings,
     execution_name: str,
     config: RunConfig,
-) -> dict[str, Any]:
+) -> ExtractResult:
     """Snapshot the table (or reuse this run's snapshot); `config` comes from `validate_input`."""
     run_id = config.run_id or execution_name
     paths = RunPaths(settings.prefix, run_id)
@@ -55,53 +64,51 @@ def run(
             f"run_id: run {run_id} is published already (runs/{run_id}/manifest.json exists), and a"
             " published run's objects are never changed: start a new run (no run_id) instead"
         )
-    if object_exists(s3, settings.bucket, paths.dataset_meta):
-        metadata = get_json(s3, settings.bucket, paths.dataset_meta)
-        reused = True
+    reused = object_exists(s3, settings.bucket, paths.dataset_meta)
+    if reused:
+        metadata: DatasetMetadata = get_json(s3, settings.bucket, paths.dataset_meta)
     else:
-        with closing(connect()) as conn:
-            summary = extract_to_s3(
-                conn,
-                s3,
-                settings.bucket,
-                paths.dataset,
-                config.source,
-                config.rating_scale,
-                config.max_invalid_fraction,
-            )
-            database = describe(conn)
-        metadata = {
-            "rows": summary.rows,
-            "bytes": summary.bytes,
-            "sha256": summary.sha256,
-            "seconds": round(summary.seconds, 3),
-            "source_rows": summary.source_rows,
-            "dropped": summary.dropped,
-            "invalid_rows": summary.invalid_rows,
-            "duplicates_merged": summary.duplicates_merged,
-            "columns": ["user", "item", "rating"] + (["timestamp"] if summary.has_timestamp else []),
-            "source": {"database": database, **config.to_dict()["source"]},
-            "extracted_at": utc_now(),
-        }
-        put_json(s3, settings.bucket, paths.dataset_meta, metadata)
-        reused = False
+        metadata = snapshot(connect, s3, settings, paths, config)
     resolved = config.to_dict()
     resolved["params"] = effective_params(config.algorithm, config.params)
     resolved["run_id"] = run_id
-    return {
-        "run_id": run_id,
-        "config": resolved,
-        "extract": {
-            "dataset_key": paths.dataset,
-            "rows": metadata["rows"],
-            "bytes": metadata["bytes"],
-            "sha256": metadata["sha256"],
-            "source_rows": metadata["source_rows"],
-            "dropped": metadata["dropped"],
-            "invalid_rows": metadata["invalid_rows"],
-            "duplicates_merged": metadata["duplicates_merged"],
-            "extracted_at": metadata["extracted_at"],
-            "seconds": 0.0 if reused else metadata["seconds"],
-            "reused": reused,
-        },
-    }
+    extract = ExtractSummary(
+        **dataset_figures(metadata),
+        dataset_key=paths.dataset,
+        seconds=0.0 if reused else metadata["seconds"],
+        reused=reused,
+    )
+    return ExtractResult(run_id=run_id, config=resolved, extract=extract)
+
+
+def snapshot(
+    connect: Callable[[], Any], s3: Any, settings: Settings, paths: RunPaths, config: RunConfig
+) -> DatasetMetadata:
+    """Stream the table into the run's snapshot, then write its metadata (last, so that its
+    presence means the snapshot is complete)."""
+    with closing(connect()) as conn:
+        summary = extract_to_s3(
+            conn,
+            s3,
+            settings.bucket,
+            paths.dataset,
+            config.source,
+            config.rating_scale,
+            config.max_invalid_fraction,
+        )
+        described = database.describe(conn)
+    metadata = DatasetMetadata(
+        rows=summary.rows,
+        bytes=summary.bytes,
+        sha256=summary.sha256,
+        seconds=round(summary.seconds, 3),
+        source_rows=summary.source_rows,
+        dropped=summary.dropped,
+        invalid_rows=summary.invalid_rows,
+        duplicates_merged=summary.duplicates_merged,
+        columns=["user", "item", "rating"] + (["timestamp"] if summary.has_timestamp else []),
+        source={"database": described, **config.to_dict()["source"]},
+        extracted_at=utc_now(),
+    )
+    put_json(s3, settings.bucket, paths.dataset_meta, metadata)
+    return metadata

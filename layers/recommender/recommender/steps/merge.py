@@ -8,16 +8,27 @@ planned number of users. Otherwise nothing is published and `latest.json` stays 
 
 from __future__ import annotations
 
-import gzip
 import json
-import math
 import time
-import zlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import gate, strict_json
-from ..config import DEFAULT_QUALITY_GATE_MAX_DROP, Settings, check_run_id
+from ..config import RunConfig, Settings, check_run_id
+from ..contracts import (
+    ExtractSummary,
+    ManifestDataset,
+    ManifestShard,
+    MergeResult,
+    ModelMetadata,
+    RecordFailureResult,
+    ResolvedConfig,
+    RunState,
+    Shard,
+    TrainSummary,
+    dataset_figures,
+)
 from ..errors import (
     ConfigError,
     EmptyListsError,
@@ -30,7 +41,7 @@ from ..errors import (
 from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays, check_object
 from ..scoring import fallback
-from ..sharding import published_scores
+from ..sharding import CheckedShardObject, published_scores, read_shard_object
 from ..storage import (
     JSON_CONTENT,
     RunPaths,
@@ -42,7 +53,6 @@ from ..storage import (
     precondition_failed,
     put_json,
     relative_key,
-    sha256_hex,
 )
 from ..versions import library_versions
 
@@ -52,65 +62,42 @@ VERIFY_THREADS = 8
 PUBLISH_ATTEMPTS = 5
 
 
-#: how an empty list reads in a shard record. Inside an id every `"` is escaped, so `items"` then
-#: `:` can only end the key of a record's items: counting this counts the empty lists.
-EMPTY_ITEMS = b'"items":[]'
+def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[ManifestShard]:
+    """The manifest's entry of every planned shard, once every shard object passed
+    `sharding.check_shard_object` and holds no unexpected empty list; IncompleteRunError or
+    EmptyListsError naming the shards otherwise."""
+    plan: list[Shard] = get_json(s3, settings.bucket, paths.shard_plan)
+    checked = check_shard_objects(s3, settings, paths, plan)
+    check_empty_lists(paths.run_id, plan, checked)
+    return [
+        ManifestShard(
+            index=shard["index"],
+            key=relative_key(settings.prefix, paths.shard_object(shard["index"])),
+            users=found.users,
+            first_user=shard["first_user"],
+            last_user=shard["last_user"],
+            bytes=found.bytes,
+            sha256=found.sha256,
+            seconds=found.seconds,
+        )
+        for shard, found in zip(plan, checked)
+    ]
 
 
-def recorded_seconds(recorded: dict[str, str]) -> float:
-    """The predictor's time for the shard; 0.0 when it recorded none (or nothing finite), since
-    the manifest's figures must all be finite numbers."""
-    try:
-        seconds = float(recorded.get("seconds", "0"))
-    except ValueError:
-        return 0.0
-    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
+def check_shard_objects(
+    s3: Any, settings: Settings, paths: RunPaths, plan: list[Shard]
+) -> list[CheckedShardObject]:
+    """Every planned shard's object, checked, in plan order; IncompleteRunError naming the
+    shards that failed."""
+    # A missing object is never asked for: S3 may answer 403, not 404 (see storage.object_exists).
+    existing = listed_keys(s3, settings.bucket, paths.shard_objects_root)
 
-
-def verify_shard(
-    s3: Any, settings: Settings, paths: RunPaths, planned: dict[str, Any], existing: set[str]
-) -> dict[str, Any]:
-    """The manifest entry of one shard, or a ShardError saying what is wrong with it. `existing`
-    is the listing of the run's shard objects: a missing one is never asked for (S3 may answer
-    403, not 404; see storage.object_exists)."""
-    key = paths.shard(int(planned["index"]))
-    if key not in existing:
-        raise ShardError(f"shard {planned['index']}: {key} is missing")
-    response = s3.get_object(Bucket=settings.bucket, Key=key)
-    data = response["Body"].read()
-    recorded = response.get("Metadata", {})
-    digest = sha256_hex(data)
-    if recorded.get("sha256") != digest:
-        raise ShardError(f"shard {planned['index']}: {key} does not match its recorded checksum")
-    try:
-        # One user per line. The checksum already ties the object to what its predictor wrote, so
-        # counting lines is enough; parsing every record's JSON cost Merge most of its time.
-        records = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ShardError(f"shard {planned['index']}: {key} is unreadable ({error})") from None
-    users = records.count(b"\n")
-    if users != planned["users"]:
-        raise ShardError(f"shard {planned['index']}: {key} holds {users} users, planned {planned['users']}")
-    return {
-        "index": planned["index"],
-        "key": relative_key(settings.prefix, key),
-        "users": users,
-        "first_user": planned["first_user"],
-        "last_user": planned["last_user"],
-        "bytes": len(data),
-        "sha256": digest,
-        "seconds": recorded_seconds(recorded),
-        "empty_lists": records.count(EMPTY_ITEMS),
-    }
-
-
-def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str, Any]]:
-    plan = get_json(s3, settings.bucket, paths.shard_plan)
-    existing = listed_keys(s3, settings.bucket, paths.shards_root)
-
-    def check(planned: dict[str, Any]) -> dict[str, Any] | str:
+    def check(shard: Shard) -> CheckedShardObject | str:
+        key = paths.shard_object(shard["index"])
+        if key not in existing:
+            return f"shard {shard['index']}: {key} is missing"
         try:
-            return verify_shard(s3, settings, paths, planned, existing)
+            return read_shard_object(s3, settings.bucket, key, shard)
         except ShardError as problem:
             return str(problem)
 
@@ -122,24 +109,26 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[dict[str
             f"run {paths.run_id} not published: {len(problems)} of {len(plan)} shard(s) failed"
             f" verification: {_first_five(problems)}"
         )
-    shards = [r for r in results if isinstance(r, dict)]
+    return [r for r in results if isinstance(r, CheckedShardObject)]
+
+
+def check_empty_lists(run_id: str, plan: list[Shard], checked: list[CheckedShardObject]) -> None:
+    """EmptyListsError unless each shard object has as many empty lists as its shard has users
+    who rated every item."""
     emptied = [
-        f"shard {planned['index']}: {entry['empty_lists'] - planned['users_without_unseen']} users"
+        f"shard {shard['index']}: {found.empty_lists - shard['users_without_unseen']} users"
         f" with unseen items have an empty list"
-        for planned, entry in zip(plan, shards)
+        for shard, found in zip(plan, checked)
         # a plan written before it counted them (a resumed run) cannot be checked this way
-        if "users_without_unseen" in planned and entry["empty_lists"] != planned["users_without_unseen"]
+        if "users_without_unseen" in shard and found.empty_lists != shard["users_without_unseen"]
     ]
     if emptied:
         raise EmptyListsError(
-            f"run {paths.run_id} not published: {_first_five(emptied)}. Every user with unseen"
+            f"run {run_id} not published: {_first_five(emptied)}. Every user with unseen"
             " items must get a list; an empty one means their scores were not finite (see the"
             " predictors' logs), and rating_scale (leaving outliers out as invalid rows) is the"
             " usual remedy"
         )
-    for entry in shards:
-        del entry["empty_lists"]
-    return shards
 
 
 def _first_five(problems: list[str]) -> str:
@@ -150,10 +139,10 @@ def run(
     s3: Any,
     settings: Settings,
     run_id: str,
-    config: dict[str, Any],
-    extract: dict[str, Any],
-    train: dict[str, Any],
-) -> dict[str, Any]:
+    config: ResolvedConfig,
+    extract: ExtractSummary,
+    train: TrainSummary,
+) -> MergeResult:
     paths = RunPaths(settings.prefix, run_id)
     if object_exists(s3, settings.bucket, paths.manifest):  # an earlier attempt wrote it: a retry
         manifest: dict[str, Any] = get_json(s3, settings.bucket, paths.manifest)
@@ -169,79 +158,55 @@ def run(
             manifest["dataset"]["extracted_at"],
         )
         published, newest = publish_latest(s3, settings, latest)
-    return {
-        "manifest_key": paths.manifest,
-        "latest_key": latest_key(settings.prefix),
-        "published": published,
-        "status": manifest["status"],
-        "gate": manifest["gate"]["decision"],
-        "latest_run_id": newest,
-        "users": manifest["users"],
-        "shards": len(manifest["shards"]),
-    }
+    return MergeResult(
+        manifest_key=paths.manifest,
+        latest_key=latest_key(settings.prefix),
+        published=published,
+        status=manifest["status"],
+        gate=manifest["gate"]["decision"],
+        latest_run_id=newest,
+        users=manifest["users"],
+        shards=len(manifest["shards"]),
+    )
 
 
 def write_manifest(
     s3: Any,
     settings: Settings,
     paths: RunPaths,
-    config: dict[str, Any],
-    extract: dict[str, Any],
-    train: dict[str, Any],
+    config: ResolvedConfig,
+    extract: ExtractSummary,
+    train: TrainSummary,
 ) -> dict[str, Any]:
     """Verify the shards, write the fallback list, decide the quality gate, write the manifest
     once. Returns the manifest as it is in S3 (another execution's, if it wrote first)."""
     started = time.perf_counter()
-    run_id = paths.run_id
+    decided = RunConfig.from_input(config)  # as Train parsed it: its defaults, its checks
     shards = verify_shards(s3, settings, paths)
-
-    model_meta = get_json(s3, settings.bucket, paths.model_meta)
-    recorded = model_meta.get("model_object")
-    model_data = check_object(get_bytes(s3, settings.bucket, paths.model), recorded, paths.model)
+    model_meta: ModelMetadata = get_json(s3, settings.bucket, paths.model_meta)
+    model_data = check_object(
+        get_bytes(s3, settings.bucket, paths.model), model_meta.get("model_object"), paths.model
+    )
     model = ModelArrays.from_bytes(model_data)
-    top = fallback(model, config["top_n"])
-    fallback_doc = {
-        "items": [model.item_ids[i] for i in top.items.tolist()],
-        "scores": published_scores(top.scores, model.rating_scale),
-    }
-    put_json(s3, settings.bucket, paths.fallback, fallback_doc)
-
+    fallback_doc = write_fallback(s3, settings, paths, model, decided.top_n)
     quality = model_meta.get("quality")
     decision = gate.decide(
         quality,
         published_manifest(s3, settings),
-        config["top_n"],
-        config.get("quality_gate_max_drop", DEFAULT_QUALITY_GATE_MAX_DROP),
-        bool(config.get("force_publish", False)),
+        decided.top_n,
+        decided.quality_gate_max_drop,
+        decided.force_publish,
     )
     shard_seconds = [s["seconds"] for s in shards]
     manifest = build_manifest(
-        run_id=run_id,
+        run_id=paths.run_id,
         config=config,
-        dataset={
-            "key": relative_key(settings.prefix, paths.dataset),
-            "metadata_key": relative_key(settings.prefix, paths.dataset_meta),
-            "rows": extract["rows"],
-            "bytes": extract["bytes"],
-            "sha256": extract["sha256"],
-            "extracted_at": extract["extracted_at"],
-            "source_rows": extract["source_rows"],
-            "dropped": extract["dropped"],
-            "invalid_rows": extract["invalid_rows"],
-            "duplicates_merged": extract["duplicates_merged"],
-        },
-        model={
-            "key": relative_key(settings.prefix, paths.model),
-            "metadata_key": relative_key(settings.prefix, paths.model_meta),
-            "algorithm": config["algorithm"],
-            "params": config["params"],
-            "kind": model.kind,
-            "users": model_meta["users"],
-            "items": model.n_items,
-            "ratings": train["ratings"],
-            "rating_scale": list(model.rating_scale),
-            **model_objects(settings, paths, model_meta),
-        },
+        dataset=ManifestDataset(
+            key=relative_key(settings.prefix, paths.dataset),
+            metadata_key=relative_key(settings.prefix, paths.dataset_meta),
+            **dataset_figures(extract),
+        ),
+        model=manifest_model(settings, paths, config, model, model_meta, train["ratings"]),
         shards=shards,
         fallback={"key": relative_key(settings.prefix, paths.fallback), **fallback_doc},
         timings={
@@ -263,7 +228,43 @@ def write_manifest(
     return manifest
 
 
-def model_objects(settings: Settings, paths: RunPaths, model_meta: dict[str, Any]) -> dict[str, Any]:
+def manifest_model(
+    settings: Settings,
+    paths: RunPaths,
+    config: ResolvedConfig,
+    model: ModelArrays,
+    model_meta: ModelMetadata,
+    ratings: int,
+) -> dict[str, Any]:
+    """The manifest's `model` section: where the model is, what fitted it and on how much."""
+    return {
+        "key": relative_key(settings.prefix, paths.model),
+        "metadata_key": relative_key(settings.prefix, paths.model_meta),
+        "algorithm": config["algorithm"],
+        "params": config["params"],
+        "kind": model.kind,
+        "users": model_meta["users"],
+        "items": model.n_items,
+        "ratings": ratings,
+        "rating_scale": list(model.rating_scale),
+        **model_objects(settings, paths, model_meta),
+    }
+
+
+def write_fallback(
+    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, top_n: int
+) -> dict[str, Any]:
+    """The list for users the model does not know, written as fallback.json and returned."""
+    top = fallback(model, top_n)
+    document = {
+        "items": [model.item_ids[i] for i in top.items.tolist()],
+        "scores": published_scores(top.scores, model.rating_scale),
+    }
+    put_json(s3, settings.bucket, paths.fallback, document)
+    return document
+
+
+def model_objects(settings: Settings, paths: RunPaths, model_meta: ModelMetadata) -> dict[str, Any]:
     """The manifest's record of model.npz (bytes, sha256) and of the user parts (with their keys),
     copied from Train's metadata: nothing for a run trained before Train recorded them."""
     if "model_object" not in model_meta:
@@ -271,7 +272,7 @@ def model_objects(settings: Settings, paths: RunPaths, model_meta: dict[str, Any
     parts = [
         {
             "index": part["index"],
-            "key": relative_key(settings.prefix, paths.model_users(int(part["index"]))),
+            "key": relative_key(settings.prefix, paths.user_part(part["index"])),
             "bytes": part["bytes"],
             "sha256": part["sha256"],
         }
@@ -328,7 +329,7 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     raise PublishConflictError(f"latest.json kept changing while run {latest['run_id']} tried to publish")
 
 
-def failed_run_id(state: dict[str, Any], execution_name: str) -> str:
+def failed_run_id(state: RunState, execution_name: str) -> str:
     """The run a failure belongs to, resolved as Extract resolves it: the run id Extract returned
     (in the state from Extract on), else the input's `run_id` when it is a valid one (a resumed run
     failing in Extract), else the execution's name."""
@@ -344,11 +345,11 @@ def failed_run_id(state: dict[str, Any], execution_name: str) -> str:
     return check_run_id(execution_name)
 
 
-def record_failure(s3: Any, settings: Settings, execution_name: str, state: dict[str, Any]) -> dict[str, Any]:
+def record_failure(s3: Any, settings: Settings, execution_name: str, state: RunState) -> RecordFailureResult:
     """Leave the reason a run failed next to its objects; `latest.json` is not touched.
 
     `state` is the failed state's data, with the error under "error" (the ASL's Catch)."""
-    error = state.get("error") or {}
+    error: Mapping[str, Any] = state.get("error") or {}
     # A rerun refused because its run is published must leave that run's folder as it was.
     published = error.get("Error") == PublishedRunError.__name__
     run_id = check_run_id(execution_name) if published else failed_run_id(state, execution_name)
@@ -360,4 +361,4 @@ def record_failure(s3: Any, settings: Settings, execution_name: str, state: dict
         "cause": error.get("Cause"),
     }
     put_json(s3, settings.bucket, paths.failure, document)
-    return {"run_id": run_id, "failure_key": paths.failure}
+    return RecordFailureResult(run_id=run_id, failure_key=paths.failure)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ..config import Settings
+from ..contracts import ModelMetadata, PredictResult, Shard
 from ..errors import ModelIntegrityError, ShardError, ShardTimeoutError
 from ..kernels import Kernel
 from ..model import KIND_REFIT, ModelArrays, UserPart, check_object
 from ..scoring import UserTopN, kernel_for, recommend
-from ..sharding import encode_shard, shard_users
-from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes, sha256_hex
+from ..sharding import encode_shard, object_metadata, read_shard_object, shard_users
+from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes
 
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
@@ -26,7 +27,7 @@ CHECK_EVERY_USERS = 500
 
 
 def load_model(
-    s3: Any, settings: Settings, paths: RunPaths, meta: dict[str, Any]
+    s3: Any, settings: Settings, paths: RunPaths, meta: ModelMetadata
 ) -> tuple[ModelArrays, Kernel | None]:
     """The run's model and, when the model is whole, its kernel; kept for the next shard a warm
     Lambda (or thread) handles. `meta` is Train's model metadata: model.npz must be the object it
@@ -49,7 +50,8 @@ def load_model(
             from ..training import fit
 
             body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
-            fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], tuple(meta["rating_scale"]))
+            low, high = meta["rating_scale"]
+            fitted = fit(read_snapshot(body), meta["algorithm"], meta["params"], (low, high))
             kernel = kernel_for(model, fitted.algorithm)
         elif not model.users_in_parts:
             kernel = kernel_for(model)
@@ -58,63 +60,74 @@ def load_model(
         return model, kernel
 
 
-def shard_model(
-    s3: Any, settings: Settings, paths: RunPaths, shard: dict[str, Any]
+def model_for_shard(
+    s3: Any, settings: Settings, paths: RunPaths, shard: Shard
 ) -> tuple[ModelArrays, Kernel, np.ndarray]:
     """(model, kernel, inner ids of the shard's users): the item side joined with this shard's
-    part when the model is split, else the whole model. Both are checked against what Train
+    user part when the model is split, else the whole model. Both are checked against what Train
     recorded of them in its metadata, written after them: Merge and its manifest come later."""
-    meta = get_json(s3, settings.bucket, paths.model_meta)
+    meta: ModelMetadata = get_json(s3, settings.bucket, paths.model_meta)
     model, kernel = load_model(s3, settings, paths, meta)
     if kernel is not None:
         return model, kernel, shard_users(model, shard)
-    index = int(shard["index"])
-    recorded = {int(p["index"]): p for p in meta["user_parts"]} if "user_parts" in meta else None
+    index = shard["index"]
+    recorded = {p["index"]: p for p in meta["user_parts"]} if "user_parts" in meta else None
     if recorded is not None and index not in recorded:
         raise ModelIntegrityError(f"shard {index}: Train recorded no user part for it")
-    key = paths.model_users(index)
+    key = paths.user_part(index)
     data = check_object(
         get_bytes(s3, settings.bucket, key), None if recorded is None else recorded[index], key
     )
     part = UserPart.from_bytes(data)
     if len(part.user_ids) != shard["users"]:
         raise ShardError(
-            f"shard {shard['index']}: the model part holds {len(part.user_ids)} users, the plan has"
-            f" {shard['users']}"
+            f"shard {index}: the model part holds {len(part.user_ids)} users, the plan has {shard['users']}"
         )
     joined = model.with_users(part)
     return joined, kernel_for(joined), joined.user_order
 
 
-def finished_shard(s3: Any, settings: Settings, key: str, planned: dict[str, Any]) -> bool:
-    """Whether a complete object for this shard exists already (a resumed or redriven run)."""
+def finished_shard(s3: Any, settings: Settings, key: str, shard: Shard) -> bool:
+    """Whether a complete shard object exists already (a resumed or redriven run): the check Merge
+    applies before publishing."""
     if not object_exists(s3, settings.bucket, key):
         return False
-    response = s3.get_object(Bucket=settings.bucket, Key=key)
-    data = response["Body"].read()
-    recorded = response.get("Metadata", {})
-    complete: bool = recorded.get("sha256") == sha256_hex(data) and recorded.get("users") == str(
-        planned["users"]
-    )
-    return complete
+    try:
+        read_shard_object(s3, settings.bucket, key, shard)
+    except ShardError:
+        return False
+    return True
 
 
 def run(
     s3: Any,
     settings: Settings,
     run_id: str,
-    shard: dict[str, Any],
+    shard: Shard,
     top_n: int,
     remaining_ms: Callable[[], int] | None = None,
-) -> dict[str, Any]:
+) -> PredictResult:
     """Write the shard's object, unless a complete one exists. With `remaining_ms` (the Lambda
     context's clock), give up cleanly, before writing anything, when too little time is left."""
     started = time.perf_counter()
     paths = RunPaths(settings.prefix, run_id)
-    key = paths.shard(int(shard["index"]))
+    key = paths.shard_object(shard["index"])
     if finished_shard(s3, settings, key, shard):
-        return {"index": shard["index"], "key": key, "users": shard["users"], "seconds": 0.0, "reused": True}
-    model, kernel, users = shard_model(s3, settings, paths, shard)
+        return PredictResult(index=shard["index"], key=key, users=shard["users"], seconds=0.0, reused=True)
+    model, kernel, users = model_for_shard(s3, settings, paths, shard)
+    check_time = clock(shard, started, remaining_ms)
+    data, count = encode_shard(model, checked(recommend(model, users, top_n, kernel), check_time))
+    if count != shard["users"]:
+        raise ShardError(f"shard {shard['index']}: wrote {count} users, the plan has {shard['users']}")
+    check_time()
+    seconds = time.perf_counter() - started
+    metadata = object_metadata(data, count, seconds)
+    put_bytes(s3, settings.bucket, key, data, content_type="application/gzip", metadata=metadata)
+    return PredictResult(index=shard["index"], key=key, users=count, seconds=round(seconds, 3), reused=False)
+
+
+def clock(shard: Shard, started: float, remaining_ms: Callable[[], int] | None) -> Callable[[], None]:
+    """A check that raises ShardTimeoutError when less than TIME_RESERVE_MS is left."""
 
     def check_time() -> None:
         if remaining_ms is not None and remaining_ms() < TIME_RESERVE_MS:
@@ -124,29 +137,12 @@ def run(
                 " more memory"
             )
 
-    def lists() -> Iterator[UserTopN]:
-        for done, top in enumerate(recommend(model, users, top_n, kernel)):
-            if done % CHECK_EVERY_USERS == 0:
-                check_time()
-            yield top
+    return check_time
 
-    data, count = encode_shard(model, lists())
-    if count != shard["users"]:
-        raise ShardError(f"shard {shard['index']}: wrote {count} users, the plan has {shard['users']}")
-    check_time()
-    seconds = time.perf_counter() - started
-    put_bytes(
-        s3,
-        settings.bucket,
-        key,
-        data,
-        content_type="application/gzip",
-        metadata={"users": str(count), "sha256": sha256_hex(data), "seconds": f"{seconds:.3f}"},
-    )
-    return {
-        "index": shard["index"],
-        "key": key,
-        "users": count,
-        "seconds": round(seconds, 3),
-        "reused": False,
-    }
+
+def checked(lists: Iterable[UserTopN], check_time: Callable[[], None]) -> Iterator[UserTopN]:
+    """`lists`, checking the time every CHECK_EVERY_USERS users."""
+    for done, top in enumerate(lists):
+        if done % CHECK_EVERY_USERS == 0:
+            check_time()
+        yield top

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import kernels
 from ..config import RunConfig, Settings
+from ..contracts import ModelMetadata, ObjectRecord, QualitySummary, Shard, TrainResult, UserPartRecord
 from ..evaluation import evaluate, evaluation_split
 from ..gate import metric_name
 from ..model import ModelArrays, object_record
@@ -21,24 +22,35 @@ from ..training import check_similarity, fit, model_from_fit
 from ..versions import library_versions
 
 
-def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, Any]:
+def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> TrainResult:
     started = time.perf_counter()
     config = RunConfig.from_input(raw_config)
     paths = RunPaths(settings.prefix, run_id)
-    if object_exists(s3, settings.bucket, paths.shard_plan):
-        meta = get_json(s3, settings.bucket, paths.model_meta)
-        return {
-            "model_key": paths.model,
-            "shard_plan_key": paths.shard_plan,
-            "shards": len(get_json(s3, settings.bucket, paths.shard_plan)),
-            "users": meta["users"],
-            "items": meta["items"],
-            "ratings": meta["ratings"],
-            "fit_seconds": meta.get("fit_seconds", 0.0),  # the fit that wrote them (e.g. on Fargate)
-            "seconds": 0.0,
-            "reused": True,
-            "quality": summary(meta.get("quality"), config.top_n),
-        }
+    reused = object_exists(s3, settings.bucket, paths.shard_plan)
+    if reused:
+        meta: ModelMetadata = get_json(s3, settings.bucket, paths.model_meta)
+        shards = len(get_json(s3, settings.bucket, paths.shard_plan))
+    else:
+        meta, shards = fit_and_write(s3, settings, paths, config)
+    return TrainResult(
+        model_key=paths.model,
+        shard_plan_key=paths.shard_plan,
+        shards=shards,
+        users=meta["users"],
+        items=meta["items"],
+        ratings=meta["ratings"],
+        fit_seconds=meta.get("fit_seconds", 0.0),  # the fit that wrote them (e.g. on Fargate)
+        seconds=0.0 if reused else round(time.perf_counter() - started, 3),
+        reused=reused,
+        quality=summary(meta.get("quality"), config.top_n),
+    )
+
+
+def fit_and_write(
+    s3: Any, settings: Settings, paths: RunPaths, config: RunConfig
+) -> tuple[ModelMetadata, int]:
+    """Fit on the snapshot and write the model, its metadata and the shard plan, in that order.
+    Returns the metadata and the number of shards."""
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
     check_shard_count(len(ratings.user_ids), config.users_per_shard)  # before the expensive part
@@ -56,47 +68,32 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> dict[str, 
     model = model_from_fit(fitted)
     plan = plan_shards(model, config.users_per_shard)
     model_object, user_parts = write_model(s3, settings, paths, model, plan)
-    put_json(
-        s3,
-        settings.bucket,
-        paths.model_meta,
-        {
-            "algorithm": config.algorithm,
-            "params": fitted.params,
-            "kind": model.kind,
-            "rating_scale": list(model.rating_scale),
-            "users": model.n_users,
-            "items": model.n_items,
-            "ratings": ratings.n_ratings,
-            "global_mean": model.global_mean,
-            "fit_seconds": round(fitted.seconds, 3),
-            "versions": library_versions(),
-            "quality": quality,
-            "users_in_parts": bool(user_parts),
-            # size and SHA-256 of each object written: the predictors and Merge check what they
-            # read against them, and Merge copies them into the manifest for the client
-            "model_object": model_object,
-            "user_parts": user_parts,
-        },
+    meta = ModelMetadata(
+        algorithm=config.algorithm,
+        params=fitted.params,
+        kind=model.kind,
+        rating_scale=list(model.rating_scale),
+        users=model.n_users,
+        items=model.n_items,
+        ratings=ratings.n_ratings,
+        global_mean=model.global_mean,
+        fit_seconds=round(fitted.seconds, 3),
+        versions=library_versions(),
+        quality=quality,
+        users_in_parts=bool(user_parts),
+        # size and SHA-256 of each object written: the predictors and Merge check what they
+        # read against them, and Merge copies them into the manifest for the client
+        model_object=model_object,
+        user_parts=user_parts,
     )
+    put_json(s3, settings.bucket, paths.model_meta, meta)
     put_json(s3, settings.bucket, paths.shard_plan, plan)
-    return {
-        "model_key": paths.model,
-        "shard_plan_key": paths.shard_plan,
-        "shards": len(plan),
-        "users": model.n_users,
-        "items": model.n_items,
-        "ratings": ratings.n_ratings,
-        "fit_seconds": round(fitted.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "reused": False,
-        "quality": summary(quality, config.top_n),
-    }
+    return meta, len(plan)
 
 
 def write_model(
-    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[dict[str, Any]]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[Shard]
+) -> tuple[ObjectRecord, list[UserPartRecord]]:
     """Write the model, split into its item side and one part per shard when its kernel allows.
     A predictor then reads the item side and its own shard's users only, so its memory does not
     grow with the number of users. Returns the record (`model.object_record`) of model.npz and
@@ -108,18 +105,17 @@ def write_model(
         return object_record(data), []
     parts = []
     for shard in plan:
-        index = int(shard["index"])
         data = model.user_part(shard_users(model, shard), layout).to_bytes()
-        put_bytes(s3, settings.bucket, paths.model_users(index), data)
-        parts.append({"index": index, **object_record(data)})
+        put_bytes(s3, settings.bucket, paths.user_part(shard["index"]), data)
+        parts.append(UserPartRecord(index=shard["index"], **object_record(data)))
     data = model.item_side(layout).to_bytes()
     put_bytes(s3, settings.bucket, paths.model, data)
     return object_record(data), parts
 
 
-def summary(quality: dict[str, Any] | None, top_n: int) -> dict[str, float | None]:
+def summary(quality: dict[str, Any] | None, top_n: int) -> QualitySummary:
     """The figures worth a CloudWatch metric; the full report stays in the model metadata."""
     if quality is None:
-        return {}
+        return QualitySummary()
     name = metric_name(top_n)
-    return {"ndcg": quality["model"].get(name), "popularity_ndcg": quality["popularity"].get(name)}
+    return QualitySummary(ndcg=quality["model"].get(name), popularity_ndcg=quality["popularity"].get(name))
