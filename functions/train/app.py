@@ -17,7 +17,7 @@ def lambda_handler(event: TrainEvent, context: LambdaContext) -> TrainResult:
     metrics.add_metric("Shards", MetricUnit.Count, result["shards"])
     metrics.add_metric("TrainSeconds", MetricUnit.Seconds, result["seconds"])
     for name, value in result["quality"].items():  # NDCG@top_n of the model and of popularity
-        if value is not None:
+        if isinstance(value, int | float):
             metrics.add_metric(f"Quality_{name}", MetricUnit.Count, value)
     logger.info("trained", extra=result)
     return result

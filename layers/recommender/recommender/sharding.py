@@ -31,7 +31,10 @@ from .contracts import Shard
 from .errors import ConfigError, ShardError
 from .storage import sha256_hex
 
-if TYPE_CHECKING:  # the client reads shards without importing Surprise
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    # the client reads shards without importing Surprise
     from .model import ModelArrays
     from .scoring import UserTopN
 
@@ -173,7 +176,7 @@ def check_shard_object(
     )
 
 
-def read_shard_object(s3: Any, bucket: str, key: str, shard: Shard) -> CheckedShardObject:
+def read_shard_object(s3: S3Client, bucket: str, key: str, shard: Shard) -> CheckedShardObject:
     """The shard object at `key`, read and checked (`check_shard_object`)."""
     response = s3.get_object(Bucket=bucket, Key=key)
     return check_shard_object(response["Body"].read(), response.get("Metadata", {}), shard, key)

@@ -22,7 +22,7 @@ import math
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,12 @@ _ASCII_ZEROS = np.uint64(0x3030303030303030)  # "00000000" as a uint64
 _POW10 = np.asarray([float(10**k) for k in range(_MAX_FAST_DIGITS + 2)], dtype=np.float64)
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _HASH_SEED = np.uint64(0x2545F4914F6CDD1D)
+
+
+class ByteStream(Protocol):
+    """What the reader needs of a stream: a file, or the body of an S3 GetObject answer."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 def iter_snapshot_rows(stream: IO[bytes]) -> Iterator[list[str]]:
@@ -61,7 +67,7 @@ def _not_utf8(row: int) -> DatasetError:
     )
 
 
-def read_snapshot(stream: IO[bytes], *, chunk_bytes: int = READ_CHUNK_BYTES) -> Ratings:
+def read_snapshot(stream: ByteStream, *, chunk_bytes: int = READ_CHUNK_BYTES) -> Ratings:
     """Parse a snapshot into Ratings; inner ids are given in order of first appearance.
 
     Memory: the arrays of the result, plus one block of about `chunk_bytes` of CSV and what is
@@ -75,7 +81,7 @@ def read_snapshot(stream: IO[bytes], *, chunk_bytes: int = READ_CHUNK_BYTES) -> 
     return parser.result()
 
 
-def _gunzip(stream: IO[bytes], size: int) -> Iterator[bytes]:
+def _gunzip(stream: ByteStream, size: int) -> Iterator[bytes]:
     """The decompressed bytes of a gzip stream (of one member or several), about `size` at a time.
     zlib checks each member's CRC and length; a truncated stream raises EOFError, as gzip does."""
     inflater = zlib.decompressobj(wbits=31)

@@ -53,7 +53,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import strict_json
 from .aws import s3_client
@@ -61,6 +61,9 @@ from .config import Settings, check_run_id
 from .errors import ConfigError, NonFiniteNumberError, TaskInputError
 from .observability import logger
 from .steps import extract, train
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # training (or the extract) failed
@@ -148,7 +151,7 @@ COMMANDS: dict[str, Callable[[Mapping[str, str]], Step]] = {"train": train_step,
 
 def main(
     env: Mapping[str, str] | None = None,
-    s3: Any = None,
+    s3: S3Client | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     argv: Sequence[str] = (),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import database
 from ..config import RunConfig, Settings
@@ -21,6 +21,9 @@ from ..manifest import utc_now
 from ..secrets import database_url
 from ..storage import RunPaths, get_json, object_exists, put_json
 from ..training import effective_params, make_algorithm
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def validate_input(raw_input: Any, predict_concurrency: int | None = None) -> RunConfig:
@@ -51,7 +54,7 @@ def connector(settings: Settings) -> Callable[[], Any]:
 
 def run(
     connect: Callable[[], Any],
-    s3: Any,
+    s3: S3Client,
     settings: Settings,
     execution_name: str,
     config: RunConfig,
@@ -82,7 +85,7 @@ def run(
 
 
 def snapshot(
-    connect: Callable[[], Any], s3: Any, settings: Settings, paths: RunPaths, config: RunConfig
+    connect: Callable[[], Any], s3: S3Client, settings: Settings, paths: RunPaths, config: RunConfig
 ) -> DatasetMetadata:
     """Stream the table into the run's snapshot, then write its metadata (last, so that its
     presence means the snapshot is complete)."""

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import gate, strict_json
 from ..config import RunConfig, Settings, check_run_id
@@ -56,13 +56,17 @@ from ..storage import (
 )
 from ..versions import library_versions
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+
 VERIFY_THREADS = 8
 
 
 PUBLISH_ATTEMPTS = 5
 
 
-def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[ManifestShard]:
+def verify_shards(s3: S3Client, settings: Settings, paths: RunPaths) -> list[ManifestShard]:
     """The manifest's entry of every planned shard, once every shard object passed
     `sharding.check_shard_object` and holds no unexpected empty list; IncompleteRunError or
     EmptyListsError naming the shards otherwise."""
@@ -85,7 +89,7 @@ def verify_shards(s3: Any, settings: Settings, paths: RunPaths) -> list[Manifest
 
 
 def check_shard_objects(
-    s3: Any, settings: Settings, paths: RunPaths, plan: list[Shard]
+    s3: S3Client, settings: Settings, paths: RunPaths, plan: list[Shard]
 ) -> list[CheckedShardObject]:
     """Every planned shard's object, checked, in plan order; IncompleteRunError naming the
     shards that failed."""
@@ -136,7 +140,7 @@ def _first_five(problems: list[str]) -> str:
 
 
 def run(
-    s3: Any,
+    s3: S3Client,
     settings: Settings,
     run_id: str,
     config: ResolvedConfig,
@@ -171,7 +175,7 @@ def run(
 
 
 def write_manifest(
-    s3: Any,
+    s3: S3Client,
     settings: Settings,
     paths: RunPaths,
     config: ResolvedConfig,
@@ -252,7 +256,7 @@ def manifest_model(
 
 
 def write_fallback(
-    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, top_n: int
+    s3: S3Client, settings: Settings, paths: RunPaths, model: ModelArrays, top_n: int
 ) -> dict[str, Any]:
     """The list for users the model does not know, written as fallback.json and returned."""
     top = fallback(model, top_n)
@@ -282,7 +286,7 @@ def model_objects(settings: Settings, paths: RunPaths, model_meta: ModelMetadata
     return {"bytes": recorded["bytes"], "sha256": recorded["sha256"], "user_parts": parts}
 
 
-def published_manifest(s3: Any, settings: Settings) -> dict[str, Any] | None:
+def published_manifest(s3: S3Client, settings: Settings) -> dict[str, Any] | None:
     """The manifest latest.json points to now, or None before the first run."""
     key = latest_key(settings.prefix)
     if not object_exists(s3, settings.bucket, key):
@@ -302,7 +306,7 @@ def newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
     )
 
 
-def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple[bool, str]:
+def publish_latest(s3: S3Client, settings: Settings, latest: dict[str, Any]) -> tuple[bool, str]:
     """Point latest.json at this run unless a run with newer data is already published.
 
     The write is conditional on the pointer read just before (If-Match on its ETag, or
@@ -312,15 +316,23 @@ def publish_latest(s3: Any, settings: Settings, latest: dict[str, Any]) -> tuple
     key = latest_key(settings.prefix)
     body = strict_json.dump_bytes(latest, what=key, indent=1, sort_keys=True)
     for _ in range(PUBLISH_ATTEMPTS):
+        request: PutObjectRequestTypeDef = {
+            "Bucket": settings.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": JSON_CONTENT,
+        }
         if object_exists(s3, settings.bucket, key):
             response = s3.get_object(Bucket=settings.bucket, Key=key)
-            current, condition = json.loads(response["Body"].read()), {"IfMatch": response["ETag"]}
+            current = json.loads(response["Body"].read())
+            request["IfMatch"] = response["ETag"]
         else:  # the first run: the write fails if another run creates the pointer meanwhile
-            current, condition = None, {"IfNoneMatch": "*"}
+            current = None
+            request["IfNoneMatch"] = "*"
         if current is not None and not newer(latest, current):
             return False, str(current["run_id"])
         try:
-            s3.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType=JSON_CONTENT, **condition)
+            s3.put_object(**request)
         except s3.exceptions.ClientError as error:
             if precondition_failed(error):
                 continue  # another run wrote meanwhile: compare with what it wrote
@@ -345,7 +357,9 @@ def failed_run_id(state: RunState, execution_name: str) -> str:
     return check_run_id(execution_name)
 
 
-def record_failure(s3: Any, settings: Settings, execution_name: str, state: RunState) -> RecordFailureResult:
+def record_failure(
+    s3: S3Client, settings: Settings, execution_name: str, state: RunState
+) -> RecordFailureResult:
     """Leave the reason a run failed next to its objects; `latest.json` is not touched.
 
     `state` is the failed state's data, with the error under "error" (the ASL's Catch)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..scoring import UserTopN, kernel_for, recommend
 from ..sharding import encode_shard, object_metadata, read_shard_object, shard_users
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
 
@@ -27,7 +30,7 @@ CHECK_EVERY_USERS = 500
 
 
 def load_model(
-    s3: Any, settings: Settings, paths: RunPaths, meta: ModelMetadata
+    s3: S3Client, settings: Settings, paths: RunPaths, meta: ModelMetadata
 ) -> tuple[ModelArrays, Kernel | None]:
     """The run's model and, when the model is whole, its kernel; kept for the next shard a warm
     Lambda (or thread) handles. `meta` is Train's model metadata: model.npz must be the object it
@@ -61,7 +64,7 @@ def load_model(
 
 
 def model_for_shard(
-    s3: Any, settings: Settings, paths: RunPaths, shard: Shard
+    s3: S3Client, settings: Settings, paths: RunPaths, shard: Shard
 ) -> tuple[ModelArrays, Kernel, np.ndarray]:
     """(model, kernel, inner ids of the shard's users): the item side joined with this shard's
     user part when the model is split, else the whole model. Both are checked against what Train
@@ -87,7 +90,7 @@ def model_for_shard(
     return joined, kernel_for(joined), joined.user_order
 
 
-def finished_shard(s3: Any, settings: Settings, key: str, shard: Shard) -> bool:
+def finished_shard(s3: S3Client, settings: Settings, key: str, shard: Shard) -> bool:
     """Whether a complete shard object exists already (a resumed or redriven run): the check Merge
     applies before publishing."""
     if not object_exists(s3, settings.bucket, key):
@@ -100,7 +103,7 @@ def finished_shard(s3: Any, settings: Settings, key: str, shard: Shard) -> bool:
 
 
 def run(
-    s3: Any,
+    s3: S3Client,
     settings: Settings,
     run_id: str,
     shard: Shard,

@@ -7,7 +7,7 @@ them instead of fitting again (and every shard already written stays consistent 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import kernels
 from ..config import RunConfig, Settings
@@ -21,8 +21,11 @@ from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import check_similarity, fit, model_from_fit
 from ..versions import library_versions
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
-def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> TrainResult:
+
+def run(s3: S3Client, settings: Settings, run_id: str, raw_config: Any) -> TrainResult:
     started = time.perf_counter()
     config = RunConfig.from_input(raw_config)
     paths = RunPaths(settings.prefix, run_id)
@@ -47,7 +50,7 @@ def run(s3: Any, settings: Settings, run_id: str, raw_config: Any) -> TrainResul
 
 
 def fit_and_write(
-    s3: Any, settings: Settings, paths: RunPaths, config: RunConfig
+    s3: S3Client, settings: Settings, paths: RunPaths, config: RunConfig
 ) -> tuple[ModelMetadata, int]:
     """Fit on the snapshot and write the model, its metadata and the shard plan, in that order.
     Returns the metadata and the number of shards."""
@@ -92,7 +95,7 @@ def fit_and_write(
 
 
 def write_model(
-    s3: Any, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[Shard]
+    s3: S3Client, settings: Settings, paths: RunPaths, model: ModelArrays, plan: list[Shard]
 ) -> tuple[ObjectRecord, list[UserPartRecord]]:
     """Write the model, split into its item side and one part per shard when its kernel allows.
     A predictor then reads the item side and its own shard's users only, so its memory does not
