@@ -126,13 +126,32 @@ def test_svd_kernel_against_brute_force(params: dict[str, Any]) -> None:
         assert above_scale > 0
 
 
+def _scored_blocks(
+    model: ModelArrays, users: np.ndarray, monkeypatch: pytest.MonkeyPatch, rows: int | None = None
+) -> tuple[list[scoring.UserTopN], list[np.ndarray]]:
+    """recommend's lists, and the blocks of users its kernel scored (`rows` users a block if given)."""
+    kernel = load_kernel(model)
+    scored: list[np.ndarray] = []
+    top_n = kernel.top_n
+
+    def counted(block: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scored.append(block.copy())
+        return top_n(block, n, tie_rank)
+
+    monkeypatch.setattr(kernel, "top_n", counted)
+    if rows is not None:
+        monkeypatch.setattr(kernel, "block_rows", lambda: rows)
+    return list(recommend(model, users, 10, kernel)), scored
+
+
 def test_recommend_in_small_blocks_gives_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     _, model = _fitted("SVD", SVD_CASES[0])
     users = np.arange(model.n_users)[::-1].copy()
-    whole = list(recommend(model, users, 10))
-    monkeypatch.setattr(scoring, "SCORE_BLOCK_BYTES", 8 * model.n_items * 7)  # 7 users a block
-    assert scoring.block_size(model.n_items) == 7
-    blocks = list(recommend(model, users, 10))
+    whole, scored = _scored_blocks(model, users, monkeypatch)
+    assert [len(block) for block in scored] == [len(users)]  # every user in one block by default
+    blocks, scored = _scored_blocks(model, users, monkeypatch, rows=7)
+    assert [len(block) for block in scored] == [min(7, len(users) - k) for k in range(0, len(users), 7)]
+    assert np.array_equal(np.concatenate(scored), users)
     assert [t.user for t in blocks] == users.tolist()
     for a, b in zip(whole, blocks):
         assert a.user == b.user

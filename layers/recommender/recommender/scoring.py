@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NonFiniteScoreError
-from .kernels import SCORE_BLOCK_BYTES, Kernel, load_kernel
+from .kernels import Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
 from .selection import check_lists, mask_seen, select_top_n
 
@@ -118,8 +118,3 @@ def fallback(model: ModelArrays, n: int) -> UserTopN:
     picked, values = select_top_n(scores[None, :], n, model.tie_rank())
     low, high = model.rating_scale
     return UserTopN(-1, picked[0], np.clip(values[0], low, high))
-
-
-def block_size(n_items: int) -> int:
-    """Users per block for a float64 score block within SCORE_BLOCK_BYTES."""
-    return max(1, SCORE_BLOCK_BYTES // (8 * max(1, n_items)))
