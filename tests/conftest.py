@@ -2,6 +2,12 @@
 
 The server is `pgserver` (a real PostgreSQL from a wheel, started on demand), unless
 TEST_DATABASE_URL names one to use instead (for example in a CI with a PostgreSQL service).
+
+Tests are marked by what they cost (pyproject.toml registers the markers): `db` and `e2e` are
+given here, from what a test uses and where it is; `slow` is given by each integration module
+that starts processes or servers or runs long. A test under tests/integration with neither `db`
+nor `slow` fails: it is a unit test, and belongs in tests/unit, which refuses a database, another
+process and the network (tests/unit/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,9 +30,27 @@ from psycopg2 import sql
 from recommender.local import template
 
 ROOT = Path(__file__).resolve().parents[1]
+INTEGRATION = ROOT / "tests" / "integration"
+E2E = ROOT / "tests" / "e2e"
 # The functions the local engine deploys (template.yaml's): logical id -> (handler file, the ASL
 # substitution naming its ARN).
 LOCAL_FUNCTIONS = {f.logical_id: (f.handler_file, f.substitution) for f in template.functions(ROOT).values()}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by these markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what a test costs from what it uses and where it is, so that no test can forget it."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+        # fixturenames holds every fixture a test uses, through other fixtures too.
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.path.is_relative_to(INTEGRATION) and not {"db", "slow"} & {m.name for m in item.iter_markers()}:
+        pytest.fail("an integration test needs PostgreSQL (db) or is slow; otherwise it belongs in tests/unit")
 
 
 @contextlib.contextmanager
