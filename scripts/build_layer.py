@@ -25,7 +25,7 @@ What it does:
    the best of --repeat imports (default 3), with the bytecode the layers' builds compiled and no
    other (-B: nothing is written, as to Lambda's read-only /opt).
 
-The tests (tests/unit/test_deploy.py) call the same functions, with the same cache folder.
+The tests (tests/integration/test_layers.py) call the same functions, with the same cache folder.
 """
 
 from __future__ import annotations

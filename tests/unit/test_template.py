@@ -572,7 +572,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
             "POWERTOOLS_SERVICE_NAME",
             "POWERTOOLS_METRICS_NAMESPACE",
             "POWERTOOLS_LOG_LEVEL",
-            "SURPRISE_DATA_FOLDER",  # read by Surprise when imported (tests/unit/test_deploy.py)
+            "SURPRISE_DATA_FOLDER",  # read by Surprise when imported (tests/integration/test_layers.py)
             "JOBLIB_MULTIPROCESSING",  # read by joblib when Surprise imports it
         }
         assert set(environment) <= known, f"{logical}: unknown variable(s) {set(environment) - known}"
