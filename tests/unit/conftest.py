@@ -12,6 +12,7 @@ import _posixsubprocess
 import contextlib
 import os
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,13 +45,20 @@ def _refuse_ip(original: Callable[..., Any], what: str, reached: list[str]) -> C
     return guarded
 
 
+#: What the test of the phase running reached for (tests/unit/test_unit_boundary.py reads it).
+REACHED = pytest.StashKey[list[str]]()
+
+
 @contextlib.contextmanager
-def _inside_the_unit() -> Iterator[list[str]]:
-    """Refuse every way out of the process; yields what was reached for, so that a refusal the code
-    under test caught and swallowed still fails the test."""
+def _inside_the_unit(item: pytest.Item) -> Iterator[None]:
+    """Refuse every way out of the process during one phase of a test. What was reached for is kept,
+    so that a refusal the code under test caught and swallowed still fails the test."""
     reached: list[str] = []
+    item.stash[REACHED] = reached
     with pytest.MonkeyPatch.context() as patch:
-        # subprocess and multiprocessing's spawn and forkserver start processes through fork_exec.
+        # subprocess (its own reference) and multiprocessing's spawn and forkserver start processes
+        # through fork_exec.
+        patch.setattr(subprocess, "_fork_exec", _refuse("started a process", reached))
         patch.setattr(_posixsubprocess, "fork_exec", _refuse("started a process", reached))
         for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system"):
             if hasattr(os, name):
@@ -62,10 +70,7 @@ def _inside_the_unit() -> Iterator[list[str]]:
             patch.setattr(
                 socket.socket, name, _refuse_ip(original, f"opened a network socket ({name})", reached)
             )
-        yield reached
-
-
-def _check(reached: list[str]) -> None:
+        yield
     if reached:
         raise OutsideTheUnitError(f"a unit test {reached[0]}: {WHERE_IT_BELONGS}")
 
@@ -74,18 +79,14 @@ def _check(reached: list[str]) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     if "postgres_server" in getattr(item, "fixturenames", ()):
         raise OutsideTheUnitError(f"a unit test uses the PostgreSQL server: {WHERE_IT_BELONGS}")
-    with _inside_the_unit() as reached:
-        result = yield
-    _check(reached)
-    return result
+    with _inside_the_unit(item):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    with _inside_the_unit() as reached:
-        result = yield
-    _check(reached)
-    return result
+    with _inside_the_unit(item):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -94,7 +95,5 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         # The session's end: the session's fixtures (the PostgreSQL server an integration test
         # started) are torn down here too, and stopping them takes a process.
         return (yield)
-    with _inside_the_unit() as reached:
-        result = yield
-    _check(reached)
-    return result
+    with _inside_the_unit(item):
+        return (yield)
