@@ -49,8 +49,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.path.is_relative_to(INTEGRATION) and not {"db", "slow"} & {m.name for m in item.iter_markers()}:
-        pytest.fail("an integration test needs PostgreSQL (db) or is slow; otherwise it belongs in tests/unit")
+    markers = {m.name for m in item.iter_markers()}
+    if item.path.is_relative_to(INTEGRATION) and not markers & {"db", "slow"}:
+        pytest.fail(
+            "a test under tests/integration is marked db or slow; one that is neither belongs in tests/unit"
+        )
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ from recommender.sharding import decode_shard
 from recommender.storage import latest_key
 from tests.publishing import publish
 
+pytestmark = pytest.mark.slow  # S3 is moto's server, over HTTP on localhost
+
 PREFIX = "recs"
 
 

@@ -17,6 +17,8 @@ from recommender.report import cross_validate_ratings
 from recommender.sample_data import SyntheticSpec, read_movielens, synthetic_ratings
 from recommender.snapshot import ratings_from_rows
 
+pytestmark = pytest.mark.slow  # the MovieLens cross-validation runs long
+
 MOVIELENS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest-small"
 SMALL = ["--synthetic", "--users", "200", "--items", "150", "--ratings-per-user", "15"]
 

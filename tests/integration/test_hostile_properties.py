@@ -49,6 +49,8 @@ from recommender.steps import extract, merge, predict, train
 from recommender.storage import latest_key
 from tests.conftest import Databases, mocked_s3
 
+pytestmark = pytest.mark.slow  # a property test: generated tables through every step
+
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 # The product's own errors for data it cannot publish good lists from: each names the problem. A
 # TypeError, KeyError, ZeroDivisionError... escaping is a failure of the test.

@@ -37,6 +37,8 @@ from recommender.local.sandbox import (
     support,
 )
 
+pytestmark = pytest.mark.slow  # each invocation is a sandboxed process
+
 REGION = "eu-west-1"
 EXTRA_ENV = {"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "local"}
 LAMBDA_VARIABLES = {

@@ -9,14 +9,13 @@ published model's arrays, without Surprise.
 - Quality: users held out of training, fold-in against a full retrain that includes them (see
   test_quality_against_retrain for the measure and the numbers).
 - The API's contract: rated and excluded items never appear, unknown ids are ignored, no known
-  item gives the fallback, unsupported kinds raise naming the algorithm, no Surprise import.
+  item gives the fallback, unsupported kinds raise naming the algorithm, no Surprise import
+  (tests/integration/test_imports.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
@@ -343,9 +342,3 @@ def test_refit_models_raise(svd: tuple[ModelArrays, dict[str, Any]]) -> None:
 def test_supported_lists_the_kinds() -> None:
     assert set(SUPPORTED) == {"SVD", "SVDpp", "NMF", "BaselineOnly", *KNN, "SlopeOne", "EASE"}
     assert all(isinstance(line, str) and "\n" not in line for line in SUPPORTED.values())
-
-
-def test_import_does_not_load_surprise() -> None:
-    code = "import sys, recommender.foldin; sys.exit('surprise' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr or "recommender.foldin imported surprise"
