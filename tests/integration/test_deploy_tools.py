@@ -1,8 +1,9 @@
 """The deploy tools, run on the definition and the template as they ship: statelint on the
-definition with TrainCompute and ExtractCompute =lambda and =fargate; `sam validate` as
+definition and cfn-lint on the CloudFormation SAM makes of template.yaml, with TrainCompute and
+ExtractCompute =lambda and =fargate (tests/unit/test_fargate_*.py check the rest); `sam validate` as
 samconfig.toml configures it (cfn-lint, warnings included); and docs/deploy.md's deploy command, run
-by bash, whose ScheduleInput SAM CLI's own parser receives whole. tests/unit/test_deploy.py runs
-cfn-lint in this process and checks the rest."""
+by bash, whose ScheduleInput SAM CLI's own parser receives whole. tests/unit/test_deploy.py checks
+the rest."""
 
 from __future__ import annotations
 
@@ -14,21 +15,41 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from recommender import local
 from tests.conftest import LOCAL_FUNCTIONS
-from tests.unit.test_deploy import FARGATE_PARAMETERS, documented_block, sam_deploy_overrides
-from tests.unit.test_template import ASL, ROOT, compact, load_event, load_template, schedule_input_pattern
+from tests.unit.test_deploy import documented_block, sam_deploy_overrides
+from tests.unit.test_template import (
+    ASL,
+    ROOT,
+    compact,
+    load_event,
+    load_template,
+    schedule_input_pattern,
+    translated_template,
+)
 
-pytestmark = pytest.mark.slow  # statelint, SAM CLI and bash run as processes
+pytestmark = pytest.mark.slow  # statelint, SAM CLI and bash run as processes; cfn-lint runs long
 
 # statelint 3.1 does not know ItemReader.ReaderConfig.InputType (valid ASL since 2024): that
 # message, and only that one, is dropped.
 STATELINT_FALSE_POSITIVE = re.compile(
     r'^Field "InputType" not allowed in State Machine\.States\.[^.]+(\.[^.]+)*\.ItemReader\.ReaderConfig$'
 )
+
+
+# TrainCompute=fargate with the parameters its rules require (cfn-lint checks the values it can).
+FARGATE_PARAMETERS = {
+    "TrainCompute": "fargate",
+    "ExtractCompute": "fargate",
+    "TrainImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recommender-train:1.0",
+    "VpcId": "vpc-0abc12345678def90",
+    "SubnetIds": "subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f",
+    "DatabaseSecurityGroupId": "sg-0123456789abcdef0",
+}
 
 
 # --- the definition ------------------------------------------------------------------------------
@@ -86,6 +107,51 @@ def test_statelint_accepts_the_definition(tmp_path: Path, train_compute: str, ex
 def test_statelint_would_catch_a_broken_definition(tmp_path: Path) -> None:
     broken = ASL.read_text().replace('"Next": "Train the model and plan the shards"', '"Next": "Nowhere"')
     assert any("Nowhere" in problem for problem in statelint(rendered_definition(broken), tmp_path))
+
+
+# --- the template, as CloudFormation will see it --------------------------------------------------
+
+
+def cfn_lint(template: dict[str, Any]) -> list[tuple[str, str, str]]:
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))
+    return [(m.rule.id, "/".join(map(str, m.path)), m.message) for m in matches]
+
+
+def test_cfn_lint_finds_nothing_in_the_translated_template() -> None:
+    """Warnings too: `sam validate --lint` (samconfig.toml sets lint = true) fails on any of them.
+    The optional network parameters default to "", which cfn-lint would report (W1030) in every
+    resource whose condition does not name them."""
+    assert cfn_lint(translated_template()) == []
+
+
+FARGATE_PLACEMENTS = [("fargate", "fargate"), ("fargate", "lambda"), ("lambda", "fargate")]
+
+
+@pytest.mark.parametrize(("train_compute", "extract_compute"), FARGATE_PLACEMENTS)
+def test_cfn_lint_finds_nothing_with_fargate(train_compute: str, extract_compute: str) -> None:
+    """The same, with the parameters' defaults set to a Fargate deployment's values: cfn-lint then
+    resolves them into the conditional resources (the task definitions, their roles and group)."""
+    sam = load_template()
+    parameters = {**FARGATE_PARAMETERS, "TrainCompute": train_compute, "ExtractCompute": extract_compute}
+    for name, value in parameters.items():
+        sam["Parameters"][name]["Default"] = value
+    translated = translated_template(sam)
+    assert {"TrainTaskDefinition", "TrainCluster", "TrainTaskRole"} <= set(translated["Resources"])
+    assert {"ExtractTaskDefinition", "ExtractCluster", "ExtractTaskRole"} <= set(translated["Resources"])
+    assert cfn_lint(translated) == []
+
+
+def test_cfn_lint_would_catch_a_bad_template() -> None:
+    sam = load_template()
+    sam["Globals"]["Function"]["Runtime"] = "python2.7"
+    sam["Resources"]["RunFailedAlarm"]["Properties"]["ComparisonOperator"] = "Bigger"
+    rules = {rule for rule, _path, _message in cfn_lint(translated_template(sam))}
+    assert {r for r in rules if r.startswith("E")}, rules
+
+
+# --- `sam validate`, and the documented deploy command --------------------------------------------
 
 
 def sam_cli(*args: str, home: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

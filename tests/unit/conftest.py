@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 WHERE_IT_BELONGS = "move it to tests/integration (marked db or slow) or tests/e2e"
@@ -43,6 +44,16 @@ def _refuse_ip(original: Callable[..., Any], what: str, reached: list[str]) -> C
         return original(self, *args, **kwargs)
 
     return guarded
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _one_boto3_session() -> Iterator[None]:
+    """By default each moto mock starts with a new boto3 session, which loads botocore's service
+    models again, a cost several hundred unit tests pay. In tests/unit the session is kept: each mock
+    still starts with empty backends and moto's fake credentials."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(default_user_config["core"], "reset_boto3_session", False)
+        yield
 
 
 #: What the test of the phase running reached for (tests/unit/test_unit_boundary.py reads it).

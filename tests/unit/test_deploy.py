@@ -1,7 +1,5 @@
 """Everything about deploying to AWS that can be checked without an AWS account, in this process.
 
-- the CloudFormation SAM makes of template.yaml passes cfn-lint, with TrainCompute=lambda (the
-  default) and =fargate (tests/unit/test_fargate_*.py check the rest);
 - every function and ${Substitution} the definition names comes from the template;
 - the dependencies layer's Makefile builds for the template's runtime and architecture, and its lock
   pins every declared requirement, hashed; the recommender layer's builder takes only the modules
@@ -9,8 +7,8 @@
 - the database secret is resolved into a URL without the password ever reaching a message;
 - samconfig.toml and docs/deploy.md agree with the template.
 
-What runs the tools or builds the layers is in tests/integration: statelint and SAM CLI in
-test_deploy_tools.py, the built layers and the handlers' imports in test_layers.py. Least
+What runs the tools or builds the layers is in tests/integration: statelint, cfn-lint and SAM CLI
+in test_deploy_tools.py, the built layers and the handlers' imports in test_layers.py. Least
 privilege against real runs is tests/e2e/test_least_privilege.py.
 """
 
@@ -50,7 +48,6 @@ from tests.unit.test_template import (
     load_template,
     state_machine,
     states,
-    translated_template,
 )
 
 SCRIPT = ROOT / "scripts" / "build_layer.py"
@@ -60,16 +57,6 @@ MAKEFILE = ROOT / "layers" / "dependencies" / "Makefile"
 LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
 REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
-
-# TrainCompute=fargate with the parameters its rules require (cfn-lint checks the values it can).
-FARGATE_PARAMETERS = {
-    "TrainCompute": "fargate",
-    "ExtractCompute": "fargate",
-    "TrainImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recommender-train:1.0",
-    "VpcId": "vpc-0abc12345678def90",
-    "SubnetIds": "subnet-0aaa1111bbbb2222c,subnet-0ddd3333eeee4444f",
-    "DatabaseSecurityGroupId": "sg-0123456789abcdef0",
-}
 
 
 def load_module(name: str, path: Path) -> Any:
@@ -110,48 +97,6 @@ def test_every_function_the_definition_invokes_is_in_the_template() -> None:
         properties = functions(template)[logical]["Properties"]
         module, _handler = properties["Handler"].split(".")
         assert (ROOT / properties["CodeUri"] / f"{module}.py").is_file(), logical
-
-
-# --- the template, as CloudFormation will see it --------------------------------------------------
-
-
-def cfn_lint(template: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from cfnlint.api import ManualArgs, lint
-
-    matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))
-    return [(m.rule.id, "/".join(map(str, m.path)), m.message) for m in matches]
-
-
-def test_cfn_lint_finds_nothing_in_the_translated_template() -> None:
-    """Warnings too: `sam validate --lint` (samconfig.toml sets lint = true) fails on any of them.
-    The optional network parameters default to "", which cfn-lint would report (W1030) in every
-    resource whose condition does not name them."""
-    assert cfn_lint(translated_template()) == []
-
-
-FARGATE_PLACEMENTS = [("fargate", "fargate"), ("fargate", "lambda"), ("lambda", "fargate")]
-
-
-@pytest.mark.parametrize(("train_compute", "extract_compute"), FARGATE_PLACEMENTS)
-def test_cfn_lint_finds_nothing_with_fargate(train_compute: str, extract_compute: str) -> None:
-    """The same, with the parameters' defaults set to a Fargate deployment's values: cfn-lint then
-    resolves them into the conditional resources (the task definitions, their roles and group)."""
-    sam = load_template()
-    parameters = {**FARGATE_PARAMETERS, "TrainCompute": train_compute, "ExtractCompute": extract_compute}
-    for name, value in parameters.items():
-        sam["Parameters"][name]["Default"] = value
-    translated = translated_template(sam)
-    assert {"TrainTaskDefinition", "TrainCluster", "TrainTaskRole"} <= set(translated["Resources"])
-    assert {"ExtractTaskDefinition", "ExtractCluster", "ExtractTaskRole"} <= set(translated["Resources"])
-    assert cfn_lint(translated) == []
-
-
-def test_cfn_lint_would_catch_a_bad_template() -> None:
-    sam = load_template()
-    sam["Globals"]["Function"]["Runtime"] = "python2.7"
-    sam["Resources"]["RunFailedAlarm"]["Properties"]["ComparisonOperator"] = "Bigger"
-    rules = {rule for rule, _path, _message in cfn_lint(translated_template(sam))}
-    assert {r for r in rules if r.startswith("E")}, rules
 
 
 # --- the dependencies layer -----------------------------------------------------------------------

@@ -70,6 +70,7 @@ def engine_with(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalE
             item.stop()
 
 
+@pytest.mark.slow  # writes 210 MB, and reads the peak from /proc
 @needs_proc
 def test_a_call_shows_its_own_peak_and_the_next_call_starts_afresh(
     engine_with: Callable[..., LocalEngine],
@@ -92,6 +93,7 @@ def test_a_call_shows_its_own_peak_and_the_next_call_starts_afresh(
     assert second.started >= first.started + first.seconds
 
 
+@pytest.mark.slow  # writes 210 MB, and reads the peak from /proc
 @needs_proc
 def test_a_call_keeps_its_peak_when_an_overlapping_call_resets_the_counter(
     engine_with: Callable[..., LocalEngine],

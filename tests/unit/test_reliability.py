@@ -157,6 +157,7 @@ def test_a_rerun_predictor_reuses_only_a_complete_shard_object(s3: Any, damage: 
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
 
 
+@pytest.mark.slow  # botocore's backoff between attempts really sleeps
 def test_s3_throttling_is_retried(s3: Any) -> None:
     """The steps' S3 client retries 5xx and throttling (botocore standard mode, 5 attempts)."""
     attempts = []
