@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 ## make test: the whole test suite (starts its own PostgreSQL)
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+## make test-fast: the inner loop, the tests with no cost marker: tests/unit, which refuses a
+## database, other processes and the network (tests/unit/conftest.py)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not db and not slow and not e2e" tests/unit
 
 ## make lint: ruff and mypy
 lint: $(STAMP)
