@@ -329,13 +329,6 @@ def test_extract_step_writes_snapshot_and_metadata(database_url: str, s3: Any) -
     assert sorted(ratings.ratings.tolist()) == [1.5, 3.0, 4.5]
 
 
-def test_bad_algorithm_fails_validation() -> None:
-    with pytest.raises(ConfigError, match="algorithm 'SVD\\+\\+'"):
-        extract.validate_input({"algorithm": "SVD++"})
-    with pytest.raises(ConfigError, match="params: SVD has no parameter"):
-        extract.validate_input({"params": {"n_factor": 5}})
-
-
 def test_ids_that_are_not_utf8_are_a_clear_error(databases: Any, s3: Any) -> None:
     url = databases.create(encoding="SQL_ASCII")
     execute(url, "CREATE TABLE ratings (user_id text, item_id text, rating real)")

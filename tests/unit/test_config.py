@@ -271,3 +271,12 @@ def test_an_input_too_large_to_carry_between_states_is_refused() -> None:
         RunConfig.from_input({"params": {"verbose": "x" * 40_000}})
     with pytest.raises(ConfigError, match="execution input is"):  # bytes, not characters
         RunConfig.from_input({"source": {"table": "t"}, "params": {"verbose": "é" * 17_000}})
+
+
+def test_bad_algorithm_fails_validation() -> None:
+    from recommender.steps import extract
+
+    with pytest.raises(ConfigError, match="algorithm 'SVD\\+\\+'"):
+        extract.validate_input({"algorithm": "SVD++"})
+    with pytest.raises(ConfigError, match="params: SVD has no parameter"):
+        extract.validate_input({"params": {"n_factor": 5}})
