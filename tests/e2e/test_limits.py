@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
 
 from recommender.config import SourceTable
 from recommender.executions import history
@@ -150,7 +151,7 @@ def test_a_tasks_input_after_parameters_is_held_to_the_limit() -> None:
     env = SimpleNamespace(next_state_name="Task", event_history_context=SimpleNamespace(source_event_id=0))
     execute(env, {"FunctionName": "f", "Payload": b"x" * 100})
     assert len(calls) == 1
-    with pytest.raises(seams.FailureEventException) as raised:
+    with pytest.raises(FailureEventException) as raised:
         execute(env, {"FunctionName": "f", "Payload": b"x" * 101})
     assert raised.value.extract_error_cause_pair()[0] == "States.DataLimitExceeded"  # type: ignore[index]
     assert len(calls) == 1

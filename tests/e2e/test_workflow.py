@@ -68,7 +68,7 @@ def engine(ratings_db: str, algorithm_layer: Path) -> Iterator[LocalEngine]:
 
 
 def run_input(**overrides: Any) -> dict[str, Any]:
-    base = json.loads((EVENTS / "state_machine_input.json").read_text())
+    base: dict[str, Any] = json.loads((EVENTS / "state_machine_input.json").read_text())
     base.update(users_per_shard=70, max_concurrency=3)
     base.update(overrides)
     return base

@@ -22,6 +22,7 @@ from recommender.errors import RecommendationsError
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.sharding import decode_shard
 from recommender.storage import latest_key
+from tests.doubles import as_s3
 from tests.publishing import publish
 
 pytestmark = pytest.mark.slow  # S3 is moto's server, over HTTP on localhost
@@ -151,8 +152,12 @@ def test_a_corrupt_shard_fails_its_lookups_and_is_never_cached(store: Store) -> 
 
 def recs_shard(manifest: dict[str, Any], user: str) -> int:
     key = user.encode()
-    return next(
-        s["index"] for s in manifest["shards"] if s["first_user"].encode() <= key <= s["last_user"].encode()
+    return int(
+        next(
+            s["index"]
+            for s in manifest["shards"]
+            if s["first_user"].encode() <= key <= s["last_user"].encode()
+        )
     )
 
 
@@ -322,7 +327,7 @@ def test_hostile_keys_in_latest_and_the_manifest_are_refused_on_s3(s3: Any) -> N
         store.put("runs/run-a/manifest.json", json.dumps(manifest_doc).encode())
         store.put("latest.json", json.dumps(latest_doc).encode())
         recording = RecordingS3(s3)
-        return recording, lambda: Recommendations.open(f"s3://{bucket}/{PREFIX}", s3=recording)
+        return recording, lambda: Recommendations.open(f"s3://{bucket}/{PREFIX}", s3=as_s3(recording))
 
     for pattern in HOSTILE_KEYS:
         key = pattern.format(name="manifest.json")

@@ -212,10 +212,16 @@ def test_a_timestamp_that_is_not_a_number_counts_as_unknown(
     execute(database_url, f"CREATE TABLE ratings (user_id text, item_id text, rating real, at {column_type})")
     if column_type == "timestamptz":
         stamp = {"nan": "'infinity'", "inf": "'infinity'", "-inf": "'-infinity'", "big": "'infinity'"}
-        real = lambda s: f"to_timestamp({s})"  # noqa: E731
+
+        def real(seconds: int) -> str:
+            return f"to_timestamp({seconds})"
+
     else:
         stamp = {"nan": "'NaN'", "inf": "'Infinity'", "-inf": "'-Infinity'", "big": "'1e400'::numeric"}
-        real = str
+
+        def real(seconds: int) -> str:
+            return str(seconds)
+
         if column_type == "float8":
             stamp["big"] = "'1e300'"  # the largest float8s are real (if odd) numbers
     execute(

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 
 from recommender.config import RunConfig, Settings
+from recommender.contracts import MergeResult
 from recommender.errors import (
     ConfigError,
     DatasetError,
@@ -68,7 +69,7 @@ PREFIX = "p"
 
 # Text PostgreSQL's UTF-8 `text` can hold: any code point but NUL and the surrogates.
 ids = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=0, max_size=12
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=0, max_size=12
 )
 # A few ids reused often, so that users rate several items and items have several raters.
 pools = st.lists(ids, min_size=1, max_size=6, unique=True)
@@ -146,7 +147,7 @@ def strict_json(data: bytes) -> Any:
     return json.loads(data, parse_constant=refuse)
 
 
-def run_pipeline(s3: Any, url: str, table: str, run_input: dict[str, Any]) -> dict[str, Any]:
+def run_pipeline(s3: Any, url: str, table: str, run_input: dict[str, Any]) -> MergeResult:
     """Extract, Train, every shard, Merge: what the state machine runs, without it."""
     settings_ = Settings(bucket=BUCKET, prefix=PREFIX)
     config = extract.validate_input(run_input)
@@ -158,7 +159,7 @@ def run_pipeline(s3: Any, url: str, table: str, run_input: dict[str, Any]) -> di
     plan = strict_json(s3.get_object(Bucket=BUCKET, Key=trained["shard_plan_key"])["Body"].read())
     for shard in plan:
         predict.run(s3, settings_, run_id, shard, resolved["top_n"])
-    merged: dict[str, Any] = merge.run(s3, settings_, run_id, resolved, extracted["extract"], trained)
+    merged = merge.run(s3, settings_, run_id, resolved, extracted["extract"], trained)
     return merged
 
 

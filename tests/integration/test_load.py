@@ -36,7 +36,8 @@ CHECKSUM = """
 def _fetch(url: str, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with closing(psycopg2.connect(url)) as conn, conn.cursor() as cursor:
         cursor.execute(query, args)
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 def _checksum(rows: list[Row]) -> tuple[int, str]:

@@ -148,7 +148,7 @@ def test_model_from_fit_same_from_arrays_and_from_dicts(data: tuple[Ratings, Tra
     plain = surprise_trainset(ratings, SCALE)
     for a, b in zip(seen_arrays(ours), seen_arrays(plain)):
         if isinstance(a, np.ndarray):
-            assert a.dtype == b.dtype and np.array_equal(a, b)
+            assert isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
         else:
             assert a == b
     algo = SVD(random_state=0, n_factors=4, n_epochs=2).fit(ours)

@@ -23,6 +23,7 @@ from recommender.snapshot import ratings_from_rows
 from recommender.storage import RunPaths, latest_key, relative_key, sha256_hex
 from recommender.training import fit, model_from_fit
 from recommender.versions import library_versions
+from tests.doubles import as_s3
 
 RUN_ID = "run-1"
 PREFIX = "recs"  # keys in the manifest are relative to it; the folder is the prefix's content
@@ -267,7 +268,13 @@ def test_a_403_on_a_missing_key_names_both_causes() -> None:
 
 # --- how many items, and which to leave out: one check for for_user, for_ratings and the CLI ---------
 
-BAD_COUNTS = [(-1, ValueError), (0, ValueError), (-100, ValueError), (True, TypeError), (False, TypeError)]
+BAD_COUNTS: list[tuple[object, type[Exception]]] = [
+    (-1, ValueError),
+    (0, ValueError),
+    (-100, ValueError),
+    (True, TypeError),
+    (False, TypeError),
+]
 BAD_COUNTS += [(2.0, TypeError), ("3", TypeError), (float("nan"), TypeError)]
 
 
@@ -290,7 +297,8 @@ def test_n_none_is_every_published_item_and_numpy_integers_count(published: Publ
     recs = Recommendations.open(published.root)
     user = published.manifest["shards"][2]["first_user"]
     assert recs.for_user(user, n=None).items == published.expected[user][0]
-    assert recs.for_user(user, n=np.int64(2)).items == published.expected[user][0][:2]
+    numpy_count: Any = np.int64(2)  # numpy integers count too
+    assert recs.for_user(user, n=numpy_count).items == published.expected[user][0][:2]
 
 
 @pytest.mark.parametrize("exclude", ["item 1", b"item 1", ["item 1", 7], {None}])
@@ -450,7 +458,7 @@ def test_both_readers_refuse_an_unsafe_key_before_reading(tmp_path: Path, key: s
     with pytest.raises(RecommendationsError, match="refused key"):
         FolderReader(root).read(key)
     with pytest.raises(RecommendationsError, match="refused key"):
-        S3Reader(NoS3(), "bucket", "prefix").read(key)
+        S3Reader(as_s3(NoS3()), "bucket", "prefix").read(key)
 
 
 # --- latest.json and the manifest are checked against their schemas ----------------------------------
@@ -459,9 +467,9 @@ def test_both_readers_refuse_an_unsafe_key_before_reading(tmp_path: Path, key: s
 def _broken(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A deep copy of `manifest` with the field at `path` (dots, [k] for list items) set to
     `value`, or removed when value is DELETE."""
-    doc = json.loads(json.dumps(manifest))
+    doc: dict[str, Any] = json.loads(json.dumps(manifest))
     parts = [p if not p.isdigit() else int(p) for p in path.replace("[", ".").replace("]", "").split(".")]
-    holder = doc
+    holder: Any = doc
     for part in parts[:-1]:
         holder = holder[part]
     if value is DELETE:

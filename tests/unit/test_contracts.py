@@ -163,6 +163,7 @@ def test_each_step_receives_its_event_field_for_field() -> None:
     for name, state, inside_map in lambda_states(asl):
         event, _result = invoked(state)
         payload = state["Parameters"].get("Payload")
+        data: type[Any]
         if payload is None:  # the whole input: inside the Map, the item the ItemSelector built
             assert inside_map and state["Parameters"]["Payload.$"] == "$", name
             payload, data = map_state["ItemSelector"], RunState

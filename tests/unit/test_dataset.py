@@ -19,6 +19,7 @@ from recommender import storage
 from recommender.errors import DatasetError
 from recommender.snapshot import ratings_from_rows, read_snapshot
 from recommender.storage import MULTIPART_PART_SIZE, S3Writer
+from tests.doubles import as_s3
 
 TRICKY_USERS = [
     "a,b",
@@ -222,7 +223,7 @@ def _pending_uploads(s3: Spy) -> list[Any]:
 
 def test_small_object_is_one_put(s3: Spy) -> None:
     data = b"hello, \xe2\x9c\x93 world\n" * 100
-    with S3Writer(s3, BUCKET, "small.bin", "text/plain") as writer:
+    with S3Writer(as_s3(s3), BUCKET, "small.bin", "text/plain") as writer:
         writer.write(data[:7])
         writer.write(memoryview(data[7:]))
     assert s3.calls == ["put_object"]
@@ -235,7 +236,7 @@ def test_small_object_is_one_put(s3: Spy) -> None:
 
 
 def test_empty_object(s3: Spy) -> None:
-    with S3Writer(s3, BUCKET, "empty", "application/octet-stream") as writer:
+    with S3Writer(as_s3(s3), BUCKET, "empty", "application/octet-stream") as writer:
         pass
     assert _object(s3, "empty")["Body"].read() == b""
     assert writer.sha256 == hashlib.sha256(b"").hexdigest()
@@ -244,7 +245,7 @@ def test_empty_object(s3: Spy) -> None:
 def test_large_stream_is_multipart(s3: Spy) -> None:
     data = np.random.default_rng(0).bytes(MULTIPART_PART_SIZE + 3 * 1024 * 1024 + 17)
     chunk = 1_000_003
-    with S3Writer(s3, BUCKET, "big/object.bin", "application/gzip") as writer:
+    with S3Writer(as_s3(s3), BUCKET, "big/object.bin", "application/gzip") as writer:
         for start in range(0, len(data), chunk):
             writer.write(data[start : start + chunk])
         assert _keys(s3) == []  # nothing is visible before the upload is completed
@@ -265,7 +266,7 @@ def test_gzip_snapshot_through_the_writer(s3: Spy) -> None:
     """What Extract does: CSV into gzip into the writer; what Train does: read it back."""
     rows = _tricky_rows()
     with (
-        S3Writer(s3, BUCKET, "dataset/ratings.csv.gz", "application/gzip") as writer,
+        S3Writer(as_s3(s3), BUCKET, "dataset/ratings.csv.gz", "application/gzip") as writer,
         gzip.GzipFile(fileobj=writer, mode="wb", mtime=0) as compressed,
     ):
         compressed.write(_csv(rows))
@@ -278,7 +279,7 @@ def test_gzip_snapshot_through_the_writer(s3: Spy) -> None:
 def test_exception_in_small_write_leaves_nothing(s3: Spy) -> None:
     with (
         pytest.raises(RuntimeError, match="boom"),
-        S3Writer(s3, BUCKET, "small-failed", "text/plain") as writer,
+        S3Writer(as_s3(s3), BUCKET, "small-failed", "text/plain") as writer,
     ):
         writer.write(b"partial")
         raise RuntimeError("boom")
@@ -291,7 +292,7 @@ def test_exception_in_small_write_leaves_nothing(s3: Spy) -> None:
 def test_exception_in_multipart_write_leaves_nothing(s3: Spy) -> None:
     with (
         pytest.raises(RuntimeError, match="boom"),
-        S3Writer(s3, BUCKET, "big-failed", "application/gzip") as writer,
+        S3Writer(as_s3(s3), BUCKET, "big-failed", "application/gzip") as writer,
     ):
         writer.write(b"\x00" * (MULTIPART_PART_SIZE + 10))
         assert len(_pending_uploads(s3)) == 1  # a part is already uploaded

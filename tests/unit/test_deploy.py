@@ -205,7 +205,7 @@ def test_recommender_layer_is_built_by_its_makefile() -> None:
     assert re.search(r"^build-RecommenderLayer:", text, re.M)  # SAM runs make build-<LogicalId>
     assert re.search(r"build_closure\.py \"\$\(ARTIFACTS_DIR\)/python\"", text)
     # SAM runs it with any python3, in a copy of the folder: the standard library only.
-    imported = set()
+    imported: set[str] = set()
     for node in ast.walk(ast.parse(BUILDER.read_text())):
         if isinstance(node, ast.Import):
             imported.update(a.name.split(".")[0] for a in node.names)

@@ -142,7 +142,9 @@ def test_a_bad_option_is_one_line_before_any_work(
     (tmp_path / "bad.json").write_text("{not json")
     published = tmp_path / "published"
     published.mkdir()
-    monkeypatch.setattr(cli.Recommendations, "open", lambda source: None)  # the option alone is wrong
+    monkeypatch.setattr(
+        "recommender.cli.Recommendations.open", lambda source: None
+    )  # the option alone is wrong
     assert cli.main([*argv, *(["--from", str(published)] if argv[0] == "recommend" else [])]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recommender: ") and said in err and err.count("\n") == 1, err

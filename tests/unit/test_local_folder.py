@@ -58,7 +58,7 @@ def test_a_folder_is_published_in_the_order_s3_is(s3: Any, tmp_path: Path) -> No
         assert not Path(target).name.startswith(".") and folder.TEMPORARY in Path(source).name
         real_replace(source, target)
 
-    with mock.patch.object(folder.os, "replace", record):
+    with mock.patch("recommender.local.folder.os.replace", record):
         published = folder.publish(s3, BUCKET, PREFIX, tmp_path)
     assert published.latest_moved and published.latest_run_id == "run-1"
     # Every object of the run, then its manifest, then the pointer: a reader never sees a pointer

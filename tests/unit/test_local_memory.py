@@ -42,8 +42,8 @@ def quiet(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"ok": True}
 
 
-def invoke(name: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = boto3.client("lambda", region_name=REGION).invoke(
+def invoke(name: str, payload: dict[str, Any] | None = None) -> Any:
+    response = boto3.client("lambda", region_name=REGION).invoke(
         FunctionName=name, Payload=json.dumps(payload or {}).encode()
     )
     return response

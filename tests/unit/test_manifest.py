@@ -100,7 +100,8 @@ def _errors(name: str, document: dict[str, Any]) -> list[str]:
 
 def _is_utc_timestamp(text: str) -> bool:
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return text.endswith("Z") and parsed.tzinfo is not None and parsed.utcoffset().total_seconds() == 0
+    offset = parsed.utcoffset()
+    return text.endswith("Z") and offset is not None and offset.total_seconds() == 0
 
 
 def test_manifest_is_valid() -> None:

@@ -104,7 +104,7 @@ def _arrays(user_ids: list[str], item_ids: list[str]) -> ModelArrays:
             "qi": rng.normal(size=(n_items, 4)),
             "bu": rng.normal(size=n_users),
             "bi": rng.normal(size=n_items),
-            "k": np.int64(40),
+            "k": np.asarray(40, dtype=np.int64),
         },
     )
 

@@ -148,7 +148,8 @@ def test_for_ratings_refuses_a_damaged_model_and_never_raises_badzipfile(
     data = bytearray(model.read_bytes())
     if damage == "other bytes":  # one bit in the middle: zipfile would say "Bad CRC-32"
         data[len(data) // 2] ^= 0x01
-    model.write_bytes({"truncated": data[:-100], "other bytes": data, "empty": b""}[damage])
+    damaged = {"truncated": bytes(data[:-100]), "other bytes": bytes(data), "empty": b""}[damage]
+    model.write_bytes(damaged)
     recs = Recommendations.open(folder)
     assert recs.for_user("u01").personal  # the shards are still served
     with pytest.raises(RecommendationsError, match=r"model\.npz does not match the manifest's"):

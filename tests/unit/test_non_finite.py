@@ -9,12 +9,13 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
 from recommender.config import RunConfig, Settings
+from recommender.contracts import TrainSummary
 from recommender.errors import EmptyListsError, NonFiniteModelError, NonFiniteScoreError
 from recommender.kernels import Kernel, load_kernel
 from recommender.model import ModelArrays, utf8_order
@@ -155,7 +156,8 @@ class Given(Kernel):
         self.matrix = matrix
 
     def scores(self, users: np.ndarray) -> np.ndarray:
-        return self.matrix[users].copy()
+        rows: np.ndarray = self.matrix[users].copy()
+        return rows
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -202,8 +204,8 @@ def test_the_fallback_refuses_non_finite_scores() -> None:
 # --- merge: empty lists --------------------------------------------------------------------
 
 
-def trained(rows: list[tuple[str, str, float]]) -> dict[str, Any]:
-    return {"ratings": len(rows), "seconds": 0.0}
+def trained(rows: list[tuple[str, str, float]]) -> TrainSummary:
+    return cast(TrainSummary, {"ratings": len(rows), "seconds": 0.0})  # what Merge reads of it
 
 
 def test_merge_refuses_empty_lists_for_users_with_unseen_items(s3: Any) -> None:

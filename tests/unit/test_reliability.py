@@ -13,12 +13,12 @@ from unittest import mock
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto import mock_aws
 
 from recommender.aws import _RETRIES
 from recommender.config import RunConfig, Settings
-from recommender.contracts import ExtractSummary, TrainSummary
+from recommender.contracts import ExtractSummary, RunState, TrainSummary
 from recommender.database import connect, redact
 from recommender.errors import ConfigError, DatabaseUnavailableError, IncompleteRunError, ShardTimeoutError
 from recommender.manifest import build_latest
@@ -26,6 +26,7 @@ from recommender.sharding import decode_shard
 from recommender.steps import merge, predict, train
 from recommender.steps.merge import publish_latest
 from recommender.storage import RunPaths, get_json, latest_key, put_json, sha256_hex
+from tests.doubles import as_s3
 from tests.publishing import publish, write_snapshot
 
 BUCKET = "reliability"
@@ -64,7 +65,8 @@ class RacingS3:
     """Another run publishes between this run's read of latest.json and its conditional write."""
 
     def __init__(self, s3: Any, rival: dict[str, Any]) -> None:
-        self.s3, self.rival, self.exceptions, self.puts = s3, rival, s3.exceptions, []
+        self.s3, self.rival, self.exceptions = s3, rival, s3.exceptions
+        self.puts: list[str | None] = []
 
     def get_object(self, **kwargs: Any) -> Any:
         response = self.s3.get_object(**kwargs)
@@ -84,7 +86,7 @@ class RacingS3:
 def test_a_concurrent_writer_is_never_overwritten_blindly(s3: Any) -> None:
     publish_latest(s3, SETTINGS, latest("first", "2026-11-28T08:00:00.000Z"))
     racing = RacingS3(s3, latest("rival", "2026-11-28T10:00:00.000Z"))
-    moved, newest = publish_latest(racing, SETTINGS, latest("mine", "2026-11-28T09:00:00.000Z"))
+    moved, newest = publish_latest(as_s3(racing), SETTINGS, latest("mine", "2026-11-28T09:00:00.000Z"))
     # The conditional write failed (the rival changed the ETag); reading again, the rival is newer.
     assert (moved, newest) == (False, "rival")
     assert len(racing.puts) == 1
@@ -165,7 +167,7 @@ def test_s3_throttling_is_retried(s3: Any) -> None:
     def slow_down(request: Any, **kwargs: Any) -> AWSResponse | None:
         attempts.append(request.url)
         if len(attempts) <= 2:
-            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code></Error>"))
+            return AWSResponse(request.url, 503, HTTPHeaders(), _Raw(b"<Error><Code>SlowDown</Code></Error>"))
         return None
 
     s3.meta.events.register_first("before-send.s3.PutObject", slow_down)
@@ -289,7 +291,7 @@ def test_a_resumed_run_failing_in_extract_records_its_failure_under_the_resumed_
         ({}, "exec-9"),
     ],
 )
-def test_the_failed_run_is_resolved_as_extract_resolves_it(state: dict[str, Any], expected: str) -> None:
+def test_the_failed_run_is_resolved_as_extract_resolves_it(state: RunState, expected: str) -> None:
     assert merge.failed_run_id(state, "exec-9") == expected
 
 

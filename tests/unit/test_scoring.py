@@ -80,7 +80,7 @@ def _assert_same_ranking(got: list[int], expected: list[int], est: dict[int, flo
     return swaps
 
 
-SVD_CASES = [
+SVD_CASES: list[dict[str, Any]] = [
     {"n_factors": 10, "n_epochs": 20},
     {"n_factors": 10, "n_epochs": 20, "biased": False},
     {"n_factors": 3, "n_epochs": 30, "lr_all": 0.01},
@@ -274,7 +274,8 @@ def test_select_top_n_random_ties_and_exclusions() -> None:
             assert picked.shape == (rows, min(n, m))
             for r in range(rows):
                 finite = [i for i in range(m) if np.isfinite(scores[r, i])]
-                wanted = sorted(finite, key=lambda i, r=r: (-scores[r, i], tie_rank[i]))[:n]
+                row = scores[r]
+                wanted = sorted(finite, key=lambda i: (-row[i], tie_rank[i]))[:n]
                 assert picked[r, : len(wanted)].tolist() == wanted
                 assert np.isneginf(values[r, len(wanted) :]).all()
 

@@ -10,13 +10,14 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
 from recommender import strict_json
 from recommender.config import RunConfig
+from recommender.contracts import TrainSummary
 from recommender.errors import ConfigError, NonFiniteNumberError
 from recommender.model import ModelArrays, utf8_order
 from recommender.observability import handler
@@ -25,6 +26,7 @@ from recommender.sharding import encode_shard
 from recommender.storage import put_json
 from recommender.task import main as task_main
 from tests.conftest import mocked_s3
+from tests.doubles import as_s3
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "recommender" / "recommender"
 BUCKET = "strict-json"
@@ -112,7 +114,7 @@ def test_the_train_task_prints_strict_json(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(train, "run", lambda *args: {"quality": {"ndcg": math.inf}})
     out, err = io.StringIO(), io.StringIO()
     env = {"RUN_ID": "r1", "RUN_CONFIG": "{}", "RECOMMENDER_BUCKET": BUCKET}
-    assert task_main(env, s3=object(), stdout=out, stderr=err) == 1
+    assert task_main(env, s3=as_s3(object()), stdout=out, stderr=err) == 1
     assert "NonFiniteNumberError" in err.getvalue() and out.getvalue() == ""
 
 
@@ -181,7 +183,7 @@ def test_a_shard_without_its_recorded_time_still_makes_a_strict_manifest(s3: Any
     )
     config = RunConfig.from_input(run_input).to_dict()
     extract = write_snapshot(s3, settings, "r1", rows)
-    train = {"ratings": len(rows), "seconds": 0.0}
+    train = cast(TrainSummary, {"ratings": len(rows), "seconds": 0.0})  # what Merge reads of it
     for written in (paths.manifest, latest_key("p")):  # as before its Merge ran
         s3.delete_object(Bucket=BUCKET, Key=written)
     merge.run(s3, settings, "r1", config, extract, train)

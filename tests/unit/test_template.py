@@ -133,7 +133,8 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def state_machine(template: dict[str, Any]) -> dict[str, Any]:
     machines = resources_of(template, "AWS::Serverless::StateMachine")
     assert list(machines) == ["RecommenderStateMachine"]
-    return machines["RecommenderStateMachine"]["Properties"]
+    properties: dict[str, Any] = machines["RecommenderStateMachine"]["Properties"]
+    return properties
 
 
 def function_environment(template: dict[str, Any], name: str) -> dict[str, Any]:

@@ -74,12 +74,12 @@ def test_svd_fit_reproducible_with_surprise_alone(params: dict[str, object]) -> 
     rows = _rows()
     ours = build_trainset(ratings_from_rows(rows), SCALE)
     ref = _surprise_trainset(rows, SCALE)
-    a = SVD(random_state=3, **params).fit(ours)  # type: ignore[arg-type]
-    b = SVD(random_state=3, **params).fit(ref)  # type: ignore[arg-type]
+    a = SVD(random_state=3, **params).fit(ours)
+    b = SVD(random_state=3, **params).fit(ref)
     for name in ("pu", "qi", "bu", "bi"):
         assert np.array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name))), name
     # a different seed gives a different model: the comparison above can fail
-    c = SVD(random_state=4, **params).fit(ours)  # type: ignore[arg-type]
+    c = SVD(random_state=4, **params).fit(ours)
     assert not np.array_equal(np.asarray(a.pu), np.asarray(c.pu))
 
 
@@ -89,7 +89,7 @@ def test_fit_matches_surprise_with_published_params() -> None:
     fitted = fit(ratings_from_rows(rows), "SVD", {"n_factors": 6, "n_epochs": 10}, None)
     assert fitted.params == {"n_factors": 6, "n_epochs": 10, "random_state": 0, "verbose": False}
     assert fitted.rating_scale == (1.0, 5.0)
-    ref = SVD(**fitted.params).fit(_surprise_trainset(rows, fitted.rating_scale))  # type: ignore[arg-type]
+    ref = SVD(**fitted.params).fit(_surprise_trainset(rows, fitted.rating_scale))
     for name in ("pu", "qi", "bu", "bi"):
         assert np.array_equal(getattr(fitted.algorithm, name), getattr(ref, name)), name
 
