@@ -23,7 +23,7 @@ test: $(STAMP)
 ## make test-fast: the inner loop, the tests with no cost marker: tests/unit, which refuses a
 ## database, other processes and the network (tests/unit/conftest.py)
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not db and not slow and not e2e" tests/unit
+	$(BIN)/pytest -q -n auto -m "not db and not slow and not e2e" tests/unit
 
 ## make lint: ruff and mypy
 lint: $(STAMP)
