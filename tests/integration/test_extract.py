@@ -207,8 +207,8 @@ def test_a_rating_no_float8_holds_is_an_invalid_row(database_url: str, s3: Any, 
 def test_a_timestamp_that_is_not_a_number_counts_as_unknown(
     database_url: str, s3: Any, column_type: str
 ) -> None:
-    """NaN sorts above every number in PostgreSQL, so a NaN timestamp won over a real newer one;
-    like NULL, it now counts as oldest, and so does ±Infinity (no moment a rating was given)."""
+    """NaN sorts above every number in PostgreSQL, so a NaN timestamp would win over a real newer
+    one: like NULL, it counts as oldest, and so does ±Infinity (no moment a rating was given)."""
     execute(database_url, f"CREATE TABLE ratings (user_id text, item_id text, rating real, at {column_type})")
     if column_type == "timestamptz":
         stamp = {"nan": "'infinity'", "inf": "'infinity'", "-inf": "'-infinity'", "big": "'infinity'"}
