@@ -6,6 +6,7 @@ the numpy CSV formatting that feeds COPY."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from datetime import UTC, datetime
 
@@ -172,6 +173,69 @@ def test_the_first_pick_follows_the_target_exactly() -> None:
     assert chi2 < 80  # 39 degrees of freedom: p < 1e-4 beyond 80
     uniform_pop = np.full(spec.items, spec.users / spec.items)
     assert float(((observed - uniform_pop) ** 2 / uniform_pop).sum()) > 1000  # not flat
+
+
+def _digest(data: RatingBlock) -> str:
+    digest = hashlib.sha256()
+    for name in FIELDS:
+        digest.update(np.ascontiguousarray(getattr(data, name)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_the_structure_fields_left_alone_keep_the_data_bit_for_bit() -> None:
+    """The data of a seed stays what it is as the spec gains fields: these digests are of the
+    generator before it had popularity_exponent, selection_strength, activity_sigma and topics."""
+    plain = SyntheticSpec(users=3000, items=2000, ratings_per_user=30, seed=1, topics=0)
+    assert _digest(_all(plain)) == "1015747bc1f82617"
+    exact = SyntheticSpec.with_total(users=5000, items=3000, ratings=400_000, seed=2, topics=0)
+    assert _digest(_all(exact)) == "eb9ae2a5c5d101a5"
+
+
+def test_topics_the_first_pick_follows_the_target_exactly() -> None:
+    """With groups of items, a user's first item is one draw from taste[group] x popularity x
+    min(1, exp(1.5 (a - cap))): the group and alias draws and the rejection step together."""
+    spec = SyntheticSpec(
+        users=20_000, items=40, ratings_per_user=5, factors=3, seed=9, topics=4, topic_concentration=0.5
+    )
+    model = _Model(spec)
+    data = _all(spec)
+    firsts = data.items[np.concatenate([[True], data.users[1:] != data.users[:-1]])]
+    affinity = model.user_f @ model.item_f.T
+    taste = np.concatenate([model.tastes(chunk) for chunk in range(model.chunks)])
+    weights = (
+        model.popularity
+        * taste[:, model.topic]
+        * np.exp(spec.selection_strength * np.minimum(affinity - model.cap[:, None], 0.0))
+    )
+    expected = (weights / weights.sum(axis=1, keepdims=True)).sum(axis=0)
+    observed = np.bincount(firsts, minlength=spec.items)
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 80  # 39 degrees of freedom: p < 1e-4 beyond 80
+    no_groups = model.popularity * np.exp(1.5 * np.minimum(affinity - model.cap[:, None], 0.0))
+    flat = (no_groups / no_groups.sum(axis=1, keepdims=True)).sum(axis=0)
+    assert float(((observed - flat) ** 2 / flat).sum()) > 200  # measured 365: the groups tell
+
+
+@pytest.mark.parametrize("block_users", [1, 700, 3000])
+def test_topics_the_same_whatever_the_block_size(block_users: int) -> None:
+    spec = SyntheticSpec(users=2500, items=300, ratings_per_user=8, seed=3, topics=7, topic_concentration=0.2)
+    data = _all(spec)
+    assert _same(RatingBlock.concat(list(synthetic_blocks(spec, block_users))), data)
+    assert len(np.unique(data.users * spec.items + data.items)) == len(data)
+
+
+def test_topics_users_keep_to_their_groups() -> None:
+    """A concentrated taste (0.1 over 10 groups): a user's ratings fall mostly in a few groups,
+    far more than a taste-blind draw would put there. Measured: 86% in the user's top 2 of 10."""
+    spec = SyntheticSpec(
+        users=1000, items=500, ratings_per_user=30, seed=6, topics=10, topic_concentration=0.1
+    )
+    model = _Model(spec)
+    data = _all(spec)
+    per_group = np.zeros((spec.users, spec.topics))
+    np.add.at(per_group, (data.users, model.topic[data.items]), 1)
+    top_two = np.sort(per_group, axis=1)[:, -2:].sum() / per_group.sum()
+    assert top_two > 0.7  # about 0.3 for a taste-blind draw over 10 equal groups
 
 
 def test_heavy_users_in_a_small_catalogue() -> None:

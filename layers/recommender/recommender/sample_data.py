@@ -53,10 +53,20 @@ class SyntheticSpec:
     factors: int = 8
     seed: int = 0
     total_ratings: int | None = None  # when set: the exact number of ratings (counts rescaled)
+    # the data's structure (docs/scaling.md, "Calibration", says what each does to ranking models)
+    popularity_exponent: float = POPULARITY_EXPONENT
+    selection_strength: float = SELECTION_STRENGTH
+    activity_sigma: float = ACTIVITY_SIGMA
+    topics: int = 0  # groups of items (genres); 0: none
+    topic_concentration: float = 1.0  # Dirichlet parameter of a user's taste over the groups
 
     def __post_init__(self) -> None:
         if self.users < 0 or self.items < 1 or self.ratings_per_user < 1 or self.factors < 1:
             raise ConfigError(f"invalid synthetic spec {self}: need users >= 0 and positive the rest")
+        if self.popularity_exponent < 0 or self.selection_strength < 0 or self.activity_sigma < 0:
+            raise ConfigError(f"invalid synthetic spec {self}: need non-negative exponent, strength, sigma")
+        if not 0 <= self.topics <= self.items or self.topic_concentration <= 0:
+            raise ConfigError(f"invalid synthetic spec {self}: need 0 <= topics <= items, concentration > 0")
         if self.total_ratings is not None:
             low, high = _count_bounds(self.items)
             if not self.users * low <= self.total_ratings <= self.users * high:
@@ -67,12 +77,13 @@ class SyntheticSpec:
 
     @classmethod
     def with_total(
-        cls, users: int, items: int, ratings: int, factors: int = 8, seed: int = 0
+        cls, users: int, items: int, ratings: int, factors: int = 8, seed: int = 0, **structure: Any
     ) -> SyntheticSpec:
         """A spec with exactly `ratings` ratings, e.g. MovieLens 25M's shape:
-        `SyntheticSpec.with_total(162_000, 59_000, 25_000_000)`."""
+        `SyntheticSpec.with_total(162_000, 59_000, 25_000_000)`. `structure`: the fields after
+        `total_ratings`."""
         per_user = max(1, round(ratings / users)) if users else 1
-        return cls(users, items, per_user, factors, seed, total_ratings=ratings)
+        return cls(users, items, per_user, factors, seed, total_ratings=ratings, **structure)
 
 
 @dataclass(frozen=True)
@@ -218,16 +229,15 @@ class _Model:
         self.spec = spec
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(0,)))
         k = spec.factors
-        popularity = 1.0 / np.arange(1, spec.items + 1) ** POPULARITY_EXPONENT
+        popularity = 1.0 / np.arange(1, spec.items + 1) ** spec.popularity_exponent
         rng.shuffle(popularity)  # popular items are spread over the id range
         self.user_f = rng.normal(0, 1, (spec.users, k)) / np.sqrt(k)
         self.item_f = rng.normal(0, 1, (spec.items, k)) / np.sqrt(k)
         self.user_bias = rng.normal(0, 0.4, spec.users)
         item_bias = rng.normal(0, 0.5, spec.items) + 0.4 * np.log(popularity / popularity.mean())
         self.item_bias = item_bias - item_bias.mean()
-        activity = rng.lognormal(
-            np.log(spec.ratings_per_user) - ACTIVITY_SIGMA**2 / 2, ACTIVITY_SIGMA, spec.users
-        )
+        sigma = spec.activity_sigma
+        activity = rng.lognormal(np.log(spec.ratings_per_user) - sigma**2 / 2, sigma, spec.users)
         low, high = _count_bounds(spec.items)
         if spec.total_ratings is None:
             self.counts = np.clip(np.rint(activity), low, high).astype(np.int64)
@@ -247,9 +257,9 @@ class _Model:
         spread = np.sqrt(np.einsum("uk,kl,ul->u", self.user_f, covariance, self.user_f))
         # the cap: 2.5 standard deviations above the mean affinity of the items the target picks
         # (for a normal affinity, exp(1.5 a) tilts its mean up by 1.5 variances)
-        self.cap = self.mean_affinity + SELECTION_STRENGTH * spread**2 + AFFINITY_CAP_SIGMAS * spread
+        self.cap = self.mean_affinity + spec.selection_strength * spread**2 + AFFINITY_CAP_SIGMAS * spread
         # expected share of candidates kept, for a normal affinity: sizes the first round's draws
-        bs = SELECTION_STRENGTH * spread
+        bs = spec.selection_strength * spread
         self.acceptance = np.clip(
             _normal_cdf(-(bs + AFFINITY_CAP_SIGMAS))
             + np.exp(-(bs**2) / 2 - AFFINITY_CAP_SIGMAS * bs)
@@ -257,13 +267,81 @@ class _Model:
             0.01,
             1.0,
         )
+        if spec.topics:  # drawn last: the rest of the model is the same with or without groups
+            self._init_topics(rng)
 
-    def _exact(self, rng: np.random.Generator, user: int, rated: np.ndarray, size: int) -> np.ndarray:
+    def _init_topics(self, rng: np.random.Generator) -> None:
+        """Groups of items of equal size (a random permutation dealt round), and an alias table of
+        popularity within each group: a candidate is a group, then an item of it, O(1) each."""
+        spec = self.spec
+        self.topic = (rng.permutation(spec.items) % spec.topics).astype(np.int64)
+        self.by_topic = np.argsort(self.topic, kind="stable")  # items, grouped
+        sizes = np.bincount(self.topic, minlength=spec.topics)
+        self.topic_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.topic_size = sizes
+        self.topic_mass = np.bincount(self.topic, weights=self.popularity, minlength=spec.topics)
+        self.topic_prob = np.ones(spec.items)
+        self.topic_alias = np.arange(spec.items, dtype=np.int64)  # positions in by_topic
+        for t in range(spec.topics):
+            start, stop = int(self.topic_start[t]), int(self.topic_start[t] + sizes[t])
+            prob, alias = _alias_table(self.popularity[self.by_topic[start:stop]])
+            self.topic_prob[start:stop], self.topic_alias[start:stop] = prob, alias + start
+
+    def tastes(self, index: int) -> np.ndarray:
+        """The topic tastes of chunk `index`'s users, (users, topics), each row summing to 1: a
+        Dirichlet draw from the chunk's own stream `SeedSequence(seed, spawn_key=(2, chunk))`."""
+        spec = self.spec
+        first = index * RNG_CHUNK_USERS
+        n = min(spec.users, first + RNG_CHUNK_USERS) - first
+        rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(2, index)))
+        taste: np.ndarray = rng.dirichlet(np.full(spec.topics, spec.topic_concentration), n)
+        return taste
+
+    def _candidates(
+        self, rng: np.random.Generator, local_u: np.ndarray, taste: np.ndarray | None
+    ) -> np.ndarray:
+        """One candidate item per entry of `local_u`: by popularity alone (the alias table), or
+        with groups by the user's taste x popularity."""
+        if taste is not None:
+            return self._topic_candidates(rng, local_u, taste)
+        j = rng.integers(0, self.spec.items, len(local_u))
+        picked: np.ndarray = np.where(rng.random(len(local_u)) < self.prob[j], j, self.alias[j])
+        return picked
+
+    def _topic_candidates(
+        self, rng: np.random.Generator, local_u: np.ndarray, taste: np.ndarray
+    ) -> np.ndarray:
+        """One candidate item per entry of `local_u`, drawn from taste[u, group] x popularity: the
+        group by inverting the user's cumulative group weights (one search over all the chunk's
+        users, each shifted by its index), then the item by the group's alias table."""
+        weights = taste * self.topic_mass
+        cumulative = np.cumsum(weights, axis=1)
+        shares = cumulative / cumulative[:, -1:]
+        topics = self.spec.topics
+        shifted = (np.arange(len(taste))[:, None] + shares).ravel()
+        found = np.searchsorted(shifted, local_u + rng.random(len(local_u)), side="right")
+        group = np.minimum(found - local_u * topics, topics - 1)
+        j = self.topic_start[group] + (rng.random(len(local_u)) * self.topic_size[group]).astype(np.int64)
+        position = np.where(rng.random(len(local_u)) < self.topic_prob[j], j, self.topic_alias[j])
+        picked: np.ndarray = self.by_topic[position]
+        return picked
+
+    def _exact(
+        self,
+        rng: np.random.Generator,
+        user: int,
+        rated: np.ndarray,
+        size: int,
+        taste: np.ndarray | None = None,
+    ) -> np.ndarray:
         """`size` more items for `user`, none of `rated`, from the same target by successive
         sampling over the whole catalogue: O(items), for the rare users rejection serves badly
-        (many ratings in a small catalogue, or a strong taste)."""
+        (many ratings in a small catalogue, or a strong taste). `taste`: the user's group weights."""
         affinity = self.item_f @ self.user_f[user]
-        weights = self.popularity * np.exp(SELECTION_STRENGTH * np.minimum(affinity - self.cap[user], 0.0))
+        strength = self.spec.selection_strength
+        weights = self.popularity * np.exp(strength * np.minimum(affinity - self.cap[user], 0.0))
+        if taste is not None:
+            weights *= taste[self.topic]
         weights[rated] = 0.0
         picked: np.ndarray = rng.choice(self.spec.items, size=size, replace=False, p=weights / weights.sum())
         return picked.astype(np.int64)
@@ -280,6 +358,7 @@ class _Model:
         counts = self.counts[first:last]
         user_f32, cap32 = self.user_f[first:last].astype(np.float32), self.cap[first:last].astype(np.float32)
         rate = self.acceptance[first:last].copy()
+        taste = self.tastes(index) if spec.topics else None
         offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen_u = np.repeat(np.arange(last - first), counts)  # local user of each final row
         chosen_i = np.zeros(int(offsets[-1]), dtype=np.int64)
@@ -296,14 +375,13 @@ class _Model:
             exact = rate[active] < EXACT_BELOW_ACCEPTANCE
             drawn = np.where(exact, 0, np.ceil(need / rate[active] * 1.2).astype(np.int64) + 2)
             cand_u = np.repeat(active, drawn)
-            j = rng.integers(0, spec.items, len(cand_u))
-            cand_i = np.where(rng.random(len(cand_u)) < self.prob[j], j, self.alias[j])
+            cand_i = self._candidates(rng, cand_u, taste)
             # screening in float32: the factor rows gathered at random stay in cache
             affinity = np.einsum(
                 "nk,nk->n", np.repeat(user_f32[active], drawn, axis=0), np.take(self.item_f32, cand_i, axis=0)
             )
             chance = np.exp(
-                np.float32(SELECTION_STRENGTH) * np.minimum(affinity - cap32[cand_u], np.float32(0))
+                np.float32(spec.selection_strength) * np.minimum(affinity - cap32[cand_u], np.float32(0))
             )
             keep = np.flatnonzero(rng.random(len(cand_u), dtype=np.float32) < chance)
             parts_u, parts_i, parts_s = (
@@ -314,7 +392,13 @@ class _Model:
             drawn_so_far += len(cand_u)
             for user in active[exact].tolist():  # too few candidates kept: draw the rest exactly
                 rated = chosen_i[offsets[user] : offsets[user] + have[user]]
-                picked = self._exact(rng, first + user, rated, int(counts[user] - have[user]))
+                picked = self._exact(
+                    rng,
+                    first + user,
+                    rated,
+                    int(counts[user] - have[user]),
+                    None if taste is None else taste[user],
+                )
                 parts_u.append(np.full(len(picked), user))
                 parts_i.append(picked)
                 parts_s.append(drawn_so_far + np.arange(len(picked)))
