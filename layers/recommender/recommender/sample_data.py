@@ -312,15 +312,25 @@ class _Model:
         self, rng: np.random.Generator, local_u: np.ndarray, taste: np.ndarray
     ) -> np.ndarray:
         """One candidate item per entry of `local_u`, drawn from taste[u, group] x popularity: the
-        group by inverting the user's cumulative group weights (one search over all the chunk's
-        users, each shifted by its index), then the item by the group's alias table."""
-        weights = taste * self.topic_mass
-        cumulative = np.cumsum(weights, axis=1)
-        shares = cumulative / cumulative[:, -1:]
+        group by inverting the user's cumulative group weights, the item by the group's alias table.
+        The inversion starts from a guide table (for each user and each m, the first group whose
+        cumulative weight passes m / groups) and steps forward: about two looks per draw where a
+        binary search over all the chunk's groups took most of the generator's time."""
         topics = self.spec.topics
-        shifted = (np.arange(len(taste))[:, None] + shares).ravel()
-        found = np.searchsorted(shifted, local_u + rng.random(len(local_u)), side="right")
-        group = np.minimum(found - local_u * topics, topics - 1)
+        cumulative = np.cumsum(taste * self.topic_mass, axis=1)
+        shares = cumulative / cumulative[:, -1:]  # the last is exactly 1
+        n_users = len(taste)
+        shifted = (np.arange(n_users)[:, None] + shares).ravel()  # increasing: one sorted search
+        marks = (np.arange(n_users)[:, None] + np.arange(topics) / topics).ravel()
+        found = np.searchsorted(shifted, marks, side="right") - np.repeat(np.arange(n_users), topics) * topics
+        guide = np.maximum(found - 1, 0)  # one back: a start never past the group, whatever the rounding
+        x = rng.random(len(local_u))
+        group = guide[local_u * topics + (x * topics).astype(np.int64)]
+        flat = shares.ravel()
+        behind = np.flatnonzero(flat[local_u * topics + group] <= x)
+        while len(behind):
+            group[behind] += 1
+            behind = behind[flat[local_u[behind] * topics + group[behind]] <= x[behind]]
         j = self.topic_start[group] + (rng.random(len(local_u)) * self.topic_size[group]).astype(np.int64)
         position = np.where(rng.random(len(local_u)) < self.topic_prob[j], j, self.topic_alias[j])
         picked: np.ndarray = self.by_topic[position]
