@@ -35,7 +35,8 @@ def test_only_fitting_imports_implicit_and_scipy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     fitting = (
-        "import sys; from recommender.snapshot import ratings_from_rows; from recommender.training import fit;"
+        "import sys; from recommender.snapshot import ratings_from_rows;"
+        " from recommender.training import fit;"
         " fit(ratings_from_rows([('a', 'x', 1.0), ('b', 'y', 2.0)]), 'ItemKNN', {}, None);"
         " sys.exit(0 if {'implicit', 'scipy'} <= set(sys.modules) else 1)"
     )

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from recommender import confidence as conf
+from recommender import foldin
 from recommender.algorithms import ALS, PRODUCT_ALGORITHMS, ItemKNN
 from recommender.dataset import Ratings
 from recommender.errors import ConfigError, DatasetError
@@ -171,3 +172,41 @@ def test_confidence_values() -> None:
     assert conf.values(stars, "rating", 4.0).tolist() == [0.0, 0.0, 4.5, 5.0]
     matrix = conf.user_item_matrix(np.array([0, 3]), np.array([1, 1, 0]), np.array([1.0, 2.0, 0.0]), 2)
     assert matrix.toarray().tolist() == [[0.0, 3.0]]  # a repeated pair adds; a 0.0 is left out
+
+
+@pytest.mark.parametrize(
+    "params", [{"factors": 6}, {"factors": 4, "alpha": 5.0, "confidence": "rating", "min_rating": 2.0}]
+)
+def test_als_fold_in_is_implicits_recalculate_user(ratings: Ratings, params: dict[str, Any]) -> None:
+    fitted = fit(ratings, "ALS", params, SCALE)
+    model = _published(fitted)
+    algo = fitted.algorithm
+    indptr, items, values = conf.rated_rows(fitted.trainset)
+    x = conf.values(values, algo.confidence, algo.min_rating)
+    matrix = conf.user_item_matrix(indptr, items, x, model.n_items)
+    for user in range(0, model.n_users, 7):
+        rated = slice(int(indptr[user]), int(indptr[user + 1]))
+        mine = foldin.als_user_factors(model, items[rated], values[rated])
+        theirs = np.asarray(algo.model.recalculate_user(user, matrix[user]), dtype=np.float64)
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-4 * max(1.0, float(np.abs(theirs).max())))
+        scores = foldin.estimates(model, {}, items[rated], values[rated])
+        np.testing.assert_allclose(scores, model.arrays["qi"] @ mine, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params", [{"K": 6}, {"weighting": "cosine", "confidence": "rating", "min_rating": 3.0}]
+)
+def test_item_knn_fold_in_is_exact(ratings: Ratings, params: dict[str, Any]) -> None:
+    """Folding in a training user's own ratings gives the model's scores and list for that user."""
+    fitted = fit(ratings, "ItemKNN", params, SCALE)
+    model = _published(fitted)
+    kernel = load_kernel(model)
+    indptr, items, values = conf.rated_rows(fitted.trainset)
+    for user in range(0, model.n_users, 5):
+        rated = slice(int(indptr[user]), int(indptr[user + 1]))
+        scores = foldin.estimates(model, {}, items[rated], values[rated])
+        np.testing.assert_allclose(scores, kernel.scores(np.array([user]))[0], rtol=1e-12, atol=1e-12)
+        given = {model.item_ids[i]: v for i, v in zip(items[rated].tolist(), values[rated].tolist())}
+        listed, _ = foldin.recommend_for_ratings(model, {}, given, TOP_N)
+        picked, _ = kernel.top_n(np.array([user]), TOP_N, model.tie_rank())
+        assert listed == [model.item_ids[i] for i in picked[0].tolist()]
