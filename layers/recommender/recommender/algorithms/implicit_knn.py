@@ -106,23 +106,23 @@ class ItemKNN(AlgoBase):  # type: ignore[misc]  # Surprise has no type hints
         self.sim_indptr = np.asarray(similarity.indptr, dtype=np.int64)
         self.sim_indices = np.asarray(similarity.indices, dtype=np.int64)
         self.sim_data = np.asarray(similarity.data, dtype=np.float64)
+        # (row, column) of every entry as one sorted key: S[j, i] is one binary search away
+        rows = np.repeat(np.arange(trainset.n_items, dtype=np.int64), np.diff(self.sim_indptr))
+        self.sim_keys = rows * trainset.n_items + self.sim_indices
         return self
-
-    def similarity(self, j: int, i: int) -> float:
-        """S[j, i] (0.0 when i is not among j's neighbours)."""
-        start, end = int(self.sim_indptr[j]), int(self.sim_indptr[j + 1])
-        at = start + int(np.searchsorted(self.sim_indices[start:end], i))
-        return float(self.sim_data[at]) if at < end and int(self.sim_indices[at]) == i else 0.0
 
     def estimate(self, u: Any, i: Any) -> float:
         """sum over the user's ratings of X[u, j] S[j, i], left to right in Surprise's order."""
         if not (self.trainset.knows_user(u) and self.trainset.knows_item(i)):
             raise PredictionImpossible("User and/or item is unknown.")
-        total = 0.0
         start, end = int(self.user_indptr[u]), int(self.user_indptr[u + 1])
-        for j, value in zip(self.user_items[start:end].tolist(), self.user_values[start:end].tolist()):
-            total += value * self.similarity(j, i)
-        return total
+        if start == end or len(self.sim_keys) == 0:
+            return 0.0
+        keys = self.user_items[start:end] * self.trainset.n_items + int(i)
+        at = np.minimum(np.searchsorted(self.sim_keys, keys), len(self.sim_keys) - 1)
+        found = self.sim_keys[at] == keys
+        terms = np.where(found, self.user_values[start:end] * self.sim_data[at], 0.0)
+        return float(np.cumsum(terms)[-1])
 
     def default_prediction(self) -> float:
         """An empty row's score: 0.0 (see the module docstring)."""
