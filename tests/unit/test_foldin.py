@@ -340,5 +340,15 @@ def test_refit_models_raise(svd: tuple[ModelArrays, dict[str, Any]]) -> None:
 
 
 def test_supported_lists_the_kinds() -> None:
-    assert set(SUPPORTED) == {"SVD", "SVDpp", "NMF", "BaselineOnly", *KNN, "SlopeOne", "EASE"}
+    assert set(SUPPORTED) == {
+        "SVD",
+        "SVDpp",
+        "NMF",
+        "BaselineOnly",
+        *KNN,
+        "SlopeOne",
+        "EASE",
+        "ALS",
+        "ItemKNN",
+    }
     assert all(isinstance(line, str) and "\n" not in line for line in SUPPORTED.values())

@@ -46,6 +46,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("EASE", {"reg": 2.5}),
     ("EASE", {"implicit": False}),
     ("EASE", {"implicit": False, "reg": 2.5}),
+    ("ALS", {"factors": 6}),
+    ("ALS", {"factors": 6, "confidence": "rating", "min_rating": 3.0, "alpha": 4.0}),
+    ("ItemKNN", {"K": 5}),
+    ("ItemKNN", {"weighting": "tfidf", "K": 10, "confidence": "rating"}),
+    ("ItemKNN", {"weighting": "cosine", "min_rating": 3.0}),
     *[
         (name, {"k": k, "min_k": min_k, "sim_options": {"name": sim, "user_based": user_based}})
         for name in KNN

@@ -78,6 +78,20 @@ and the scores are x @ B over every item, the rows of B added in the order of `r
 Surprise's estimate adds them (Surprise's order for a training user). No solve: EASE has no user
 state beyond that row. Scores rank, they do not predict stars (the clipped scores mean nothing).
 
+ALS (recommender/algorithms/implicit_als.py): the new user's factors are the closed-form solve
+implicit's `recalculate_user` computes, the item factors y held fixed:
+
+    p = (Y^T Y + regularization I + sum over the rated items j of (c_j - 1) y_j y_j^T)^-1 sum c_j y_j
+
+with c_j = alpha x_j and x_j the rating's value under the model's `confidence` and `min_rating`
+(recommender/confidence.py). Every item then scores y_i . p. implicit solves in float32 and this
+module in float64, so the factors agree to float32's precision. For a training user this is one
+more half-step of ALS, not the published factors: those were solved against the item factors of
+the iteration before the last.
+
+ItemKNN (recommender/algorithms/implicit_knn.py): EXACT. The given ratings' row of X (their
+values under the model's confidence rule) times the similarity S, as the kernel computes it.
+
 Not supported (FoldInUnsupportedError, a ValueError naming the algorithm and the supported ones):
 user-based k-NN, CoClustering (a new user's cluster would need the co-cluster averages of a refit),
 NormalPredictor (no user state at all: its lists are random draws), and "refit" models (a user's
@@ -91,12 +105,14 @@ from typing import Any
 
 import numpy as np
 
+from . import confidence
 from .errors import FoldInUnsupportedError
 from .kernels import SCORE_BLOCK_BYTES, rows_within
+from .kernels.item_knn import sparse_rows_product
 from .model import KIND_REFIT, ModelArrays
 from .selection import select_top_n
 
-__all__ = ["SUPPORTED", "estimates", "recommend_for_ratings", "user_factors"]
+__all__ = ["SUPPORTED", "als_user_factors", "estimates", "recommend_for_ratings", "user_factors"]
 
 FACTOR_KINDS = ("SVD", "SVDpp", "NMF", "BaselineOnly")
 KNN_KINDS = ("KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline")
@@ -112,6 +128,8 @@ SUPPORTED: dict[str, str] = {
     "KNNBaseline": "item-based only (user_based=False): exact, the user's bias folded in as BaselineOnly",
     "SlopeOne": "user's mean plus the mean deviations: Surprise's estimate, exact",
     "EASE": "the given ratings' row of X times the item-item weights (x @ B): the model's estimate, exact",
+    "ALS": "implicit's closed-form solve of the user's factors given the item factors (recalculate_user)",
+    "ItemKNN": "the given ratings' row of X times the sparse item-item similarity (x @ S): exact",
 }
 
 #: Surprise's defaults, for parameters the run's metadata does not name
@@ -302,6 +320,32 @@ def _ease_estimates(model: ModelArrays, items: np.ndarray, values: np.ndarray) -
     return est
 
 
+def _implicit_values(model: ModelArrays, values: np.ndarray) -> np.ndarray:
+    """The given ratings' values in the implicit-feedback matrix, under the model's rule."""
+    a = model.arrays
+    min_rating = float(a["min_rating"]) if bool(a["has_min_rating"]) else None
+    return confidence.values(values, confidence.CONFIDENCES[int(a["confidence"])], min_rating)
+
+
+def als_user_factors(model: ModelArrays, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """ALS: the new user's factors, implicit's `recalculate_user` solve (the module docstring)."""
+    a = model.arrays
+    qi: np.ndarray = a["qi"]
+    x = _implicit_values(model, values)
+    kept = x != 0
+    y, c = qi[items[kept]], float(a["alpha"]) * x[kept]
+    system = qi.T @ qi + float(a["regularization"]) * np.eye(qi.shape[1]) + (y.T * (c - 1.0)) @ y
+    solution: np.ndarray = np.linalg.solve(system, y.T @ c)
+    return solution
+
+
+def _item_knn_estimates(model: ModelArrays, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+    rows = np.zeros(len(items), dtype=np.int64)
+    x = _implicit_values(model, values)
+    row: np.ndarray = sparse_rows_product(rows, items, x, 1, model.arrays, model.n_items)[0]
+    return row
+
+
 def estimates(
     model: ModelArrays, params: Mapping[str, Any], items: np.ndarray, values: np.ndarray
 ) -> np.ndarray:
@@ -318,6 +362,11 @@ def estimates(
         return _knn_estimates(model, params, items, values)
     if model.kind == "EASE":
         return _ease_estimates(model, items, values)
+    if model.kind == "ALS":
+        dots: np.ndarray = model.arrays["qi"] @ als_user_factors(model, items, values)
+        return dots
+    if model.kind == "ItemKNN":
+        return _item_knn_estimates(model, items, values)
     return _slope_one_estimates(model, items, values)
 
 

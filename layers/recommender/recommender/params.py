@@ -27,12 +27,15 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .confidence import CONFIDENCES
 from .errors import ConfigError
 
 C_INT_MAX = 2**31 - 1  # Surprise's Cython loops count in C ints
 MAX_FACTORS = 10_000
 MAX_EPOCHS = 10_000
 MAX_CLUSTERS = 10_000
+MAX_THREADS = 1_024  # implicit's fit threads (0: every core)
+WEIGHTINGS = ("bm25", "tfidf", "cosine")  # ItemKNN's (recommender/algorithms/implicit_knn.py)
 SEED_LIMIT = 2**32  # numpy's RandomState takes seeds 0 to 2**32 - 1
 SIMILARITIES = ("cosine", "msd", "pearson", "pearson_baseline")
 BASELINE_METHODS = ("als", "sgd")
@@ -159,6 +162,23 @@ def _factor_fields(*, lr_all: bool = True) -> dict[str, Check]:
     }
 
 
+def one_of(*choices: str) -> Check:
+    def check(path: str, value: Any) -> None:
+        if value not in choices:
+            raise ConfigError(f"{path} must be one of {', '.join(choices)}, got {_shown(value)}")
+
+    return check
+
+
+def unit_interval(path: str, value: Any) -> None:
+    real(0)(path, value)
+    if value > 1:
+        raise ConfigError(f"{path} must be a finite number from 0 to 1, got {_shown(value)}")
+
+
+#: how ratings become implicit feedback (recommender/confidence.py), for ALS and ItemKNN
+_CONFIDENCE: dict[str, Check] = {"confidence": one_of(*CONFIDENCES), "min_rating": optional(real())}
+
 _LEARNING = ("lr_bu", "lr_bi", "lr_pu", "lr_qi")
 _REGULARISATION = ("reg_bu", "reg_bi", "reg_pu", "reg_qi")
 
@@ -211,6 +231,23 @@ SPECS: dict[str, dict[str, Check]] = {
     },
     "NormalPredictor": {},
     "EASE": {"reg": real(0, above=True), "implicit": boolean, "max_items": whole(1)},
+    "ALS": {
+        "factors": whole(1, MAX_FACTORS),
+        "regularization": real(0),
+        "alpha": real(0, above=True),
+        "iterations": whole(1, MAX_EPOCHS),
+        **_CONFIDENCE,
+        "random_state": seed,
+        "num_threads": whole(0, MAX_THREADS),
+    },
+    "ItemKNN": {
+        "weighting": one_of(*WEIGHTINGS),
+        "K": whole(1),
+        "K1": real(0),
+        "B": unit_interval,
+        **_CONFIDENCE,
+        "num_threads": whole(0, MAX_THREADS),
+    },
 }
 
 _NMF_DEFAULT_LOW, _NMF_DEFAULT_HIGH = 0, 1

@@ -10,8 +10,11 @@ from __future__ import annotations
 from surprise import AlgoBase
 
 from .ease import EASE
+from .implicit_als import ALS
+from .implicit_knn import ItemKNN
 
-__all__ = ["EASE", "PRODUCT_ALGORITHMS"]
+__all__ = ["ALS", "EASE", "PRODUCT_ALGORITHMS", "ItemKNN"]
 
-#: algorithm name (as given in the state machine input) -> class
-PRODUCT_ALGORITHMS: dict[str, type[AlgoBase]] = {"EASE": EASE}
+#: algorithm name (as given in the state machine input) -> class. ALS and ItemKNN are fitted by the
+#: `implicit` library, which only their `fit` imports (Train's dependencies, not the predictors').
+PRODUCT_ALGORITHMS: dict[str, type[AlgoBase]] = {"EASE": EASE, "ALS": ALS, "ItemKNN": ItemKNN}

@@ -127,4 +127,4 @@ def load_kernel(model: ModelArrays) -> Kernel:
 
 
 # Importing the families registers them.
-from . import co_clustering, ease, factors, knn, normal, slope_one  # noqa: E402, F401
+from . import als, co_clustering, ease, factors, item_knn, knn, normal, slope_one  # noqa: E402, F401
