@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import strict_json
+from .choice import AUTO
 from .errors import ConfigError, NonFiniteNumberError
 
 DEFAULT_ALGORITHM = "SVD"
@@ -120,6 +121,11 @@ class RunConfig:
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise ConfigError("params must be an object of the algorithm's keyword arguments")
+        if algorithm == AUTO and params:
+            raise ConfigError(
+                "params apply to one algorithm: with algorithm 'auto' each candidate keeps its"
+                " defaults (README, Choosing an algorithm); name the algorithm to set its params"
+            )
 
         config = cls(
             algorithm=algorithm,

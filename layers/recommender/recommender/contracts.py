@@ -150,6 +150,8 @@ class ModelMetadata(TypedDict):
     versions: dict[str, str]
     quality: NotRequired[dict[str, Any] | None]
     users_in_parts: bool
+    # algorithm "auto": every candidate's figures and the choice (choice.Choice.record)
+    choice: NotRequired[dict[str, Any]]
     # absent from a model Train wrote before it recorded its objects
     model_object: NotRequired[ObjectRecord]
     user_parts: NotRequired[list[UserPartRecord]]

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import database
+from ..choice import AUTO
 from ..config import RunConfig, Settings
 from ..contracts import DatasetMetadata, ExtractResult, ExtractSummary, dataset_figures
 from ..dataset import extract_to_s3
@@ -33,7 +34,8 @@ def validate_input(raw_input: Any, predict_concurrency: int | None = None) -> Ru
     more predictors at once than it reserves, or the extra ones are only throttled. An input that
     asks for more fails; the default pace is lowered to it."""
     config = RunConfig.from_input(raw_input)
-    make_algorithm(config.algorithm, config.params)
+    if config.algorithm != AUTO:  # auto's candidates are the product's own, with their defaults
+        make_algorithm(config.algorithm, config.params)
     if predict_concurrency is not None and config.max_concurrency > predict_concurrency:
         if isinstance(raw_input, dict) and raw_input.get("max_concurrency") is not None:
             raise ConfigError(
@@ -73,7 +75,7 @@ def run(
     else:
         metadata = snapshot(connect, s3, settings, paths, config)
     resolved = config.to_dict()
-    resolved["params"] = effective_params(config.algorithm, config.params)
+    resolved["params"] = {} if config.algorithm == AUTO else effective_params(config.algorithm, config.params)
     resolved["run_id"] = run_id
     extract = ExtractSummary(
         **dataset_figures(metadata),

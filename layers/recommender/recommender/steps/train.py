@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import kernels
+from ..choice import AUTO, choose
 from ..config import RunConfig, Settings
 from ..contracts import ModelMetadata, ObjectRecord, QualitySummary, Shard, TrainResult, UserPartRecord
 from ..evaluation import evaluate, evaluation_split
@@ -57,22 +58,30 @@ def fit_and_write(
     body = s3.get_object(Bucket=settings.bucket, Key=paths.dataset)["Body"]
     ratings = read_snapshot(body)
     check_shard_count(len(ratings.user_ids), config.users_per_shard)  # before the expensive part
-    check_similarity(ratings, config.algorithm, config.params)
-    quality = None
     # Measured on a holdout split first (the published model then sees every rating), unless the
     # data is too small to hold anything out. On large data the split is of a sample of users, so
     # that measuring costs one bounded extra fit rather than doubling Train.
     split = evaluation_split(ratings) if config.evaluate else None
+    measure = None
     if split is not None and split.test.n_ratings > 0:
-        quality = evaluate(
-            ratings, config.algorithm, config.params, config.rating_scale, k=config.top_n, split=split
-        )
-    fitted = fit(ratings, config.algorithm, config.params, config.rating_scale)
+
+        def measure(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+            return evaluate(ratings, algorithm, params, config.rating_scale, k=config.top_n, split=split)
+
+    choice = None
+    if config.algorithm == AUTO:
+        choice = choose(len(ratings.item_ids), measure)
+        algorithm, params, quality = choice.algorithm, choice.params, choice.report
+    else:
+        algorithm, params = config.algorithm, config.params
+        check_similarity(ratings, algorithm, params)
+        quality = measure(algorithm, params) if measure is not None else None
+    fitted = fit(ratings, algorithm, params, config.rating_scale)
     model = model_from_fit(fitted)
     plan = plan_shards(model, config.users_per_shard)
     model_object, user_parts = write_model(s3, settings, paths, model, plan)
     meta = ModelMetadata(
-        algorithm=config.algorithm,
+        algorithm=algorithm,
         params=fitted.params,
         kind=model.kind,
         rating_scale=list(model.rating_scale),
@@ -89,6 +98,8 @@ def fit_and_write(
         model_object=model_object,
         user_parts=user_parts,
     )
+    if choice is not None:
+        meta["choice"] = choice.record()
     put_json(s3, settings.bucket, paths.model_meta, meta)
     put_json(s3, settings.bucket, paths.shard_plan, plan)
     return meta, len(plan)

@@ -1,0 +1,140 @@
+"""The `auto` algorithm: measure a few candidates on Train's holdout split, fit only the winner.
+
+No one algorithm ranks best on every dataset: on MovieLens-like data the ranking models (EASE,
+ALS, item-kNN) beat "most popular" clearly while SVD, trained for rating error, ranks below it.
+So `auto` measures each candidate that fits the data's size on the holdout split Train makes
+anyway (`evaluation.evaluation_split`: each user's latest ratings, a bounded sample of users on
+large data), in order of cost, and stops starting new candidates once `budget_seconds` are spent:
+the first candidate always runs. The winner is the candidate with the best NDCG@k on that split;
+an earlier candidate wins a tie. Train then fits the winner alone on every rating, and the model
+metadata and manifest record every candidate's figures, seconds, and the choice.
+
+Candidates, cheapest first, each with its default parameters:
+- `ItemKNN` (BM25 weighting, 100 neighbours) and `ALS` (64 factors): seconds even at 25M ratings;
+- `SVD`, the product's historical default, so that `auto` is never worse than it on the split;
+- `EASE` when the catalogue has at most `EASE_MAX_ITEMS` items (its dense item x item solve).
+A candidate that fails on the data (a `RecommenderError`, e.g. every rating equal) is recorded
+with its error and skipped; when every candidate fails, the first failure is raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RecommenderError
+
+AUTO = "auto"
+
+#: what `auto` may spend measuring candidates before it stops starting new ones (seconds); the
+#: final fit comes on top, so Train stays well inside Lambda's 15 minutes
+DEFAULT_BUDGET_SECONDS = 300.0
+
+#: EASE inverts an items x items matrix: about 8 GB of float64 at 30,000 items; at 15,000 items it
+#: fits Train's memory and a few minutes (algorithms/ease.py refuses larger catalogues itself)
+EASE_MAX_ITEMS = 15_000
+
+Candidate = tuple[str, dict[str, Any]]
+
+
+def candidates(n_items: int) -> list[Candidate]:
+    """The candidates for a catalogue of `n_items` items, cheapest first."""
+    chosen: list[Candidate] = [("ItemKNN", {}), ("ALS", {}), ("SVD", {})]
+    if n_items <= EASE_MAX_ITEMS:
+        chosen.append(("EASE", {}))
+    return chosen
+
+
+@dataclass
+class Measured:
+    """One candidate's result on the split: its NDCG@k and seconds, or why it could not run."""
+
+    algorithm: str
+    params: dict[str, Any]
+    ndcg: float | None = None
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None  # evaluation.evaluate's report of this candidate
+    error: str | None = None
+    skipped: str | None = None  # why it was not measured (the budget was spent)
+
+    def record(self) -> dict[str, Any]:
+        """What the model metadata and the manifest keep of this candidate."""
+        out: dict[str, Any] = {"algorithm": self.algorithm, "seconds": round(self.seconds, 3)}
+        if self.report is not None:
+            out["ndcg"] = self.ndcg
+            out["params"] = self.report["params"]
+        if self.error is not None:
+            out["error"] = self.error
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
+
+
+@dataclass
+class Choice:
+    """The winner and every candidate's result."""
+
+    algorithm: str
+    params: dict[str, Any]
+    measured: list[Measured] = field(default_factory=list)
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS
+
+    @property
+    def report(self) -> dict[str, Any] | None:
+        """The winner's evaluation report: Train's quality section, as for an explicit algorithm."""
+        for result in self.measured:
+            if result.algorithm == self.algorithm and result.report is not None:
+                return result.report
+        return None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "chosen": self.algorithm,
+            "rule": "the best NDCG@k on Train's holdout split; an earlier candidate wins a tie",
+            "budget_seconds": self.budget_seconds,
+            "candidates": [result.record() for result in self.measured],
+        }
+
+
+def choose(
+    n_items: int,
+    evaluate: Callable[[str, dict[str, Any]], dict[str, Any]] | None,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Choice:
+    """Measure the candidates with `evaluate(algorithm, params)` (an `evaluation.evaluate` report)
+    within the budget and return the winner. `evaluate` None (the run is not measured, or the data
+    is too small to hold anything out): the first candidate, unmeasured."""
+    options = candidates(n_items)
+    if evaluate is None:
+        name, params = options[0]
+        return Choice(
+            name, params, [Measured(name, params, skipped="the run is not measured")], budget_seconds
+        )
+    started = clock()
+    measured: list[Measured] = []
+    failures: list[RecommenderError] = []
+    for name, params in options:
+        if measured and clock() - started >= budget_seconds:
+            measured.append(Measured(name, params, skipped=f"the {budget_seconds:g} s budget was spent"))
+            continue
+        began = clock()
+        try:
+            report = evaluate(name, params)
+        except RecommenderError as error:
+            failures.append(error)
+            measured.append(
+                Measured(name, params, seconds=clock() - began, error=f"{type(error).__name__}: {error}")
+            )
+            continue
+        ndcg = report["model"].get(f"ndcg@{report['k']}")
+        measured.append(Measured(name, params, ndcg, clock() - began, report))
+    scored = [result for result in measured if result.report is not None]
+    if not scored:
+        raise failures[0]
+    best = max(
+        scored, key=lambda result: (-1.0 if result.ndcg is None else result.ndcg, -scored.index(result))
+    )
+    return Choice(best.algorithm, best.params, measured, budget_seconds)

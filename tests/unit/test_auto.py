@@ -1,0 +1,146 @@
+"""algorithm "auto": the candidates measured on Train's holdout, the best NDCG@k fitted, every
+candidate's figures recorded; the choice rule on made-up reports, then a real Train run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from recommender.choice import EASE_MAX_ITEMS, candidates, choose
+from recommender.config import RunConfig, Settings
+from recommender.errors import ConfigError, DatasetError, RecommenderError
+from recommender.sample_data import SyntheticSpec, synthetic_ratings
+from recommender.steps import train
+from recommender.storage import RunPaths, get_json
+from tests.conftest import mocked_s3
+from tests.publishing import write_snapshot
+
+BUCKET = "auto"
+SETTINGS = Settings(bucket=BUCKET, prefix="p")
+
+
+def report(ndcg: float | None, k: int = 10) -> dict[str, Any]:
+    return {"k": k, "params": {}, "model": {f"ndcg@{k}": ndcg}, "popularity": {f"ndcg@{k}": 0.1}}
+
+
+def scripted(results: dict[str, float | Exception]) -> Any:
+    """An evaluate() that answers each algorithm's NDCG, or raises its error, and logs the calls."""
+    calls: list[str] = []
+
+    def evaluate(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+        calls.append(algorithm)
+        outcome = results[algorithm]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return report(outcome)
+
+    evaluate.calls = calls  # type: ignore[attr-defined]
+    return evaluate
+
+
+def test_ease_is_a_candidate_only_where_its_dense_solve_fits() -> None:
+    assert [name for name, _ in candidates(EASE_MAX_ITEMS)] == ["ItemKNN", "ALS", "SVD", "EASE"]
+    assert [name for name, _ in candidates(EASE_MAX_ITEMS + 1)] == ["ItemKNN", "ALS", "SVD"]
+
+
+def test_the_best_ndcg_wins_and_every_candidate_is_recorded() -> None:
+    evaluate = scripted({"ItemKNN": 0.09, "ALS": 0.11, "SVD": 0.04, "EASE": 0.10})
+    choice = choose(1000, evaluate)
+    assert choice.algorithm == "ALS"
+    assert evaluate.calls == ["ItemKNN", "ALS", "SVD", "EASE"]
+    record = choice.record()
+    assert record["chosen"] == "ALS"
+    assert [(c["algorithm"], c["ndcg"]) for c in record["candidates"]] == [
+        ("ItemKNN", 0.09),
+        ("ALS", 0.11),
+        ("SVD", 0.04),
+        ("EASE", 0.10),
+    ]
+    assert choice.report == report(0.11)
+
+
+def test_an_earlier_candidate_wins_a_tie() -> None:
+    assert (
+        choose(1000, scripted({"ItemKNN": 0.1, "ALS": 0.1, "SVD": 0.1, "EASE": 0.1})).algorithm == "ItemKNN"
+    )
+    assert choose(1000, scripted({"ItemKNN": 0.1, "ALS": 0.2, "SVD": 0.2, "EASE": 0.0})).algorithm == "ALS"
+
+
+def test_the_budget_stops_new_candidates_but_the_first_always_runs() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def slow(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+        now[0] += 100.0  # every candidate takes 100 s
+        return report({"ItemKNN": 0.05, "ALS": 0.07}.get(algorithm, 0.5))
+
+    choice = choose(1000, slow, budget_seconds=150.0, clock=clock)
+    assert choice.algorithm == "ALS"  # SVD and EASE, which would have won, were never started
+    records = choice.record()["candidates"]
+    assert [c["algorithm"] for c in records if "skipped" in c] == ["SVD", "EASE"]
+    assert [c["seconds"] for c in records if "skipped" not in c] == [100.0, 100.0]
+    assert choose(1000, slow, budget_seconds=0.0, clock=clock).algorithm == "ItemKNN"
+
+
+def test_a_candidate_that_fails_on_the_data_is_skipped_and_said() -> None:
+    evaluate = scripted({"ItemKNN": DatasetError("no"), "ALS": 0.2, "SVD": 0.1, "EASE": 0.1})
+    choice = choose(1000, evaluate)
+    assert choice.algorithm == "ALS"
+    assert choice.record()["candidates"][0]["error"] == "DatasetError: no"
+
+
+def test_when_every_candidate_fails_the_first_failure_is_raised() -> None:
+    first = DatasetError("every rating is equal")
+    evaluate = scripted({"ItemKNN": first, "ALS": DatasetError("b"), "SVD": DatasetError("c"), "EASE": 0.0})
+    with pytest.raises(DatasetError, match="every rating is equal"):
+        choose(EASE_MAX_ITEMS + 1, evaluate)
+
+
+def test_a_bug_in_a_candidate_is_not_hidden() -> None:
+    evaluate = scripted({"ItemKNN": KeyError("bug"), "ALS": 0.2, "SVD": 0.1, "EASE": 0.1})
+    with pytest.raises(KeyError):
+        choose(1000, evaluate)
+    assert not issubclass(KeyError, RecommenderError)
+
+
+def test_an_unmeasured_run_takes_the_first_candidate_and_says_why() -> None:
+    choice = choose(1000, None)
+    assert (choice.algorithm, choice.report) == ("ItemKNN", None)
+    assert choice.record()["candidates"] == [
+        {"algorithm": "ItemKNN", "seconds": 0.0, "skipped": "the run is not measured"}
+    ]
+
+
+def test_auto_takes_no_params() -> None:
+    assert RunConfig.from_input({"algorithm": "auto"}).algorithm == "auto"
+    with pytest.raises(ConfigError, match="with algorithm 'auto' each candidate keeps its defaults"):
+        RunConfig.from_input({"algorithm": "auto", "params": {"n_factors": 5}})
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mocked_s3(BUCKET) as client:
+        yield client
+
+
+def test_train_fits_the_winner_on_every_rating_and_records_the_choice(s3: Any) -> None:
+    spec = SyntheticSpec(users=300, items=200, ratings_per_user=25, seed=3)
+    rows = [(u, i, r) for u, i, r, *_ in synthetic_ratings(spec)]
+    write_snapshot(s3, SETTINGS, "r1", rows)
+    config = RunConfig.from_input({"algorithm": "auto", "users_per_shard": 100}).to_dict()
+    trained = train.run(s3, SETTINGS, "r1", config)
+    meta = get_json(s3, BUCKET, RunPaths("p", "r1").model_meta)
+    choice = meta["choice"]
+    measured = [c for c in choice["candidates"] if "ndcg" in c]
+    assert [c["algorithm"] for c in choice["candidates"]] == ["ItemKNN", "ALS", "SVD", "EASE"]
+    assert len(measured) == 4  # 300 users: far inside the budget
+    best = max(measured, key=lambda c: c["ndcg"])
+    assert meta["algorithm"] == choice["chosen"] == best["algorithm"]
+    assert meta["params"] == best["params"]  # the winner's own defaults, as fitted
+    assert meta["quality"]["algorithm"] == best["algorithm"]
+    assert trained["quality"]["ndcg"] == best["ndcg"]
+    assert meta["ratings"] == len(rows)  # the published model saw every rating
