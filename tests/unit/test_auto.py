@@ -7,15 +7,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from recommender.choice import EASE_MAX_ITEMS, candidates, choose
 from recommender.config import RunConfig, Settings
 from recommender.errors import ConfigError, DatasetError, RecommenderError
+from recommender.manifest import load_schema
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.steps import train
 from recommender.storage import RunPaths, get_json
+from recommender.validation import problems
 from tests.conftest import mocked_s3
-from tests.publishing import write_snapshot
+from tests.publishing import publish, write_snapshot
 
 BUCKET = "auto"
 SETTINGS = Settings(bucket=BUCKET, prefix="p")
@@ -144,3 +147,17 @@ def test_train_fits_the_winner_on_every_rating_and_records_the_choice(s3: Any) -
     assert meta["quality"]["algorithm"] == best["algorithm"]
     assert trained["quality"]["ndcg"] == best["ndcg"]
     assert meta["ratings"] == len(rows)  # the published model saw every rating
+
+
+def test_the_manifest_names_the_chosen_algorithm_and_every_candidate(s3: Any) -> None:
+    spec = SyntheticSpec(users=120, items=80, ratings_per_user=20, seed=5)
+    rows = [(u, i, r) for u, i, r, *_ in synthetic_ratings(spec)]
+    manifest = publish(s3, SETTINGS, "r2", rows, {"algorithm": "auto", "users_per_shard": 50})
+    model = manifest["model"]
+    assert model["algorithm"] == model["choice"]["chosen"] != "auto"
+    assert model["params"] == next(
+        c["params"] for c in model["choice"]["candidates"] if c["algorithm"] == model["algorithm"]
+    )
+    assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
+    assert problems(manifest, load_schema("manifest"), closed=True) == []
+    assert manifest["config"]["algorithm"] == "auto"  # what was asked stays in the run's config

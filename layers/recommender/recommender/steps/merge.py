@@ -240,12 +240,15 @@ def manifest_model(
     model_meta: ModelMetadata,
     ratings: int,
 ) -> dict[str, Any]:
-    """The manifest's `model` section: where the model is, what fitted it and on how much."""
+    """The manifest's `model` section: where the model is, what fitted it and on how much. With
+    algorithm "auto" it is the chosen algorithm, its parameters and every candidate's figures."""
+    chosen = {"choice": model_meta["choice"]} if "choice" in model_meta else {}
     return {
         "key": relative_key(settings.prefix, paths.model),
         "metadata_key": relative_key(settings.prefix, paths.model_meta),
-        "algorithm": config["algorithm"],
-        "params": config["params"],
+        "algorithm": model_meta["algorithm"] if chosen else config["algorithm"],
+        "params": model_meta["params"] if chosen else config["params"],
+        **chosen,
         "kind": model.kind,
         "users": model_meta["users"],
         "items": model.n_items,
