@@ -54,6 +54,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 LAYER_SOURCE = ROOT / "layers" / "dependencies"
 LOCK = LAYER_SOURCE / "requirements.lock"
+TRAIN_LOCK = LAYER_SOURCE / "requirements-train.lock"
+# Each layer built from a lock, by logical id: the same Makefile builds both (build-<LogicalId>).
+LOCKS = {"DependenciesLayer": LOCK, "TrainLayer": TRAIN_LOCK}
 RECOMMENDER_SOURCE = ROOT / "layers" / "recommender"
 
 # Lambda: the function's code and all its layers, unzipped, at most 250 MB (262,144,000 bytes).
@@ -355,11 +358,11 @@ def import_report(target: Target, repeat: int = 1) -> dict[str, Any] | str:
 # --- the lock ------------------------------------------------------------------------------------
 
 
-def write_lock() -> None:
-    """Rewrite requirements.lock's hashes: every wheel of each pin, for both architectures."""
+def write_lock(lock: Path = LOCK) -> None:
+    """Rewrite a lock's hashes: every wheel of each pin, for both architectures."""
     target = template_target()
-    pins = [line.split()[0] for line in LOCK.read_text().splitlines() if re.match(r"^[A-Za-z0-9]", line)]
-    header = [line for line in LOCK.read_text().splitlines() if line.startswith("#")]
+    pins = [line.split()[0] for line in lock.read_text().splitlines() if re.match(r"^[A-Za-z0-9]", line)]
+    header = [line for line in lock.read_text().splitlines() if line.startswith("#")]
     hashes: dict[str, set[str]] = {pin: set() for pin in pins}
     with tempfile.TemporaryDirectory() as folder:
         for machine in MACHINES.values():
@@ -383,7 +386,7 @@ def write_lock() -> None:
         digests = sorted(hashes[pin])
         for index, digest in enumerate(digests):
             lines.append(f"    --hash=sha256:{digest}" + (" \\" if index < len(digests) - 1 else ""))
-    LOCK.write_text("\n".join(lines) + "\n")
+    lock.write_text("\n".join(lines) + "\n")
 
 
 def _canonical(name: str) -> str:
@@ -404,7 +407,7 @@ def _mb(value: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lock", action="store_true", help="rewrite requirements.lock's hashes, then exit")
+    parser.add_argument("--lock", action="store_true", help="rewrite both locks' hashes, then exit")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-imports", action="store_true", help="skip the handlers' import check")
     parser.add_argument(
@@ -412,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.lock:
-        write_lock()
-        print(f"wrote {LOCK.relative_to(ROOT)}")
+        for lock in LOCKS.values():
+            write_lock(lock)
+            print(f"wrote {lock.relative_to(ROOT)}")
         return 0
 
     target = template_target()
