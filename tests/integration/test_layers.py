@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from tests.unit.test_deploy import NOT_SHIPPED, SCRIPT, build_closure, build_layer, not_shipped, read_lock
 from tests.unit.test_template import ARCHITECTURE, ROOT, RUNTIME, functions, load_template
@@ -152,6 +153,17 @@ def test_the_train_layer_with_the_dependencies_layer_holds_what_its_packages_nee
     assert not [p for p in python.rglob("tests") if p.is_dir()]
     if build_layer.find_python(RUNTIME.removeprefix("python")) is not None:
         assert (python / "implicit" / "__pycache__").is_dir()
+
+
+def test_every_locked_package_supports_the_runtimes_python(target_layer: Path, train_layer: Path) -> None:
+    """The Makefile passes --ignore-requires-python (some pips check the interpreter running them
+    rather than --python-version): the runtime's Python is checked here instead."""
+    version = RUNTIME.removeprefix("python")
+    for layer in (target_layer, train_layer):
+        for metadata in (layer / "python").glob("*.dist-info/METADATA"):
+            message = Parser().parsestr(metadata.read_text())
+            if message["Requires-Python"]:
+                assert SpecifierSet(message["Requires-Python"]).contains(version), (message["Name"], version)
 
 
 def test_the_layer_ships_the_sdk_the_tests_use(target_layer: Path) -> None:
