@@ -20,6 +20,7 @@ from tests.unit.test_template import BUCKET, PREFIX, ROOT
 DOCKERFILE = ROOT / "containers" / "train" / "Dockerfile"
 DOCKERIGNORE = DOCKERFILE.with_name("Dockerfile.dockerignore")
 LAYER_LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
+TRAIN_LOCK = ROOT / "layers" / "dependencies" / "requirements-train.lock"
 PACKAGE = ROOT / "layers" / "recommender"
 
 FARGATE_STATE = "Train the model on Fargate"

@@ -1,7 +1,8 @@
 """The Fargate image's packages, built for this machine's architecture rather than ARM64: the
 dependencies layer's lock holds every package its packages need (the SDK's included), and with a
-Python 3.13 on this machine, `python -m recommender.task` runs with only those and the built
-recommender layer on its path, against S3 served by moto over HTTP."""
+Python 3.13 on this machine, `python -m recommender.task` runs with only those, the train layer's
+(implicit, scipy) and the built recommender layer on its path, against S3 served by moto over
+HTTP."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from packaging.requirements import Requirement
 
 from recommender.config import Settings
 from recommender.storage import RunPaths, object_exists
-from tests.fargate import LAYER_LOCK, REGION, RUN_ID, ratings, task_environment
+from tests.fargate import LAYER_LOCK, REGION, RUN_ID, TRAIN_LOCK, ratings, task_environment
 from tests.publishing import write_snapshot
 from tests.unit.test_deploy import read_lock
 from tests.unit.test_template import PREFIX, ROOT
@@ -52,6 +53,19 @@ def image_site() -> tuple[Path, Path]:
         pytest.skip(f"no Lambda architecture here ({machine})")
     dependencies = Path(build_layer.build(build_layer.template_target(), machine)) / "python"
     return dependencies, Path(build_layer.build_recommender()) / "python"
+
+
+@pytest.fixture(scope="module")
+def train_site(image_site: tuple[Path, Path]) -> Path:
+    """The train lock's packages, which the image installs too, built by the same Makefile."""
+    build_layer = _build_layer()
+    return Path(build_layer.build_train(build_layer.template_target(), os.uname().machine)) / "python"
+
+
+def test_the_train_lock_is_what_the_image_adds(train_site: Path) -> None:
+    messages = [Parser().parsestr(m.read_text()) for m in train_site.glob("*.dist-info/METADATA")]
+    installed = {re.sub(r"[-_.]+", "-", m["Name"]).lower(): m["Version"] for m in messages}
+    assert installed == {n: v for n, (v, _h) in read_lock(TRAIN_LOCK).items()}
 
 
 def test_the_lock_holds_everything_the_images_packages_need(image_site: tuple[Path, Path]) -> None:
@@ -106,10 +120,10 @@ def s3_server() -> Iterator[str]:
 
 
 def test_the_images_command_runs_with_only_the_images_packages(
-    python313: str, image_site: tuple[Path, Path], s3_server: str
+    python313: str, image_site: tuple[Path, Path], train_site: Path, s3_server: str
 ) -> None:
     """`python -m recommender.task` in a Python 3.13 whose path is the image's: the standard library
-    (-S: no site-packages), the lock's packages and the built recommender layer; S3 over HTTP."""
+    (-S: no site-packages), both locks' packages and the built recommender layer; S3 over HTTP."""
     client = boto3.client(
         "s3",
         endpoint_url=s3_server,
@@ -124,7 +138,7 @@ def test_the_images_command_runs_with_only_the_images_packages(
     dependencies, package = image_site
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": os.pathsep.join([str(package), str(dependencies)]),
+        "PYTHONPATH": os.pathsep.join([str(package), str(dependencies), str(train_site)]),
         "AWS_ENDPOINT_URL_S3": s3_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -148,3 +162,13 @@ def test_the_images_command_runs_with_only_the_images_packages(
         command, capture_output=True, text=True, env={**environment, "RUN_CONFIG": "{"}, cwd="/", timeout=600
     )
     assert bad.returncode == 2 and "RUN_CONFIG is not JSON" in bad.stderr
+    # implicit fits there, against the dependencies lock's numpy.
+    fit = (
+        "import numpy, scipy.sparse; from implicit.als import AlternatingLeastSquares as A; "
+        "A(factors=2, iterations=1, random_state=0)"
+        ".fit(scipy.sparse.csr_matrix(numpy.eye(3, dtype='float32')), show_progress=False)"
+    )
+    fitted = subprocess.run(
+        [python313, "-S", "-B", "-c", fit], capture_output=True, text=True, env=environment
+    )
+    assert fitted.returncode == 0, fitted.stderr[-3000:]

@@ -1,8 +1,9 @@
-"""Both layers, built as `sam build` builds them (the dependencies layer by the same Makefile
-target: pip --platform, hash-locked wheels; the recommender layer by its Makefile, only the modules
-the steps import): the dependencies layer fits Lambda's 250 MB with a margin, is for the right
-machine and glibc, holds no scipy or pandas, and the handlers import with only the layers on
-sys.path, each loading only what its step needs.
+"""The layers, built as `sam build` builds them (the dependencies and train layers by the same
+Makefile targets: pip --platform, hash-locked wheels; the recommender layer by its Makefile, only
+the modules the steps import): every function fits Lambda's 250 MB with a margin, the layers are for
+the right machine and glibc, the dependencies layer holds no scipy or pandas, and the handlers
+import with only their layers on sys.path, each loading only what its step needs; implicit and
+scipy only Train can import.
 
 The layer is built once into build/layer/<hash of Makefile and lock>/ (about 15 s with a warm pip
 cache; it downloads the wheels from PyPI the first time) and reused while neither file changes.
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from tests.unit.test_deploy import NOT_SHIPPED, SCRIPT, build_closure, build_layer, not_shipped, read_lock
 from tests.unit.test_template import ARCHITECTURE, ROOT, RUNTIME, functions, load_template
@@ -37,12 +39,26 @@ def target_layer() -> Path:
     return Path(build_layer.build(build_layer.template_target()))
 
 
-def test_layer_fits_lambda_with_a_margin(target_layer: Path, recommender_layer: Path) -> None:
+@pytest.fixture(scope="session")
+def train_layer() -> Path:
+    """The train layer for the template's architecture, built by the same Makefile (cached)."""
+    return Path(build_layer.build_train(build_layer.template_target()))
+
+
+def test_layer_fits_lambda_with_a_margin(
+    target_layer: Path, recommender_layer: Path, train_layer: Path
+) -> None:
     report = build_layer.layer_report(
-        build_layer.template_target(), target_layer, recommender_layer, zipped=False
+        build_layer.template_target(), target_layer, recommender_layer, train_layer, zipped=False
     )
-    assert report["largest_function_total_bytes"] <= build_layer.SIZE_BUDGET, report
+    # Every function but Train carries the shared layers alone, and stays within half the limit.
+    shared = {name: size for name, size in report["function_total_bytes"].items() if name != "TrainFunction"}
+    assert max(shared.values()) <= build_layer.SIZE_BUDGET, report
     assert build_layer.SIZE_BUDGET <= build_layer.LAMBDA_UNZIPPED_LIMIT // 2
+    # Train, with the train layer too, within its own budget, under the limit.
+    assert report["function_budget_bytes"]["TrainFunction"] == build_layer.TRAIN_SIZE_BUDGET
+    assert report["over_budget"] == [] and report["over_limit"] == [], report["function_total_bytes"]
+    assert build_layer.TRAIN_SIZE_BUDGET < build_layer.LAMBDA_UNZIPPED_LIMIT
     # Each extension module is for the target machine and needs no newer glibc than the runtime's.
     assert report["machines"] == [build_layer.MACHINES[ARCHITECTURE]], report["machines"]
     assert build_layer.glibc_tuple(report["glibc_max"]) <= build_layer.RUNTIME_GLIBC[RUNTIME], report
@@ -105,6 +121,51 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
             assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
 
 
+def test_the_train_layer_with_the_dependencies_layer_holds_what_its_packages_need(
+    target_layer: Path, train_layer: Path
+) -> None:
+    """Train carries both: together they are closed (implicit and scipy need numpy, which is the
+    dependencies layer's, within scipy's range), and the train layer is exactly its lock, stripped
+    like the other, its bytecode compiled for the runtime."""
+    installed = {}
+    for layer in (target_layer, train_layer):
+        for metadata in (layer / "python").glob("*.dist-info/METADATA"):
+            message = Parser().parsestr(metadata.read_text())
+            installed[build_layer._canonical(message["Name"])] = (message["Version"], message, layer)
+    assert {n: v for n, (v, _m, layer) in installed.items() if layer == train_layer} == {
+        name: version for name, (version, _hashes) in read_lock(build_layer.TRAIN_LOCK).items()
+    }
+    environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
+    for name, (_version, message, layer) in installed.items():
+        if layer != train_layer:
+            continue
+        for line in message.get_all("Requires-Dist") or []:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate(
+                {**environment, "extra": ""}
+            ):
+                continue
+            needed = build_layer._canonical(requirement.name)
+            assert needed in installed, f"{name} needs {needed}, which neither layer has"
+            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+    python = train_layer / "python"
+    assert not (python / "bin").exists()
+    assert not [p for p in python.rglob("tests") if p.is_dir()]
+    if build_layer.find_python(RUNTIME.removeprefix("python")) is not None:
+        assert (python / "implicit" / "__pycache__").is_dir()
+
+
+def test_every_locked_package_supports_the_runtimes_python(target_layer: Path, train_layer: Path) -> None:
+    """The Makefile passes --ignore-requires-python (some pips check the interpreter running them
+    rather than --python-version): the runtime's Python is checked here instead."""
+    version = RUNTIME.removeprefix("python")
+    for layer in (target_layer, train_layer):
+        for metadata in (layer / "python").glob("*.dist-info/METADATA"):
+            message = Parser().parsestr(metadata.read_text())
+            if message["Requires-Python"]:
+                assert SpecifierSet(message["Requires-Python"]).contains(version), (message["Name"], version)
+
+
 def test_the_layer_ships_the_sdk_the_tests_use(target_layer: Path) -> None:
     """boto3 is bundled, not taken from the Lambda runtime, whose version AWS changes when it likes:
     Merge's conditional put_object(IfMatch=...) needs botocore 1.35.72 or newer, for one. The lock
@@ -149,6 +210,11 @@ def test_handlers_import_with_only_the_layers(host_python: str) -> None:
     # The package came from the built layer, never from layers/recommender/ itself.
     assert report["from_source"] == []
     assert all(report["recommender_modules"].values())
+    # Train alone has the train layer: it can import implicit and scipy, no other function can.
+    assert report["train_modules"] == {
+        name: sorted(build_layer.TRAIN_MODULES) if name == "TrainFunction" else []
+        for name in report["handlers"]
+    }
 
 
 # Heavy third-party packages a handler may load when it is imported, by step. Every one loads numpy,
@@ -206,7 +272,7 @@ def test_handlers_import_on_a_read_only_home(host_python: str) -> None:
             build_layer.import_handler(host_python, handler, layers, without)
 
 
-def test_the_script_reports_the_size(target_layer: Path) -> None:
+def test_the_script_reports_the_size(target_layer: Path, train_layer: Path) -> None:
     """The command docs/deploy.md quotes (its import check is the test below): each function's
     unzipped size, its code and its layers, against Lambda's 250 MB."""
     command = [sys.executable, str(SCRIPT), "--no-imports"]
@@ -216,13 +282,20 @@ def test_the_script_reports_the_size(target_layer: Path) -> None:
     assert re.search(r"zipped +\d+\.\d MB", result.stdout), result.stdout
     assert "(its code + its layers) of Lambda's 250.0 MB" in result.stdout
     report = build_layer.layer_report(
-        build_layer.template_target(), target_layer, build_layer.build_recommender(), zipped=False
+        build_layer.template_target(),
+        target_layer,
+        build_layer.build_recommender(),
+        train_layer,
+        zipped=False,
     )
     for name in functions(load_template()):
         size = report["function_total_bytes"][name]
         code = build_layer.unzipped_size(build_layer.function_code_dirs()[name])
-        assert size == code + report["layer_unzipped_bytes"] + report["recommender_layer_bytes"]
+        train = report["train_layer_bytes"] if name == "TrainFunction" else 0
+        assert size == code + report["layer_unzipped_bytes"] + report["recommender_layer_bytes"] + train
         assert re.search(rf"^  {name} +\d+\.\d MB \({size:,} bytes, \d+%\)$", result.stdout, re.M), name
+    assert re.search(r"^train layer \(Train only\) unzipped \d+\.\d MB \([\d,]+ bytes\)", result.stdout, re.M)
+    assert re.search(r"^    RecommenderLayer \+ DependenciesLayer \+ TrainLayer; budget", result.stdout, re.M)
 
 
 def test_the_script_reports_each_handlers_cold_import(host_python: str) -> None:

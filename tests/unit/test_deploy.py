@@ -56,6 +56,8 @@ RECOMMENDER_MAKEFILE = ROOT / "layers" / "recommender" / "Makefile"
 MAKEFILE = ROOT / "layers" / "dependencies" / "Makefile"
 LOCK = ROOT / "layers" / "dependencies" / "requirements.lock"
 REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements.txt"
+TRAIN_LOCK = ROOT / "layers" / "dependencies" / "requirements-train.lock"
+TRAIN_REQUIREMENTS = ROOT / "layers" / "dependencies" / "requirements-train.txt"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
 
@@ -150,6 +152,52 @@ def test_lock_pins_within_the_declared_ranges() -> None:
         assert SpecifierSet(str(requirement.specifier)).contains(pins[name][0]), name
     for forbidden in build_layer.FORBIDDEN:
         assert build_layer._canonical(forbidden) not in pins, forbidden
+
+
+def declared(requirements: Path) -> list[Requirement]:
+    return [
+        Requirement(line)
+        for line in requirements.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def test_train_layer_shares_the_dependencies_layers_recipe() -> None:
+    """SAM runs `make build-TrainLayer` in the same folder (the layers' ContentUri): one recipe
+    builds both layers, each target naming its lock, so they cannot be built differently."""
+    text = MAKEFILE.read_text()
+    assert re.search(r"^build-DependenciesLayer build-TrainLayer:$", text, re.M)
+    assert re.search(r"^build-DependenciesLayer: LOCK := requirements\.lock$", text, re.M)
+    assert re.search(r"^build-TrainLayer: LOCK := requirements-train\.lock$", text, re.M)
+    assert "--requirement $(LOCK)" in text
+    assert build_layer.LOCKS == {"DependenciesLayer": LOCK, "TrainLayer": TRAIN_LOCK}
+
+
+def test_train_lock_pins_within_its_ranges_and_apart_from_the_dependencies_lock() -> None:
+    """Hash-locked for both architectures like requirements.lock. No package is in both locks:
+    Train would see two copies, the one of the layer listed first shadowing the other. Numpy,
+    which implicit and scipy need, is the dependencies layer's, so it must fit scipy's range."""
+    pins, shared = read_lock(TRAIN_LOCK), read_lock()
+    assert {"implicit", "scipy"} <= set(pins)
+    for name, (_version, hashes) in pins.items():
+        assert hashes, f"{name} has no hash"
+    assert not set(pins) & set(shared), set(pins) & set(shared)
+    for requirement in declared(TRAIN_REQUIREMENTS):
+        name = build_layer._canonical(requirement.name)
+        assert name in pins, f"{name} is declared but not locked"
+        assert SpecifierSet(str(requirement.specifier)).contains(pins[name][0]), name
+    assert pins["implicit"][0] == "0.7.3"
+
+
+def test_train_requirements_are_the_train_extra() -> None:
+    """requirements-train.txt declares pyproject.toml's `train` extra, the set the tests fit with."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    if "train" not in extras:
+        pytest.skip("pyproject.toml has no `train` extra yet")
+    expected = {(build_layer._canonical(r.name), str(r.specifier)) for r in map(Requirement, extras["train"])}
+    assert {
+        (build_layer._canonical(r.name), str(r.specifier)) for r in declared(TRAIN_REQUIREMENTS)
+    } == expected
 
 
 # --- the recommender layer: what the steps import, nothing else ----------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from tests.fargate import DOCKERIGNORE, LAYER_LOCK, PACKAGE, dockerfile_instructions
+from tests.fargate import DOCKERIGNORE, LAYER_LOCK, PACKAGE, TRAIN_LOCK, dockerfile_instructions
 from tests.unit.test_template import ROOT, load_template
 
 
@@ -43,9 +43,14 @@ def test_dockerfile_installs_the_locks_and_the_package() -> None:
     for flag in ("--no-deps", "--require-hashes", "--only-binary=:all:"):
         assert flag in install, flag
     copies = stage_copies(image)
-    # The dependencies layer's lock alone: it holds the SDK too.
+    # The dependencies layer's lock (it holds the SDK too) and the train layer's: what the Train
+    # function's layers hold, no other requirement.
     assert copies["/tmp/requirements.lock"] == ("", LAYER_LOCK.relative_to(ROOT).as_posix())
-    assert re.findall(r"--requirement (\S+)", install) == ["/tmp/requirements.lock"]
+    assert copies["/tmp/requirements-train.lock"] == ("", TRAIN_LOCK.relative_to(ROOT).as_posix())
+    assert re.findall(r"--requirement (\S+)", install) == [
+        "/tmp/requirements.lock",
+        "/tmp/requirements-train.lock",
+    ]
     assert ("ENV", "PYTHONPATH=/opt/recommender") in image
     # Surprise's data folder where the image's user (no home) can create it, as the functions have it.
     variables = dict(

@@ -942,7 +942,12 @@ def test_outputs(template: dict[str, Any]) -> None:
 
 def test_layers(template: dict[str, Any]) -> None:
     layers = resources_of(template, "AWS::Serverless::LayerVersion")
-    assert set(layers) == {"RecommenderLayer", "DependenciesLayer"}
+    assert set(layers) == {"RecommenderLayer", "DependenciesLayer", "TrainLayer"}
+    # The train layer is built by the dependencies layer's Makefile, from its own lock.
+    assert (
+        layers["TrainLayer"]["Properties"]["ContentUri"]
+        == layers["DependenciesLayer"]["Properties"]["ContentUri"]
+    )
     for resource in layers.values():
         assert (ROOT / resource["Properties"]["ContentUri"]).is_dir()
         assert resource["Properties"]["CompatibleRuntimes"] == [RUNTIME]
@@ -1119,7 +1124,7 @@ def test_sam_translates_the_template() -> None:
     types = [r["Type"] for r in resources.values()]
     assert types.count("AWS::StepFunctions::StateMachine") == 1
     assert types.count("AWS::Lambda::Function") == 5
-    assert types.count("AWS::Lambda::LayerVersion") == 2
+    assert types.count("AWS::Lambda::LayerVersion") == 3
     assert types.count("AWS::Scheduler::Schedule") + types.count("AWS::Events::Rule") == 1
     (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
     # The role the machine's own policy is attached to is the one SAM made for the machine.
@@ -1142,7 +1147,39 @@ def test_sam_translates_the_template() -> None:
         assert variables["RECOMMENDER_BUCKET"] == {"Ref": "RecommendationsBucket"}
         assert ("DATABASE_SECRET_ARN" in variables) == (logical == "ExtractFunction")
         assert "DATABASE_URL" not in variables
-        assert len(function["Layers"]) == 2
+        assert len(function["Layers"]) == len(FUNCTION_LAYERS[logical])
+
+
+# Each function's layers, in order: Globals' two, then the train layer for Train alone (implicit and
+# scipy, which no other step imports, would take about half of every function's 250 MB).
+FUNCTION_LAYERS = {
+    logical: [
+        "RecommenderLayer",
+        "DependenciesLayer",
+        *(["TrainLayer"] if logical == "TrainFunction" else []),
+    ]
+    for logical in LOCAL_FUNCTIONS
+}
+
+
+def test_only_train_carries_the_train_layer() -> None:
+    """Checked on SAM's own translation, which appends a function's Layers to Globals' (SAM names
+    each layer version by its logical id and a hash), and on the local engine's reading of the
+    template, which gives each sandboxed function only these layers."""
+    resources = translated_template()["Resources"]
+    versions = {name for name, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion"}
+    logical_of = {
+        name: layer
+        for name in versions
+        for layer in FUNCTION_LAYERS["TrainFunction"]
+        if re.fullmatch(rf"{layer}[0-9a-f]{{10}}", name)
+    }
+    assert set(logical_of) == versions
+    for logical, layers in FUNCTION_LAYERS.items():
+        attached = [logical_of[ref["Ref"]] for ref in resources[logical]["Properties"]["Layers"]]
+        assert attached == layers, logical
+    engine = {f.logical_id: list(f.layers) for f in local_template.functions(ROOT).values()}
+    assert engine == FUNCTION_LAYERS
 
 
 def test_throttling_has_its_own_patient_retrier(asl: dict[str, Any]) -> None:

@@ -216,7 +216,8 @@ class LocalEngine:
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._gate: RoleGate | None = None
-        self._sandbox: Sandbox | None = None
+        # One sandbox per distinct set of layers: each function sees only its own in /opt.
+        self._sandboxes: dict[tuple[str, ...], Sandbox] = {}
         self._credentials: dict[str, str] = {}
         self._forwarder: SocketForwarder | None = None
 
@@ -362,8 +363,9 @@ class LocalEngine:
         self._server_thread.start()
         python = runtime_python(self.root)
         self.runtime = python
-        opt = prepare_opt(self.root, python.version, self.layers)
-        self._sandbox = Sandbox(opt_dir=opt, python=python.executable)
+        for layers in sorted({function.layers for function in self.functions.values()}):
+            opt = prepare_opt(self.root, python.version, layers, self.layers)
+            self._sandboxes[layers] = Sandbox(opt_dir=opt, python=python.executable)
 
     def __exit__(self, *exc: Any) -> None:
         global _engine
@@ -470,7 +472,7 @@ class LocalEngine:
     def _in_sandbox(
         self, function: Function, body: bytes, token: object, response_headers: dict[str, str]
     ) -> bytes:
-        assert self._server is not None and self._sandbox is not None
+        assert self._server is not None
         host, port = str(self._server.server_address[0]), self._server.server_address[1]
         from .sandbox import FunctionSpec
 
@@ -489,7 +491,7 @@ class LocalEngine:
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_SESSION_TOKEN": "local",
         }
-        outcome = self._sandbox.invoke(spec, body, REGION, credentials)
+        outcome = self._sandboxes[function.layers].invoke(spec, body, REGION, credentials)
         error = outcome.error
         self._recorder.end(
             token,

@@ -1,11 +1,13 @@
 """The layers as `sam build` builds them, and the /opt a sandboxed invocation sees.
 
-Both layers are built by their own Makefile targets, the ones `sam build` runs (BuildMethod:
-makefile): the dependencies layer pip-installs requirements.lock for a Python version and an
+Each layer is built by its own Makefile target, the one `sam build` runs (BuildMethod: makefile,
+target build-<LogicalId>): the dependencies layer and the train layer pip-install a lock of
+layers/dependencies/ (requirements.lock, requirements-train.lock) for a Python version and an
 architecture; the recommender layer writes the modules the steps import (build_closure.py), in a
 copy of its folder, since SAM builds it in one. Each build is cached under build/ by its content.
-scripts/build_layer.py measures them for deployment; the local engine merges them into the /opt
-of its sandbox (hard links), under the template's runtime version when this machine has it.
+scripts/build_layer.py measures them for deployment; the local engine merges the layers of each
+function (the template's Globals and its own) into the /opt of its sandbox (hard links), under the
+template's runtime version when this machine has it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,23 +92,29 @@ def _fresh(out: Path) -> bool:
     return True
 
 
-def dependencies_key(root: Path) -> str:
-    """Changes whenever what the dependencies layer's build does or installs changes."""
+# The layers pip builds from a lock of layers/dependencies/, by logical id.
+LOCKS = {"DependenciesLayer": "requirements.lock", "TrainLayer": "requirements-train.lock"}
+RECOMMENDER = "RecommenderLayer"
+
+
+def dependencies_key(root: Path, layer: str = "DependenciesLayer") -> str:
+    """Changes whenever what this locked layer's build does or installs changes."""
     source = root / "layers" / "dependencies"
-    digest = hashlib.sha256()
-    for path in (source / "Makefile", source / "requirements.lock"):
+    digest = hashlib.sha256(layer.encode())
+    for path in (source / "Makefile", source / LOCKS[layer]):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def dependencies_layer(root: Path, python_version: str, machine: str, out: Path | None = None) -> Path:
-    """The dependencies layer for this Python and architecture (its folder holding python/)."""
+def locked_layer(root: Path, layer: str, python_version: str, machine: str, out: Path | None = None) -> Path:
+    """A layer built from its lock (LOCKS) for this Python and architecture (its folder holding
+    python/)."""
     name = machine if python_version == template_runtime(root) else f"{machine}-py{python_version}"
-    out = out or root / BUILD / "layer" / dependencies_key(root) / name
+    out = out or root / BUILD / "layer" / dependencies_key(root, layer) / name
     if _fresh(out):
         _make(
             root / "layers" / "dependencies",
-            "build-DependenciesLayer",
+            f"build-{layer}",
             out,
             {
                 "PYTHON": sys.executable,
@@ -114,8 +123,29 @@ def dependencies_layer(root: Path, python_version: str, machine: str, out: Path 
                 "RUNTIME_PYTHON": find_python(python_version) or f"python{python_version}",
             },
         )
-        (out / ".complete").write_text(json.dumps({"machine": machine, "python": python_version}))
+        (out / ".complete").write_text(
+            json.dumps({"layer": layer, "machine": machine, "python": python_version})
+        )
     return out
+
+
+def dependencies_layer(root: Path, python_version: str, machine: str, out: Path | None = None) -> Path:
+    """The dependencies layer, which every function carries (its folder holding python/)."""
+    return locked_layer(root, "DependenciesLayer", python_version, machine, out)
+
+
+def train_layer(root: Path, python_version: str, machine: str, out: Path | None = None) -> Path:
+    """The train layer, implicit and scipy, which only the Train function carries."""
+    return locked_layer(root, "TrainLayer", python_version, machine, out)
+
+
+def built_layer(root: Path, layer: str, python_version: str, machine: str) -> Path:
+    """The template's layer of this logical id, built (its folder holding python/)."""
+    if layer == RECOMMENDER:
+        return recommender_layer(root)
+    if layer not in LOCKS:
+        raise LayerBuildError(f"template.yaml's layer {layer} has no build here (layers/*/Makefile)")
+    return locked_layer(root, layer, python_version, machine)
 
 
 def _source_files(folder: Path) -> list[Path]:
@@ -173,17 +203,20 @@ def _digest(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare_opt(root: Path, python_version: str, extra: list[Path] | None = None) -> Path:
-    """The folder a sandboxed invocation sees as /opt: every layer's python/ merged, the
-    template's two and the `extra` ones (folders holding python/, e.g. a user's algorithm)."""
-    built = [dependencies_layer(root, python_version, host_machine()), recommender_layer(root)]
-    layers = [*built, *(extra or [])]
+def prepare_opt(
+    root: Path, python_version: str, layers: Sequence[str], extra: list[Path] | None = None
+) -> Path:
+    """The folder a sandboxed invocation sees as /opt: the python/ of the template's `layers` (by
+    logical id, a function's layers) and of the `extra` ones (folders holding python/, e.g. a
+    user's algorithm), merged. One folder per distinct set, so that a function sees its own."""
+    built = [built_layer(root, layer, python_version, host_machine()) for layer in layers]
+    folders = [*built, *(extra or [])]
     names = [str(layer) for layer in built]  # their folders are named by their content
     names += [f"{layer}:{_digest(layer / 'python')}" for layer in extra or []]
     opt = root / BUILD / "sandbox" / f"opt-{hashlib.sha256(chr(10).join(names).encode()).hexdigest()[:16]}"
     if not _fresh(opt):
         return opt
-    for layer in layers:
+    for layer in folders:
         for path in sorted((layer / "python").rglob("*")):
             target = opt / "python" / path.relative_to(layer / "python")
             if path.is_dir():

@@ -68,6 +68,8 @@ class Function:
     environment: dict[str, str]
     reserved_concurrency: int | None
     statements: list[dict[str, Any]] = field(default_factory=list)  # its role's IAM statements
+    # Its layers' logical ids: Globals' followed by its own, as SAM merges the two lists.
+    layers: tuple[str, ...] = ()
 
     @property
     def handler_file(self) -> Path:
@@ -146,6 +148,17 @@ class Evaluator:
         return self.names[name]
 
 
+def _layers(globals_: dict[str, Any], properties: dict[str, Any]) -> tuple[str, ...]:
+    """A function's layers, each a !Ref to a layer of the template: Globals' list, then its own.
+    SAM merges a list property of Globals with a function's by appending the function's."""
+    found = []
+    for layer in [*globals_.get("Layers", []), *properties.get("Layers", [])]:
+        if not (isinstance(layer, dict) and set(layer) == {"Ref"}):
+            raise TemplateError(f"the local engine runs only the template's own layers, not {layer!r}")
+        found.append(layer["Ref"])
+    return tuple(found)
+
+
 def _statements(template: dict[str, Any], properties: dict[str, Any], evaluate: Evaluator) -> list[Any]:
     """The IAM statements of a function's role: SAM's Policies, or those of the role it names."""
     if "Role" in properties:
@@ -209,5 +222,6 @@ def functions(
             environment={key: str(evaluate.value(value)) for key, value in variables.items()},
             reserved_concurrency=None if reserved is _NO_VALUE else int(reserved),
             statements=_statements(template, resource["Properties"], evaluate),
+            layers=_layers(globals_, resource["Properties"]),
         )
     return found
