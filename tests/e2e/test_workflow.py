@@ -214,6 +214,24 @@ def test_other_algorithms_equal_surprise(
         assert_same_ranking(lists[user]["items"], expected, unclipped)
 
 
+def test_auto_chooses_in_the_lambda_sandbox_and_publishes_the_winner(engine: LocalEngine) -> None:
+    """auto measures ItemKNN and ALS (implicit, from the Train layer alone), SVD and EASE inside
+    Train's sandbox; the predictors serve the winner from arrays, without implicit or scipy."""
+    result = engine.run(run_input(algorithm="auto", top_n=5), name="e2e-auto")
+    assert result.status == "SUCCEEDED", (result.error, result.cause)
+    manifest = read_json(engine, read_json(engine, "latest.json")["manifest"])
+    model = manifest["model"]
+    candidates = model["choice"]["candidates"]
+    assert [c["algorithm"] for c in candidates] == ["ItemKNN", "ALS", "SVD", "EASE"]
+    measured = [c for c in candidates if "ndcg" in c]
+    assert model["algorithm"] == max(measured, key=lambda c: c["ndcg"])["algorithm"]
+    assert model["kind"] == model["algorithm"]
+    assert manifest["quality"]["model"][f"ndcg@{manifest['config']['top_n']}"] == max(
+        c["ndcg"] for c in measured
+    )
+    assert len(published_lists(engine, manifest)) == manifest["users"]
+
+
 def test_a_failing_shard_fails_the_run_and_keeps_latest(engine: LocalEngine) -> None:
     first = engine.run(run_input(), name="e2e-before-failure")
     assert first.status == "SUCCEEDED"
