@@ -237,6 +237,8 @@ def emitted(
     # from the template before that.
     monkeypatch.setattr(metrics.provider, "namespace", variables["POWERTOOLS_METRICS_NAMESPACE"])
     monkeypatch.setattr(metrics.provider, "service", variables["POWERTOOLS_SERVICE_NAME"])
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()  # what earlier handlers in this process added and did not flush
     result = MergeResult(
         manifest_key="p/runs/r/manifest.json",
         latest_key="p/latest.json",
