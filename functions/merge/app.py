@@ -21,5 +21,11 @@ def lambda_handler(event: MergeEvent, context: LambdaContext) -> MergeResult:
     )
     metrics.add_metric("UsersPublished", MetricUnit.Count, result["users"])
     metrics.add_metric("ShardsPublished", MetricUnit.Count, result["shards"])
+    # Whether the run's lists rank below the popularity fallback (BelowPopularityAlarm watches it),
+    # held or not; a run that was not measured sends neither, and the alarm reads that as fine.
+    if result["below_popularity"] is not None:
+        metrics.add_metric("BelowPopularity", MetricUnit.Count, int(result["below_popularity"]))
+    if result["popularity_ratio"] is not None:
+        metrics.add_metric("NdcgToPopularity", MetricUnit.NoUnit, result["popularity_ratio"])
     logger.info("published", extra=result)
     return result

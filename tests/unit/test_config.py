@@ -280,3 +280,22 @@ def test_bad_algorithm_fails_validation() -> None:
         extract.validate_input({"algorithm": "SVD++"})
     with pytest.raises(ConfigError, match="params: SVD has no parameter"):
         extract.validate_input({"params": {"n_factor": 5}})
+
+
+def test_below_popularity_warns_by_default_and_may_hold() -> None:
+    assert RunConfig.from_input({}).quality_gate_below_popularity == "warn"
+    held = RunConfig.from_input({"quality_gate_below_popularity": "hold"})
+    assert held.quality_gate_below_popularity == "hold"
+    assert RunConfig.from_input(held.to_dict()) == held
+
+
+@pytest.mark.parametrize("value", ["HOLD", "block", "", None, True, 1, ["hold"]])
+def test_below_popularity_takes_warn_or_hold(value: object) -> None:
+    with pytest.raises(ConfigError, match='quality_gate_below_popularity must be "warn" or "hold"'):
+        RunConfig.from_input({"quality_gate_below_popularity": value})
+
+
+def test_holding_below_popularity_needs_the_measurement() -> None:
+    with pytest.raises(ConfigError, match='"hold" needs evaluate: true'):
+        RunConfig.from_input({"quality_gate_below_popularity": "hold", "evaluate": False})
+    assert not RunConfig.from_input({"quality_gate_below_popularity": "warn", "evaluate": False}).evaluate

@@ -779,6 +779,26 @@ def test_alarm_on_failed_runs(template: dict[str, Any]) -> None:
     }
 
 
+def test_alarm_on_runs_below_popularity(template: dict[str, Any]) -> None:
+    """Merge sends BelowPopularity (1 or 0, nothing when the run was not measured) through
+    Powertools, under the functions' namespace with their service as the one dimension: the alarm
+    watches exactly that metric (tests/unit/test_popularity_floor.py checks what Merge prints)."""
+    alarm = resources_of(template, "AWS::CloudWatch::Alarm")["BelowPopularityAlarm"]["Properties"]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        variables["POWERTOOLS_METRICS_NAMESPACE"],
+        "BelowPopularity",
+    )
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+    assert "BelowPopularity" in (ROOT / "functions" / "merge" / "app.py").read_text()
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Maximum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
 def test_alarm_on_timed_out_runs(template: dict[str, Any]) -> None:
     """A STANDARD execution that reaches the definition's TimeoutSeconds ends TIMED_OUT, counted
     by AWS/States ExecutionsTimedOut (not ExecutionsFailed) under the machine's ARN: what !Ref of

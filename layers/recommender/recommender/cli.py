@@ -186,7 +186,9 @@ def execute(
         print(f"\nThe run {result.name} {result.status}: {result.error}\n  {result.cause}", file=sys.stderr)
         print(f"Nothing was published; what the earlier steps wrote is in {out.resolve()}")
         return 1
-    if not published.latest_moved:
+    if not published.latest_moved and published.latest_run_id is None:
+        print(f"\nThe run {result.name} succeeded, but the quality gate held it: nothing is published yet.")
+    elif not published.latest_moved:
         print(
             f"\nThe run {result.name} succeeded, but latest.json still points to {published.latest_run_id}:"
             " a run with newer data (or the quality gate) kept it there."
@@ -198,7 +200,6 @@ def execute(
 
 def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall: float) -> None:
     """This run's figures (its own manifest), then lists as an app server reads them (latest.json)."""
-    recs = Recommendations.open(out)
     manifest = json.loads((out / "runs" / run_id / "manifest.json").read_text())
     model = manifest["model"]
     print(f"\nRun {manifest['run_id']} {manifest.get('status', 'published')} in {wall:.1f}s")
@@ -233,6 +234,12 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
             f" NDCG@{k} {model_q[f'ndcg@{k}']:.3f} (popularity {popular[f'ndcg@{k}']:.3f}),"
             f" RMSE {model_q['rmse']:.3f}; gate: {manifest['gate']['decision']}"
         )
+    for line in floor_lines(manifest):
+        print(line)
+    if not (out / "latest.json").is_file():
+        print(f"\nNo run is published in {out.resolve()} yet: app servers find no latest.json.")
+        return
+    recs = Recommendations.open(out)
     shown = [s["first_user"] for s in manifest["shards"][:3]]
     print(f"\nA few users' recommendations (run {recs.manifest['run_id']}, the one latest.json points to):")
     for user in shown:
@@ -242,6 +249,34 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
     print("  a new user (fallback): " + ", ".join(unknown.items))
     print(f"\nOutput folder: {out.resolve()}")
     print(f"Try: recommender recommend {shown[0]} --from {out}")
+
+
+def floor_lines(manifest: dict[str, Any]) -> list[str]:
+    """What the summary says about the popularity floor: loud when the run ranks below the
+    most-popular list, and that it is unknown when the run was not measured."""
+    quality = manifest.get("quality")
+    if not quality:
+        return [
+            "  quality not measured (evaluate: false, or too few ratings to hold any out): whether"
+            " these lists beat the most-popular list is unknown"
+        ]
+    against = quality.get("against_popularity")
+    if not quality.get("below_popularity") or not against:
+        return []
+    ratio = f" ({against['ratio']:.2f}x)" if against["ratio"] is not None else ""
+    holds = manifest["gate"].get("on_below_popularity") == "hold"
+    if manifest.get("status") == "held":
+        outcome = "HELD by the quality gate" + (" (quality_gate_below_popularity: hold)" if holds else "")
+    elif holds:
+        outcome = "PUBLISHED: force_publish overrode quality_gate_below_popularity: hold"
+    else:
+        outcome = 'PUBLISHED all the same (quality_gate_below_popularity: "hold" would hold it)'
+    return [
+        "",
+        f"  !!! BELOW POPULARITY: {against['metric']} {against['model']:.3f} against the most-popular"
+        f" list's {against['popularity']:.3f}{ratio}: these lists rank worse than the fallback list.",
+        f"  !!! {outcome}. The README's section Choosing an algorithm compares the ones that rank.",
+    ]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

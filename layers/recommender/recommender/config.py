@@ -23,6 +23,9 @@ DEFAULT_MAX_CONCURRENCY = 10
 DEFAULT_SEED = 0
 DEFAULT_MAX_INVALID_FRACTION = 0.05  # more invalid rows than this fails the run (see README)
 DEFAULT_QUALITY_GATE_MAX_DROP = 0.1  # hold a run whose NDCG fell by more than 10% (see gate.py)
+# What the gate does with a run that ranks below the popularity baseline (see gate.py and README)
+BELOW_POPULARITY_ACTIONS = ("warn", "hold")
+DEFAULT_QUALITY_GATE_BELOW_POPULARITY = "warn"
 
 # Upper bounds that catch a mistyped number before it turns into a huge bill or a huge object.
 MAX_TOP_N = 1000
@@ -82,6 +85,7 @@ class RunConfig:
     max_invalid_fraction: float = DEFAULT_MAX_INVALID_FRACTION
     evaluate: bool = True  # measure the run on a holdout split before the final fit
     quality_gate_max_drop: float = DEFAULT_QUALITY_GATE_MAX_DROP
+    quality_gate_below_popularity: str = DEFAULT_QUALITY_GATE_BELOW_POPULARITY  # "warn" or "hold"
     force_publish: bool = False  # publish even when the quality gate would hold the run
     run_id: str | None = None  # resume this earlier run instead of starting one named after the execution
 
@@ -140,11 +144,17 @@ class RunConfig:
             max_invalid_fraction=_fraction(raw, "max_invalid_fraction", DEFAULT_MAX_INVALID_FRACTION),
             evaluate=_bool(raw, "evaluate", True),
             quality_gate_max_drop=_fraction(raw, "quality_gate_max_drop", DEFAULT_QUALITY_GATE_MAX_DROP),
+            quality_gate_below_popularity=_below_popularity(raw),
             force_publish=_bool(raw, "force_publish", False),
             run_id=None if raw.get("run_id") is None else check_run_id(raw["run_id"]),
         )
         if non_finite is not None:
             raise non_finite
+        if config.quality_gate_below_popularity == "hold" and not config.evaluate:
+            raise ConfigError(
+                'quality_gate_below_popularity "hold" needs evaluate: true: without the measurement'
+                ' no run can be compared with the popularity baseline (use "warn", or evaluate)'
+            )
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +177,13 @@ def _bool(raw: dict[str, Any], name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
+
+
+def _below_popularity(raw: dict[str, Any]) -> str:
+    value = raw.get("quality_gate_below_popularity", DEFAULT_QUALITY_GATE_BELOW_POPULARITY)
+    if value not in BELOW_POPULARITY_ACTIONS:
+        raise ConfigError(f'quality_gate_below_popularity must be "warn" or "hold", got {value!r}')
+    return str(value)
 
 
 def _fraction(raw: dict[str, Any], name: str, default: float) -> float:

@@ -214,9 +214,13 @@ class MergeResult(TypedDict):
     published: bool  # whether latest.json now points to this run
     status: str  # the manifest's: "published" or "held"
     gate: str  # the quality gate's decision
-    latest_run_id: str  # the run latest.json points to now
+    latest_run_id: str | None  # the run latest.json points to now; None when none is published
     users: int
     shards: int
+    # the manifest's quality.below_popularity and the NDCG ratio to popularity's (for the metrics);
+    # None when the run was not measured
+    below_popularity: bool | None
+    popularity_ratio: float | None
 
 
 class ManifestDataset(DatasetFigures):

@@ -152,8 +152,8 @@ def run(
         manifest: dict[str, Any] = get_json(s3, settings.bucket, paths.manifest)
     else:
         manifest = write_manifest(s3, settings, paths, config, extract, train)
-    if manifest["status"] == "held":  # the quality gate keeps the published run
-        published, newest = False, str(manifest["gate"]["previous_run_id"])
+    if manifest["status"] == "held":  # the quality gate keeps the published run, if there is one
+        published, newest = False, manifest["gate"].get("previous_run_id") or latest_run_id(s3, settings)
     else:
         latest = build_latest(
             run_id,
@@ -162,6 +162,7 @@ def run(
             manifest["dataset"]["extracted_at"],
         )
         published, newest = publish_latest(s3, settings, latest)
+    quality = manifest.get("quality") or {}
     return MergeResult(
         manifest_key=paths.manifest,
         latest_key=latest_key(settings.prefix),
@@ -171,6 +172,8 @@ def run(
         latest_run_id=newest,
         users=manifest["users"],
         shards=len(manifest["shards"]),
+        below_popularity=quality.get("below_popularity"),
+        popularity_ratio=(quality.get("against_popularity") or {}).get("ratio"),
     )
 
 
@@ -200,7 +203,12 @@ def write_manifest(
         decided.top_n,
         decided.quality_gate_max_drop,
         decided.force_publish,
+        decided.quality_gate_below_popularity,
     )
+    floor = gate.against_popularity(quality, decided.top_n)
+    if quality is not None and floor is not None:
+        below = floor.pop("below")
+        quality = {**quality, "below_popularity": below, "against_popularity": floor}
     shard_seconds = [s["seconds"] for s in shards]
     manifest = build_manifest(
         run_id=paths.run_id,
@@ -299,6 +307,14 @@ def published_manifest(s3: S3Client, settings: Settings) -> dict[str, Any] | Non
         s3, settings.bucket, f"{settings.prefix}/{latest['manifest']}".lstrip("/")
     )
     return manifest
+
+
+def latest_run_id(s3: S3Client, settings: Settings) -> str | None:
+    """The run latest.json points to now, or None before the first published run."""
+    key = latest_key(settings.prefix)
+    if not object_exists(s3, settings.bucket, key):
+        return None
+    return str(get_json(s3, settings.bucket, key)["run_id"])
 
 
 def newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
