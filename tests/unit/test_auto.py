@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from recommender.choice import EASE_MAX_ITEMS, candidates, choose
+from recommender.cli import _candidates
 from recommender.config import RunConfig, Settings
 from recommender.errors import ConfigError, DatasetError, RecommenderError
 from recommender.manifest import load_schema
@@ -161,3 +162,19 @@ def test_the_manifest_names_the_chosen_algorithm_and_every_candidate(s3: Any) ->
     assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
     assert problems(manifest, load_schema("manifest"), closed=True) == []
     assert manifest["config"]["algorithm"] == "auto"  # what was asked stays in the run's config
+
+
+def test_the_cli_summary_names_each_candidate_and_why_one_has_no_figure() -> None:
+    record = {
+        "chosen": "ALS",
+        "candidates": [
+            {"algorithm": "ItemKNN", "seconds": 0.5, "ndcg": 0.09},
+            {"algorithm": "ALS", "seconds": 1.25, "ndcg": 0.105},
+            {"algorithm": "SVD", "seconds": 0.1, "error": "DatasetError: no"},
+            {"algorithm": "EASE", "seconds": 0.0, "skipped": "the 300 s budget was spent"},
+        ],
+    }
+    assert _candidates(record) == (
+        "ItemKNN 0.090 (0.5s), ALS 0.105 (1.2s), SVD not measured: DatasetError: no,"
+        " EASE not measured: the 300 s budget was spent"
+    )

@@ -225,6 +225,12 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
             else ""
         )
         print(f"    {name:<42} {seconds:6.2f}{extra}")
+    choice = manifest["model"].get("choice")
+    if choice:
+        print(
+            f"  algorithm auto chose {choice['chosen']} (NDCG@{manifest['top_n']} on the holdout):"
+            f" {_candidates(choice)}"
+        )
     quality = manifest.get("quality")
     if quality:
         k = quality["k"]
@@ -598,6 +604,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (default 3600)")
     check.set_defaults(handler=cmd_smoke)
     return parser
+
+
+def _candidates(choice: dict[str, Any]) -> str:
+    """Each candidate of algorithm auto with its figure, or why it has none."""
+    parts = []
+    for candidate in choice["candidates"]:
+        if candidate.get("ndcg") is not None:
+            parts.append(f"{candidate['algorithm']} {candidate['ndcg']:.3f} ({candidate['seconds']:.1f}s)")
+        else:
+            parts.append(
+                f"{candidate['algorithm']} not measured: {candidate.get('error') or candidate.get('skipped')}"
+            )
+    return ", ".join(parts)
 
 
 def _add_load_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
