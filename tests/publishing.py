@@ -15,6 +15,17 @@ from recommender.steps import merge, predict, train
 from recommender.storage import RunPaths, get_json, put_bytes, sha256_hex
 
 
+def grid_rows(users: int = 40, items: int = 15) -> list[tuple[str, str, float]]:
+    """Two thirds of a users x items grid, rated 1 to 5 in a fixed pattern: small, every user and
+    item rated several times, and the same in every test that uses it."""
+    return [
+        (f"u{u}", f"i{i}", float(1 + (u * 7 + i * 3) % 5))
+        for u in range(users)
+        for i in range(items)
+        if (u + i) % 3
+    ]
+
+
 def write_snapshot(
     s3: Any, settings: Settings, run_id: str, rows: list[tuple[str, str, float]]
 ) -> ExtractSummary:

@@ -11,7 +11,7 @@ from recommender import gate
 from recommender.config import Settings
 from recommender.storage import RunPaths, get_json, latest_key, put_json
 from tests.conftest import mocked_s3
-from tests.publishing import publish
+from tests.publishing import grid_rows, publish
 
 SPLIT = {"method": "random", "fraction": 0.2, "seed": 0}
 
@@ -70,15 +70,6 @@ def s3() -> Iterator[Any]:
         yield client
 
 
-def rows() -> list[tuple[str, str, float]]:
-    return [
-        (f"u{u}", f"i{i}", float(1 + (u * 7 + i * 3) % 5))
-        for u in range(40)
-        for i in range(15)
-        if (u + i) % 3
-    ]
-
-
 def lower_quality(s3: Any, run_id: str, factor: float) -> None:
     """Make a finished run's measured NDCG worse, as a bad parameter change would."""
     key = RunPaths("p", run_id).model_meta
@@ -89,7 +80,7 @@ def lower_quality(s3: Any, run_id: str, factor: float) -> None:
 
 @pytest.mark.parametrize("force", [False, True])
 def test_merge_holds_a_worse_run_unless_forced(s3: Any, force: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = publish(s3, SETTINGS, "first", rows())
+    first = publish(s3, SETTINGS, "first", grid_rows())
     assert first["status"] == "published" and first["gate"]["decision"] == "no-baseline"
     assert first["quality"]["model"]["ndcg@10"] > 0
 
@@ -102,7 +93,7 @@ def test_merge_holds_a_worse_run_unless_forced(s3: Any, force: bool, monkeypatch
         return real_run(s3_, settings, run_id, *args)
 
     monkeypatch.setattr(merge, "run", worse_then_merge)
-    second = publish(s3, SETTINGS, "second", rows(), {"force_publish": force})
+    second = publish(s3, SETTINGS, "second", grid_rows(), {"force_publish": force})
     latest = get_json(s3, BUCKET, latest_key("p"))
     if force:
         assert second["status"] == "published" and second["gate"]["decision"] == "forced"

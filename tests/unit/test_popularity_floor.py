@@ -20,7 +20,7 @@ from recommender.contracts import MergeResult
 from recommender.manifest import load_schema
 from recommender.storage import RunPaths, get_json, latest_key, object_exists, put_json
 from tests.conftest import mocked_s3
-from tests.publishing import publish
+from tests.publishing import grid_rows, publish
 
 ROOT = Path(__file__).resolve().parents[2]
 SPLIT = {"method": "random", "fraction": 0.2, "seed": 0}
@@ -98,15 +98,6 @@ def s3() -> Iterator[Any]:
         yield client
 
 
-def rows() -> list[tuple[str, str, float]]:
-    return [
-        (f"u{u}", f"i{i}", float(1 + (u * 7 + i * 3) % 5))
-        for u in range(40)
-        for i in range(15)
-        if (u + i) % 3
-    ]
-
-
 def below_popularity(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every run merged from now on measure half the popularity baseline's NDCG, as SVD does
     on data where popularity wins."""
@@ -130,7 +121,7 @@ def valid(manifest: dict[str, Any]) -> None:
 
 
 def test_a_run_above_popularity_says_so(s3: Any) -> None:
-    manifest = publish(s3, SETTINGS, "above", rows())  # SVD ranks these ratings better
+    manifest = publish(s3, SETTINGS, "above", grid_rows())  # SVD ranks these ratings better
     floor = manifest["quality"]["against_popularity"]
     assert manifest["quality"]["below_popularity"] is False and floor["ratio"] > 1
     assert floor["metric"] == "ndcg@10"
@@ -143,7 +134,7 @@ def test_a_run_below_popularity_is_published_and_flagged_by_default(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     below_popularity(monkeypatch)
-    manifest = publish(s3, SETTINGS, "below", rows())
+    manifest = publish(s3, SETTINGS, "below", grid_rows())
     assert manifest["status"] == "published"
     assert manifest["quality"]["below_popularity"] is True
     floor = manifest["quality"]["against_popularity"]
@@ -154,9 +145,9 @@ def test_a_run_below_popularity_is_published_and_flagged_by_default(
 
 
 def test_hold_keeps_the_published_run(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    publish(s3, SETTINGS, "first", rows())
+    publish(s3, SETTINGS, "first", grid_rows())
     below_popularity(monkeypatch)
-    manifest = publish(s3, SETTINGS, "second", rows(), {"quality_gate_below_popularity": "hold"})
+    manifest = publish(s3, SETTINGS, "second", grid_rows(), {"quality_gate_below_popularity": "hold"})
     assert manifest["status"] == "held" and manifest["gate"]["decision"] == "held"
     assert "below the popularity baseline" in manifest["gate"]["reason"]
     assert get_json(s3, BUCKET, latest_key("p"))["run_id"] == "first"
@@ -176,7 +167,7 @@ def test_hold_of_a_first_run_publishes_nothing(s3: Any, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(merge, "run", recorded)
     below_popularity(monkeypatch)
-    manifest = publish(s3, SETTINGS, "first", rows(), {"quality_gate_below_popularity": "hold"})
+    manifest = publish(s3, SETTINGS, "first", grid_rows(), {"quality_gate_below_popularity": "hold"})
     assert manifest["status"] == "held" and "previous_run_id" not in manifest["gate"]
     assert not object_exists(s3, BUCKET, latest_key("p"))
     (result,) = results
@@ -188,13 +179,13 @@ def test_hold_of_a_first_run_publishes_nothing(s3: Any, monkeypatch: pytest.Monk
 def test_force_publish_overrides_hold(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     below_popularity(monkeypatch)
     run_input = {"quality_gate_below_popularity": "hold", "force_publish": True}
-    manifest = publish(s3, SETTINGS, "forced", rows(), run_input)
+    manifest = publish(s3, SETTINGS, "forced", grid_rows(), run_input)
     assert manifest["status"] == "published" and manifest["gate"]["decision"] == "forced"
     assert get_json(s3, BUCKET, latest_key("p"))["run_id"] == "forced"
 
 
 def test_a_run_not_measured_has_no_flag(s3: Any) -> None:
-    manifest = publish(s3, SETTINGS, "unmeasured", rows(), {"evaluate": False})
+    manifest = publish(s3, SETTINGS, "unmeasured", grid_rows(), {"evaluate": False})
     assert manifest["quality"] is None and manifest["gate"]["decision"] == "not-evaluated"
     valid(manifest)
 
