@@ -24,6 +24,7 @@ from recommender.dataset import Ratings
 from recommender.errors import ConfigError, DatasetError
 from recommender.kernels import load_kernel
 from recommender.model import ModelArrays
+from recommender.ratings import trainset_rows
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.scoring import fallback
 from recommender.snapshot import ratings_from_rows
@@ -50,7 +51,7 @@ def _library_lists(fitted: FittedModel, model: ModelArrays) -> list[tuple[np.nda
     scores) per user. implicit filters the items of that matrix; a rating left out of it by
     min_rating is still seen for the product, so such items are dropped from a longer list."""
     algo = fitted.algorithm
-    indptr, items, values = conf.rated_rows(fitted.trainset)
+    indptr, items, values = trainset_rows(fitted.trainset)
     x = conf.values(values, algo.confidence, algo.min_rating)
     dtype = np.float32 if isinstance(algo, ALS) else np.float64
     matrix = conf.user_item_matrix(indptr, items, x, model.n_items, dtype)
@@ -181,7 +182,7 @@ def test_als_fold_in_is_implicits_recalculate_user(ratings: Ratings, params: dic
     fitted = fit(ratings, "ALS", params, SCALE)
     model = _published(fitted)
     algo = fitted.algorithm
-    indptr, items, values = conf.rated_rows(fitted.trainset)
+    indptr, items, values = trainset_rows(fitted.trainset)
     x = conf.values(values, algo.confidence, algo.min_rating)
     matrix = conf.user_item_matrix(indptr, items, x, model.n_items)
     for user in range(0, model.n_users, 7):
@@ -201,7 +202,7 @@ def test_item_knn_fold_in_is_exact(ratings: Ratings, params: dict[str, Any]) -> 
     fitted = fit(ratings, "ItemKNN", params, SCALE)
     model = _published(fitted)
     kernel = load_kernel(model)
-    indptr, items, values = conf.rated_rows(fitted.trainset)
+    indptr, items, values = trainset_rows(fitted.trainset)
     for user in range(0, model.n_users, 5):
         rated = slice(int(indptr[user]), int(indptr[user + 1]))
         scores = foldin.estimates(model, {}, items[rated], values[rated])

@@ -41,27 +41,6 @@ def check_confidence(confidence: Any, min_rating: Any) -> None:
         raise ValueError(f"min_rating must be a finite number or null, not {min_rating!r}")
 
 
-def rated_rows(trainset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indptr, item indices, ratings): the trainset as CSR over inner user ids, in `ur` order.
-    Read from the product's ArrayTrainset arrays when it has them (no per-rating Python objects),
-    else from any Trainset's `ur`."""
-    if all(hasattr(trainset, name) for name in ("user_indptr", "user_items", "user_ratings")):
-        return (
-            np.asarray(trainset.user_indptr, dtype=np.int64),
-            np.asarray(trainset.user_items, dtype=np.int64),
-            np.asarray(trainset.user_ratings, dtype=np.float64),
-        )
-    n_users = trainset.n_users
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
-    total = int(indptr[-1])
-    items = np.fromiter((i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int64, count=total)
-    ratings = np.fromiter(
-        (r for u in range(n_users) for _, r in trainset.ur[u]), dtype=np.float64, count=total
-    )
-    return indptr, items, ratings
-
-
 def values(ratings: np.ndarray, confidence: str, min_rating: float | None) -> np.ndarray:
     """Each rating's value in the matrix (module docstring); 0.0 where it is left out."""
     ratings = np.asarray(ratings, dtype=np.float64)

@@ -7,6 +7,7 @@ scoring import no database driver; `dataset` re-exports these names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,3 +29,24 @@ class Ratings:
     @property
     def n_ratings(self) -> int:
         return int(self.ratings.shape[0])
+
+
+def trainset_rows(trainset: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, item indices, ratings): a trainset's ratings as CSR over inner user ids, in Surprise's
+    `ur` order (the order of `ModelArrays.seen_indices`). Read from the product's ArrayTrainset arrays
+    when it has them (no per-rating Python objects), else from any Trainset's `ur`."""
+    if all(hasattr(trainset, name) for name in ("user_indptr", "user_items", "user_ratings")):
+        return (
+            np.asarray(trainset.user_indptr, dtype=np.int64),
+            np.asarray(trainset.user_items, dtype=np.int64),
+            np.asarray(trainset.user_ratings, dtype=np.float64),
+        )
+    n_users = trainset.n_users
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
+    total = int(indptr[-1])
+    items = np.fromiter((i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int64, count=total)
+    ratings = np.fromiter(
+        (r for u in range(n_users) for _, r in trainset.ur[u]), dtype=np.float64, count=total
+    )
+    return indptr, items, ratings

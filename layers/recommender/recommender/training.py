@@ -34,7 +34,7 @@ from .config import DEFAULT_SEED
 from .errors import ConfigError, DatasetError, NonFiniteModelError, SimilarityError
 from .model import KIND_REFIT, ModelArrays, utf8_order
 from .params import check_params, similarity_name
-from .ratings import Ratings
+from .ratings import Ratings, trainset_rows
 
 ALGORITHM_NAMES = (
     "SVD",
@@ -395,12 +395,6 @@ def seen_arrays(trainset: Trainset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return indptr, indices, counts, user_ids, item_ids
 
 
-def _rating_values(trainset: Trainset) -> np.ndarray:
-    if isinstance(trainset, ArrayTrainset):
-        return np.asarray(trainset.user_ratings)
-    return np.fromiter((r for _, _, r in trainset.all_ratings()), dtype=np.float64)
-
-
 def check_finite_model(model: ModelArrays, fitted: FittedModel) -> None:
     """Refuse a model with a non-finite parameter, saying why it happens and what to change.
 
@@ -412,7 +406,7 @@ def check_finite_model(model: ModelArrays, fitted: FittedModel) -> None:
         return
     name = type(fitted.algorithm).__name__
     arrays = "; ".join(f"{array}: {count:,} of {size:,} values" for array, count, size in bad)
-    ratings = _rating_values(fitted.trainset)
+    ratings = trainset_rows(fitted.trainset)[2]
     with np.errstate(over="ignore", invalid="ignore"):
         mean = float(np.mean(ratings)) if ratings.size else math.nan
     spread = f"{float(ratings.min()):g} to {float(ratings.max()):g}" if ratings.size else "nowhere"

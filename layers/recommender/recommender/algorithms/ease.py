@@ -64,6 +64,7 @@ import numpy as np
 from surprise import AlgoBase, PredictionImpossible, Trainset
 
 from ..errors import TooManyItemsError
+from ..ratings import trainset_rows
 
 DEFAULT_REG = 300.0
 DEFAULT_MAX_ITEMS = 15_000
@@ -89,18 +90,8 @@ def check_item_count(n_items: int, max_items: int) -> None:
 def user_rows(trainset: Trainset, implicit: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """X as CSR over inner user ids, in Surprise's order (`ur`): (indptr, item indices, values).
     Values are 1.0 (implicit) or the ratings. The same order as `ModelArrays.seen_indices`."""
-    n_users = trainset.n_users
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum([len(trainset.ur[u]) for u in range(n_users)], out=indptr[1:])
-    total = int(indptr[-1])
-    items = np.fromiter((i for u in range(n_users) for i, _ in trainset.ur[u]), dtype=np.int64, count=total)
-    if implicit:
-        values = np.ones(total, dtype=np.float64)
-    else:
-        values = np.fromiter(
-            (r for u in range(n_users) for _, r in trainset.ur[u]), dtype=np.float64, count=total
-        )
-    return indptr, items, values
+    indptr, items, ratings = trainset_rows(trainset)
+    return indptr, items, np.ones(len(items), dtype=np.float64) if implicit else ratings
 
 
 def gram(indptr: np.ndarray, items: np.ndarray, values: np.ndarray, n_items: int) -> np.ndarray:

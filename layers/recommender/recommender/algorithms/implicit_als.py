@@ -39,6 +39,7 @@ import numpy as np
 from surprise import AlgoBase, PredictionImpossible, Trainset
 
 from .. import confidence as conf
+from ..ratings import trainset_rows
 
 DEFAULT_FACTORS = 64
 DEFAULT_REGULARIZATION = 0.01
@@ -113,7 +114,7 @@ class ALS(AlgoBase):  # type: ignore[misc]  # Surprise has no type hints
 
     def fit(self, trainset: Trainset) -> ALS:
         AlgoBase.fit(self, trainset)
-        indptr, items, ratings = conf.rated_rows(trainset)
+        indptr, items, ratings = trainset_rows(trainset)
         x = conf.values(ratings, self.confidence, self.min_rating)
         matrix = conf.user_item_matrix(indptr, items, x, trainset.n_items)
         model = conf.fit_library_model(self.library_model, matrix)

@@ -40,6 +40,7 @@ from surprise import AlgoBase, PredictionImpossible, Trainset
 
 from .. import confidence as conf
 from ..params import WEIGHTINGS
+from ..ratings import trainset_rows
 
 DEFAULT_K = 100
 DEFAULT_K1 = 1.2
@@ -95,7 +96,7 @@ class ItemKNN(AlgoBase):  # type: ignore[misc]  # Surprise has no type hints
 
     def fit(self, trainset: Trainset) -> ItemKNN:
         AlgoBase.fit(self, trainset)
-        indptr, items, ratings = conf.rated_rows(trainset)
+        indptr, items, ratings = trainset_rows(trainset)
         self.user_indptr, self.user_items = indptr, items
         self.user_values = conf.values(ratings, self.confidence, self.min_rating)
         matrix = conf.user_item_matrix(indptr, items, self.user_values, trainset.n_items, np.float64)
