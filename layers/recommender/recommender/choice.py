@@ -134,7 +134,6 @@ def choose(
     scored = [result for result in measured if result.report is not None]
     if not scored:
         raise failures[0]
-    best = max(
-        scored, key=lambda result: (-1.0 if result.ndcg is None else result.ndcg, -scored.index(result))
-    )
+    # max() keeps the first of equal keys: an earlier (cheaper) candidate wins a tie
+    best = max(scored, key=lambda result: -1.0 if result.ndcg is None else result.ndcg)
     return Choice(best.algorithm, best.params, measured, budget_seconds)
