@@ -19,12 +19,11 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-from packaging.markers import Marker
-from packaging.requirements import Requirement
 
 from recommender.config import Settings
 from recommender.storage import RunPaths, object_exists
 from tests.fargate import LAYER_LOCK, REGION, RUN_ID, TRAIN_LOCK, ratings, task_environment
+from tests.packages import installed_packages, unmet_requirements
 from tests.publishing import write_snapshot
 from tests.unit.test_deploy import read_lock
 from tests.unit.test_template import PREFIX, ROOT
@@ -72,10 +71,7 @@ def test_the_lock_holds_everything_the_images_packages_need(image_site: tuple[Pa
     """The image installs the layer's lock alone, with --no-deps: so the lock must hold every package
     its packages need, boto3's included (Fargate has no runtime that provides it)."""
     dependencies, _package = image_site
-    installed: dict[str, tuple[str, Any]] = {}
-    for metadata in dependencies.glob("*.dist-info/METADATA"):
-        message = Parser().parsestr(metadata.read_text())
-        installed[re.sub(r"[-_.]+", "-", message["Name"]).lower()] = (message["Version"], message)
+    installed = installed_packages(dependencies)
     assert {n: v for n, (v, _m) in installed.items()} == {
         n: v for n, (v, _h) in read_lock(LAYER_LOCK).items()
     }
@@ -86,20 +82,8 @@ def test_the_lock_holds_everything_the_images_packages_need(image_site: tuple[Pa
         "platform_python_implementation": "CPython",
     }
     extras = {"aws-lambda-powertools": {"tracer"}}
-    for name, (_version, message) in installed.items():
-        for line in message.get_all("Requires-Dist") or []:
-            requirement = Requirement(line)
-            if requirement.marker is not None:
-                wanted = extras.get(name, set()) or {""}
-                if not any(
-                    Marker(str(requirement.marker)).evaluate({**environment, "extra": e}) for e in wanted
-                ):
-                    continue
-            needed = re.sub(r"[-_.]+", "-", requirement.name).lower()
-            if (name, needed) == ("scikit-surprise", "scipy"):  # declared, never imported
-                continue
-            assert needed in installed, f"{name} needs {needed}, which the lock lacks"
-            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+    declared_never_imported = {("scikit-surprise", "scipy")}
+    assert unmet_requirements(installed, installed, environment, extras, declared_never_imported) == []
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,10 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
+from tests.packages import installed_packages, unmet_requirements
 from tests.unit.test_deploy import NOT_SHIPPED, SCRIPT, build_closure, build_layer, not_shipped, read_lock
 from tests.unit.test_template import ARCHITECTURE, ROOT, RUNTIME, functions, load_template
 
@@ -95,30 +95,14 @@ def test_layer_holds_what_its_packages_need(target_layer: Path) -> None:
     left to the Lambda runtime). The one exception is on purpose: scikit-surprise declares scipy,
     which it never imports."""
     pins = read_lock()
-    installed = {}
-    for metadata in (target_layer / "python").glob("*.dist-info/METADATA"):
-        message = Parser().parsestr(metadata.read_text())
-        installed[build_layer._canonical(message["Name"])] = (message["Version"], message)
+    installed = installed_packages(target_layer / "python")
     assert {name: version for name, (version, _) in installed.items()} == {
         name: version for name, (version, _hashes) in pins.items()
     }
     environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
     extras = {"aws-lambda-powertools": {"tracer"}}
     allowed_missing = {("scikit-surprise", "scipy")}
-    for name, (_version, message) in installed.items():
-        for line in message.get_all("Requires-Dist") or []:
-            requirement = Requirement(line)
-            if requirement.marker is not None:
-                wanted = extras.get(name, set()) or {""}
-                if not any(
-                    Marker(str(requirement.marker)).evaluate({**environment, "extra": e}) for e in wanted
-                ):
-                    continue
-            needed = build_layer._canonical(requirement.name)
-            if (name, needed) in allowed_missing:
-                continue
-            assert needed in installed, f"{name} needs {needed}, which the layer lacks"
-            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+    assert unmet_requirements(installed, installed, environment, extras, allowed_missing) == []
 
 
 def test_the_train_layer_with_the_dependencies_layer_holds_what_its_packages_need(
@@ -127,27 +111,13 @@ def test_the_train_layer_with_the_dependencies_layer_holds_what_its_packages_nee
     """Train carries both: together they are closed (implicit and scipy need numpy, which is the
     dependencies layer's, within scipy's range), and the train layer is exactly its lock, stripped
     like the other, its bytecode compiled for the runtime."""
-    installed = {}
-    for layer in (target_layer, train_layer):
-        for metadata in (layer / "python").glob("*.dist-info/METADATA"):
-            message = Parser().parsestr(metadata.read_text())
-            installed[build_layer._canonical(message["Name"])] = (message["Version"], message, layer)
-    assert {n: v for n, (v, _m, layer) in installed.items() if layer == train_layer} == {
+    train = installed_packages(train_layer / "python")
+    assert {name: version for name, (version, _m) in train.items()} == {
         name: version for name, (version, _hashes) in read_lock(build_layer.TRAIN_LOCK).items()
     }
+    both = installed_packages(target_layer / "python", train_layer / "python")
     environment = {"python_version": RUNTIME.removeprefix("python"), "sys_platform": "linux"}
-    for name, (_version, message, layer) in installed.items():
-        if layer != train_layer:
-            continue
-        for line in message.get_all("Requires-Dist") or []:
-            requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate(
-                {**environment, "extra": ""}
-            ):
-                continue
-            needed = build_layer._canonical(requirement.name)
-            assert needed in installed, f"{name} needs {needed}, which neither layer has"
-            assert requirement.specifier.contains(installed[needed][0], prereleases=True), (name, line)
+    assert unmet_requirements(both, train, environment) == []
     python = train_layer / "python"
     assert not (python / "bin").exists()
     assert not [p for p in python.rglob("tests") if p.is_dir()]
