@@ -3,6 +3,7 @@ candidate's figures recorded; the choice rule on made-up reports, then a real Tr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,3 +179,22 @@ def test_the_cli_summary_names_each_candidate_and_why_one_has_no_figure() -> Non
         "ItemKNN 0.090 (0.5s), ALS 0.105 (1.2s), SVD not measured: DatasetError: no,"
         " EASE not measured: the 300 s budget was spent"
     )
+
+
+def test_ratings_near_float64s_limit_publish_a_ranking_model_and_say_why_svd_lost(s3: Any) -> None:
+    """Ratings up to 4e300: SVD's fit diverges (recorded as the candidate's error), and the ranking
+    models' RMSE against such ratings, whose squares overflow, is still a finite figure."""
+    rows = [
+        (f"u{u}", f"i{i}", float((u * 7 + i) % 5) * 1e300)
+        for u in range(30)
+        for i in range(20)
+        if (u + i) % 3
+    ]
+    manifest = publish(s3, SETTINGS, "huge", rows, {"algorithm": "auto", "users_per_shard": 10})
+    candidates = {c["algorithm"]: c for c in manifest["model"]["choice"]["candidates"]}
+    assert candidates["SVD"]["error"].startswith("NonFiniteModelError: SVD's fitted model is not finite")
+    assert manifest["model"]["algorithm"] in ("ItemKNN", "ALS", "EASE")
+    model_quality = manifest["quality"]["model"]
+    assert all(math.isfinite(value) for value in model_quality.values())
+    assert 1e299 < model_quality["mae"] <= model_quality["rmse"] <= 4e300
+    assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []

@@ -221,9 +221,27 @@ def rating_metrics(algorithm: Any, test: Ratings) -> dict[str, float]:
         algorithm.predict(test.user_ids[u], test.item_ids[i], r_ui=r)
         for u, i, r in zip(test.users.tolist(), test.items.tolist(), test.ratings.tolist())
     ]
+    try:
+        return {
+            "rmse": float(accuracy.rmse(predictions, verbose=False)),
+            "mae": float(accuracy.mae(predictions, verbose=False)),
+        }
+    except OverflowError:  # an error's square beyond float64: ratings near its limit
+        return _scaled_rating_metrics(predictions)
+
+
+def _scaled_rating_metrics(predictions: list[Any]) -> dict[str, float]:
+    """RMSE and MAE computed on errors scaled into range, for errors whose squares overflow (a
+    ranking model's scores are far from ratings of 1e300): the same figures up to rounding.
+    Halving both sides first keeps the difference itself finite."""
+    halves = np.array([0.5 * true_r - 0.5 * est for _, _, true_r, est, _ in predictions], dtype=np.float64)
+    scale = float(np.abs(halves).max())
+    if scale == 0.0:
+        return {"rmse": 0.0, "mae": 0.0}
+    scaled = halves / scale
     return {
-        "rmse": float(accuracy.rmse(predictions, verbose=False)),
-        "mae": float(accuracy.mae(predictions, verbose=False)),
+        "rmse": 2.0 * scale * float(np.sqrt(np.mean(scaled**2))),
+        "mae": 2.0 * scale * float(np.mean(np.abs(scaled))),
     }
 
 
