@@ -7,10 +7,11 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from recommender.choice import EASE_MAX_ITEMS, candidates, choose
+from recommender.choice import EASE_MAX_ITEMS, candidates, choose, ease_params
 from recommender.cli import _candidates
 from recommender.config import RunConfig, Settings
 from recommender.errors import ConfigError, DatasetError, RecommenderError
@@ -143,6 +144,8 @@ def test_train_fits_the_winner_on_every_rating_and_records_the_choice(s3: Any) -
     measured = [c for c in choice["candidates"] if "ndcg" in c]
     assert [c["algorithm"] for c in choice["candidates"]] == ["ItemKNN", "ALS", "SVD", "EASE"]
     assert len(measured) == 4  # 300 users: far inside the budget
+    ease = measured[3]["params"]  # stars 1 to 5: rating-weighted, reg scaled to them
+    assert ease["implicit"] is False and ease["reg"] > 150
     best = max(measured, key=lambda c: c["ndcg"])
     assert meta["algorithm"] == choice["chosen"] == best["algorithm"]
     assert meta["params"] == best["params"]  # the winner's own defaults, as fitted
@@ -198,3 +201,27 @@ def test_ratings_near_float64s_limit_publish_a_ranking_model_and_say_why_svd_los
     assert all(math.isfinite(value) for value in model_quality.values())
     assert 1e299 < model_quality["mae"] <= model_quality["rmse"] <= 4e300
     assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
+
+
+def test_ease_is_rating_weighted_with_a_reg_scaled_to_the_ratings() -> None:
+    """150 x the mean squared rating: the same model whatever the unit of the ratings."""
+    assert ease_params(np.array([1.0, 2.0, 3.0])) == {"implicit": False, "reg": 700.0}
+    stars, tenths = ease_params(np.array([0.5, 4.0, 5.0])), ease_params(np.array([0.05, 0.4, 0.5]))
+    assert stars["reg"] == pytest.approx(tenths["reg"] * 100)
+    assert dict(candidates(10, np.array([1.0, 2.0, 3.0])))["EASE"] == {"implicit": False, "reg": 700.0}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([0.0, 1.0, 5.0]),  # a zero would weigh nothing: binary
+        np.array([-2.0, 1.0, 2.0]),
+        np.array([4e300, 1e300]),  # the mean square overflows
+        np.array([1e-200, 3e-200]),  # it underflows to zero
+        np.array([np.nan, 1.0]),
+        np.array([]),
+        None,
+    ],
+)
+def test_ease_stays_binary_where_rating_weights_mean_nothing(values: np.ndarray | None) -> None:
+    assert ease_params(values) == {}

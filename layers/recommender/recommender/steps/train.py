@@ -70,7 +70,7 @@ def fit_and_write(
 
     choice = None
     if config.algorithm == AUTO:
-        choice = choose(len(ratings.item_ids), measure)
+        choice = choose(len(ratings.item_ids), measure, values=ratings.ratings)
         algorithm, params, quality = choice.algorithm, choice.params, choice.report
     else:
         algorithm, params = config.algorithm, config.params
