@@ -155,7 +155,7 @@ def assert_model_split_by_shard(engine: LocalEngine, manifest: dict[str, Any]) -
 
 
 def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path: Path) -> None:
-    result = engine.run(run_input(), name="e2e-svd")
+    result = engine.run(run_input(algorithm="SVD"), name="e2e-svd")
     assert result.status == "SUCCEEDED", (result.error, result.cause)
 
     latest = read_json(engine, "latest.json")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
-from recommender.choice import EASE_MAX_ITEMS, candidates, choose, ease_params
+from recommender.choice import EASE_MAX_ITEMS, candidates, choose, ease_excluded, ease_params
 from recommender.cli import _candidates
 from recommender.config import RunConfig, Settings
 from recommender.errors import ConfigError, DatasetError, RecommenderError
@@ -225,3 +225,19 @@ def test_ease_is_rating_weighted_with_a_reg_scaled_to_the_ratings() -> None:
 )
 def test_ease_stays_binary_where_rating_weights_mean_nothing(values: np.ndarray | None) -> None:
     assert ease_params(values) == {}
+
+
+def test_ease_is_measured_only_where_its_model_fits_every_function_that_loads_it() -> None:
+    """ml-latest-small's 9,742 items: two dense 9,742^2 float64 matrices (1.4 GB) and the reserve
+    fit the template's 2,048 MB predictors and Merge, not 1,024 MB."""
+    assert [name for name, _ in candidates(9742, memory_mb=2048)][-1] == "EASE"
+    assert [name for name, _ in candidates(9742, memory_mb=1024)] == ["ItemKNN", "ALS", "SVD"]
+    assert [name for name, _ in candidates(9742, memory_mb=None)][-1] == "EASE"  # no limit known
+    choice = choose(9742, scripted({"ItemKNN": 0.1, "ALS": 0.2, "SVD": 0.1}), memory_mb=1024)
+    assert choice.record()["candidates"][-1] == {
+        "algorithm": "EASE",
+        "seconds": 0.0,
+        "skipped": "9,742 items: EASE's model needs about 1,848 MB where it is loaded, and the"
+        " smallest of Train's, Predict's and Merge's memory is 1,024 MB",
+    }
+    assert "more than EASE's 15,000" in str(ease_excluded(EASE_MAX_ITEMS + 1, None))

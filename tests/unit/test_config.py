@@ -25,7 +25,7 @@ from recommender.errors import ConfigError
 @pytest.mark.parametrize("raw", [{}, None])
 def test_defaults(raw: object) -> None:
     config = RunConfig.from_input(raw)
-    assert config.algorithm == DEFAULT_ALGORITHM == "SVD"
+    assert config.algorithm == DEFAULT_ALGORITHM == "auto"
     assert config.params == {}
     assert config.top_n == DEFAULT_TOP_N == 10
     assert config.users_per_shard == DEFAULT_USERS_PER_SHARD
@@ -65,7 +65,7 @@ def test_full_input_is_kept_and_serialised() -> None:
 
 def test_params_are_copied() -> None:
     params = {"n_factors": 5}
-    config = RunConfig.from_input({"params": params})
+    config = RunConfig.from_input({"algorithm": "SVD", "params": params})
     params["n_factors"] = 50
     assert config.params == {"n_factors": 5}
 
@@ -253,6 +253,26 @@ def test_settings_read_the_reserved_concurrency() -> None:
         Settings.from_env({**base, "PREDICT_RESERVED_CONCURRENCY": "four"})
 
 
+def test_settings_take_the_smallest_memory_a_model_must_fit_in() -> None:
+    base = {"RECOMMENDER_BUCKET": "b"}
+    assert Settings.from_env(base).model_memory_mb is None
+    lambda_env = {
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3008",
+        "PREDICT_MEMORY_MB": "2048",
+        "MERGE_MEMORY_MB": "4096",
+    }
+    assert Settings.from_env({**base, **lambda_env}).model_memory_mb == 2048
+    assert (
+        Settings.from_env({**base, "TRAIN_MEMORY_MB": "1536", "MERGE_MEMORY_MB": "2048"}).model_memory_mb
+        == 1536
+    )
+    for bad in ("2 GB", "0", "-5"):
+        with pytest.raises(
+            ConfigError, match=f"MERGE_MEMORY_MB must be a whole number of MB above 0, got '{bad}'"
+        ):
+            Settings.from_env({**base, "MERGE_MEMORY_MB": bad})
+
+
 def test_max_concurrency_stays_within_the_reserved_concurrency() -> None:
     from recommender.steps.extract import validate_input
 
@@ -266,11 +286,13 @@ def test_max_concurrency_stays_within_the_reserved_concurrency() -> None:
 
 
 def test_an_input_too_large_to_carry_between_states_is_refused() -> None:
-    RunConfig.from_input({"params": {"verbose": "x" * 30_000}})
+    RunConfig.from_input({"algorithm": "SVD", "params": {"verbose": "x" * 30_000}})
     with pytest.raises(ConfigError, match=r"the execution input is 40,0\d\d bytes, more than the 32,768"):
-        RunConfig.from_input({"params": {"verbose": "x" * 40_000}})
+        RunConfig.from_input({"algorithm": "SVD", "params": {"verbose": "x" * 40_000}})
     with pytest.raises(ConfigError, match="execution input is"):  # bytes, not characters
-        RunConfig.from_input({"source": {"table": "t"}, "params": {"verbose": "é" * 17_000}})
+        RunConfig.from_input(
+            {"source": {"table": "t"}, "algorithm": "SVD", "params": {"verbose": "é" * 17_000}}
+        )
 
 
 def test_bad_algorithm_fails_validation() -> None:
@@ -279,7 +301,7 @@ def test_bad_algorithm_fails_validation() -> None:
     with pytest.raises(ConfigError, match="algorithm 'SVD\\+\\+'"):
         extract.validate_input({"algorithm": "SVD++"})
     with pytest.raises(ConfigError, match="params: SVD has no parameter"):
-        extract.validate_input({"params": {"n_factor": 5}})
+        extract.validate_input({"algorithm": "SVD", "params": {"n_factor": 5}})
 
 
 def test_below_popularity_warns_by_default_and_may_hold() -> None:

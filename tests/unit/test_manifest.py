@@ -23,7 +23,9 @@ def _sha(text: str) -> str:
 
 
 def _manifest() -> dict[str, Any]:
-    config = RunConfig.from_input({"top_n": 3, "users_per_shard": 2, "params": {"n_factors": 8}}).to_dict()
+    config = RunConfig.from_input(
+        {"algorithm": "SVD", "top_n": 3, "users_per_shard": 2, "params": {"n_factors": 8}}
+    ).to_dict()
     return build_manifest(
         run_id="run-2024-05-01_a",
         config=config,

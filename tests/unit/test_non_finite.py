@@ -72,7 +72,7 @@ def test_one_outlier_rating_fails_train_and_names_the_remedies(
     before = s3.get_object(Bucket=BUCKET, Key=latest_key("p"))["Body"].read()
     rows = [*stars(), ("u0", "i-outlier", outlier)]
     with pytest.raises(NonFiniteModelError) as failed:
-        publish(s3, SETTINGS, "bad", rows, {"evaluate": evaluate})
+        publish(s3, SETTINGS, "bad", rows, {"algorithm": "SVD", "evaluate": evaluate})
     message = str(failed.value)
     assert "SVD" in message and "not finite" in message
     assert f"ratings range from 1 to {outlier:g}" in message
@@ -80,6 +80,26 @@ def test_one_outlier_rating_fails_train_and_names_the_remedies(
     written = {key.removeprefix("p/runs/bad/") for key in listed_keys(s3, BUCKET, "p/runs/bad/")}
     assert written == {"dataset/ratings.csv.gz"}  # no model, no plan, no shard
     assert s3.get_object(Bucket=BUCKET, Key=latest_key("p"))["Body"].read() == before
+    every_object_is_strict_json(s3)
+
+
+@pytest.mark.parametrize("evaluate", [False, True], ids=["evaluate-false", "evaluate-true"])
+@pytest.mark.parametrize("outlier", [500.0, 1e308])
+def test_the_default_publishes_finite_full_lists_despite_the_outlier(
+    s3: Any, outlier: float, evaluate: bool
+) -> None:
+    """The default (auto) measures SVD too, which diverges here: the run records why and
+    publishes a ranking model's lists, every number finite."""
+    manifest = publish(
+        s3, SETTINGS, "outlier", [*stars(), ("u0", "i-outlier", outlier)], {"evaluate": evaluate}
+    )
+    assert manifest["model"]["algorithm"] in ("ItemKNN", "ALS", "EASE")
+    if evaluate:
+        svd = next(c for c in manifest["model"]["choice"]["candidates"] if c["algorithm"] == "SVD")
+        assert svd["error"].startswith("NonFiniteModelError")
+    for shard in manifest["shards"]:
+        for record in decode_shard(s3.get_object(Bucket=BUCKET, Key=f"p/{shard['key']}")["Body"].read()):
+            assert len(record["items"]) == 10
     every_object_is_strict_json(s3)
 
 

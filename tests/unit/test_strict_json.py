@@ -121,11 +121,13 @@ def test_the_train_task_prints_strict_json(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_input_holding_nan_is_a_configuration_error() -> None:
     """`json.loads` accepts NaN, so a file given to `recommender run --input` may hold it."""
     with pytest.raises(ConfigError, match=r"^params\.reg_all must be a finite number, got nan"):
-        RunConfig.from_input(json.loads('{"params": {"reg_all": NaN}}'))
+        RunConfig.from_input(json.loads('{"algorithm": "SVD", "params": {"reg_all": NaN}}'))
     with pytest.raises(
         ConfigError, match=r"^params\.sim_options\.shrinkage must be a finite number, got inf"
     ):
-        RunConfig.from_input(json.loads('{"params": {"sim_options": {"shrinkage": Infinity}}}'))
+        RunConfig.from_input(
+            json.loads('{"algorithm": "KNNBaseline", "params": {"sim_options": {"shrinkage": Infinity}}}')
+        )
     with pytest.raises(ConfigError, match=r"max_invalid_fraction must be a number from 0 to 1, got nan"):
         RunConfig.from_input(json.loads('{"max_invalid_fraction": NaN}'))
 

@@ -20,11 +20,10 @@ from unittest import mock
 import pytest
 
 from recommender import contracts, local
-from recommender.config import RunConfig, check_run_id
+from recommender.config import MEMORY_VARIABLES, RunConfig, check_run_id
 from recommender.local import template as local_template
 from recommender.steps import extract as extract_step
 from recommender.storage import RunPaths, latest_key
-from recommender.training import effective_params
 from tests.conftest import LOCAL_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,7 +287,7 @@ def test_limits_of_each_function(template: dict[str, Any]) -> None:
         "ExtractFunction": (900, ("ExtractMemorySize", 1024)),
         "TrainFunction": (900, ("TrainMemorySize", 3008)),
         "PredictFunction": (900, ("PredictMemorySize", 2048)),
-        "MergeFunction": (300, ("MergeMemorySize", 1024)),
+        "MergeFunction": (300, ("MergeMemorySize", 2048)),
         "RecordFailureFunction": (60, 256),
     }
     for logical, (timeout, memory) in expected.items():
@@ -540,11 +539,11 @@ def test_the_function_group_is_the_only_way_into_the_database(template: dict[str
 
 
 def settings_variables() -> set[str]:
-    """The variables Settings.from_env reads (env.get("NAME")...)."""
+    """The variables Settings.from_env reads (env.get("NAME")..., and the memory sizes it compares)."""
     source = (ROOT / "layers/recommender/recommender/config.py").read_text()
     node = function_def(ROOT / "layers/recommender/recommender/config.py", "from_env")
     body = ast.get_source_segment(source, node) or ""
-    return set(re.findall(r'env\.get\("([A-Z_]+)"', body))
+    return set(re.findall(r'env\.get\("([A-Z_]+)"', body)) | set(MEMORY_VARIABLES)
 
 
 def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) -> None:
@@ -1042,10 +1041,7 @@ def test_extract_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:
 def resolved_config(raw_input: dict[str, Any]) -> dict[str, Any]:
     """The `config` Extract returns for an input (and the ASL hands to Train and Merge)."""
     config = extract_step.validate_input(raw_input)
-    resolved = config.to_dict()
-    resolved["params"] = effective_params(config.algorithm, config.params)
-    resolved["run_id"] = config.run_id or load_event("extract.json")["execution_name"]
-    return resolved
+    return extract_step.resolve(config, config.run_id or load_event("extract.json")["execution_name"])
 
 
 def test_train_event_is_what_the_asl_passes(asl: dict[str, Any]) -> None:

@@ -45,6 +45,12 @@ DEFAULT_BUDGET_SECONDS = 300.0
 #: fits Train's memory and a few minutes (algorithms/ease.py refuses larger catalogues itself)
 EASE_MAX_ITEMS = 15_000
 
+#: EASE's model is a dense items x items float64 matrix; the functions that load it hold about two
+#: (the matrix and the object's bytes), and this much besides (the process, the ratings, a block of
+#: scores); measured on ml-latest-small: Train 1.6 GB at 9,742 items, two matrices and 55 MB
+EASE_MODEL_MATRICES = 2
+EASE_RESERVE_MB = 400
+
 #: rating-weighted EASE's `reg` per unit of mean squared rating (G = X^T X grows with the squares)
 EASE_REG_PER_MEAN_SQUARE = 150.0
 
@@ -63,10 +69,26 @@ def ease_params(values: np.ndarray | None) -> dict[str, Any]:
     return {"implicit": False, "reg": float(f"{reg:.6g}")}
 
 
-def candidates(n_items: int, values: np.ndarray | None = None) -> list[Candidate]:
+def ease_excluded(n_items: int, memory_mb: int | None) -> str | None:
+    """Why EASE is not a candidate for `n_items` items when the functions that load the model have
+    `memory_mb` MB (None: unknown, no limit), or None when it is one."""
+    if n_items > EASE_MAX_ITEMS:
+        return f"{n_items:,} items: more than EASE's {EASE_MAX_ITEMS:,}"
+    needed = EASE_MODEL_MATRICES * 8 * n_items**2 / 2**20 + EASE_RESERVE_MB
+    if memory_mb is not None and needed > memory_mb:
+        return (
+            f"{n_items:,} items: EASE's model needs about {needed:,.0f} MB where it is loaded, and the"
+            f" smallest of Train's, Predict's and Merge's memory is {memory_mb:,} MB"
+        )
+    return None
+
+
+def candidates(
+    n_items: int, values: np.ndarray | None = None, memory_mb: int | None = None
+) -> list[Candidate]:
     """The candidates for a catalogue of `n_items` items rated `values`, cheapest first."""
     chosen: list[Candidate] = [("ItemKNN", {}), ("ALS", {}), ("SVD", {})]
-    if n_items <= EASE_MAX_ITEMS:
+    if ease_excluded(n_items, memory_mb) is None:
         chosen.append(("EASE", ease_params(values)))
     return chosen
 
@@ -128,12 +150,13 @@ def choose(
     budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     clock: Callable[[], float] = time.perf_counter,
     values: np.ndarray | None = None,
+    memory_mb: int | None = None,
 ) -> Choice:
     """Measure the candidates with `evaluate(algorithm, params)` (an `evaluation.evaluate` report)
     within the budget and return the winner. `evaluate` None (the run is not measured, or the data
     is too small to hold anything out): the first candidate, unmeasured. `values`: the ratings,
-    which set EASE's parameters (`ease_params`)."""
-    options = candidates(n_items, values)
+    which set EASE's parameters (`ease_params`); `memory_mb`: see `ease_excluded`."""
+    options = candidates(n_items, values, memory_mb)
     if evaluate is None:
         name, params = options[0]
         return Choice(
@@ -157,6 +180,9 @@ def choose(
             continue
         ndcg = report["model"].get(f"ndcg@{report['k']}")
         measured.append(Measured(name, params, ndcg, clock() - began, report))
+    excluded = ease_excluded(n_items, memory_mb)
+    if excluded is not None:  # said in the record, so that a user sees why EASE was not measured
+        measured.append(Measured("EASE", {}, skipped=excluded))
     scored = [result for result in measured if result.report is not None]
     if not scored:
         raise failures[0]

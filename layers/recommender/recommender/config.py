@@ -16,7 +16,7 @@ from . import strict_json
 from .choice import AUTO
 from .errors import ConfigError, NonFiniteNumberError
 
-DEFAULT_ALGORITHM = "SVD"
+DEFAULT_ALGORITHM = "auto"
 DEFAULT_TOP_N = 10
 DEFAULT_USERS_PER_SHARD = 1000
 DEFAULT_MAX_CONCURRENCY = 10
@@ -241,6 +241,10 @@ class Settings:
     # The predictor's reserved concurrency (the stack's MaxConcurrency; None when it reserves none):
     # a Map running more predictors at once would only be throttled.
     predict_concurrency: int | None = None
+    # The smallest memory (MB) of the functions that load a whole model: Train (Lambda's
+    # AWS_LAMBDA_FUNCTION_MEMORY_SIZE, or the Fargate task's TRAIN_MEMORY_MB), each predictor and
+    # Merge. auto measures EASE only where its dense matrices fit it (choice.py); None: no limit known.
+    model_memory_mb: int | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -258,4 +262,26 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_secret_arn=env.get("DATABASE_SECRET_ARN") or None,
             predict_concurrency=int(reserved) or None,
+            model_memory_mb=_smallest_memory(env),
         )
+
+
+MEMORY_VARIABLES = (
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "TRAIN_MEMORY_MB",
+    "PREDICT_MEMORY_MB",
+    "MERGE_MEMORY_MB",
+)
+
+
+def _smallest_memory(env: dict[str, str]) -> int | None:
+    """The smallest of the memory sizes (MB) the environment gives, None when it gives none."""
+    sizes = []
+    for name in MEMORY_VARIABLES:
+        value = env.get(name, "")
+        if not value:
+            continue
+        if not value.isdigit() or int(value) == 0:
+            raise ConfigError(f"{name} must be a whole number of MB above 0, got {value!r}")
+        sizes.append(int(value))
+    return min(sizes, default=None)

@@ -46,12 +46,13 @@ ordered by the product's tie rule alone: the items with the most ratings first, 
 popularity order, which is the usual cold-start answer for a ranking model.
 
 Memory: B is a dense n_items x n_items float64 matrix, 8 n^2 bytes (760 MB for 9,724 items, 1.8 GB
-for 15,000). Fitting holds about four such matrices at its peak (G, numpy's copy of it inside the
-inverse, the identity it solves against, and P), about 32 n^2 bytes: 3 GB for 9,724 items, 7.2 GB
-for 15,000, which is why the default `max_items` is 15,000 (Lambda's limit is 10,240 MB, and Train
-then writes the model: B plus two serialised copies). The predictor loads B too. Above `max_items`,
-`fit` refuses with `TooManyItemsError` before allocating anything. Raise `max_items` where the
-memory exists; otherwise a factor model (SVD) or item-based KNNBaseline scales further.
+for 15,000). The fit builds G in that one matrix and inverts it in place (LAPACK's Cholesky
+routines, `_inverse_in_place`), so fitting peaks at about one such matrix; Train then writes the
+model, B plus its serialised copies, about three (2.3 GB at 9,724 items). The default `max_items`
+is 15,000 (Lambda's limit is 10,240 MB); `auto` measures EASE only where that peak fits Train's
+memory (choice.py). The predictor loads B too. Above `max_items`, `fit` refuses with
+`TooManyItemsError` before allocating anything. Raise `max_items` where the memory exists;
+otherwise ItemKNN or ALS scale further.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def user_rows(trainset: Trainset, implicit: bool) -> tuple[np.ndarray, np.ndarra
 
 
 def gram(indptr: np.ndarray, items: np.ndarray, values: np.ndarray, n_items: int) -> np.ndarray:
-    """X^T X, dense, accumulated one user at a time over the items that user rated (numpy only:
-    the Lambda layers carry no scipy). Costs the sum over users of (their ratings)^2."""
+    """X^T X, dense, accumulated one user at a time over the items that user rated, in the one
+    n x n matrix the fit then inverts in place. Costs the sum over users of (their ratings)^2."""
     g = np.zeros((n_items, n_items), dtype=np.float64)
     for u in range(len(indptr) - 1):
         start, end = int(indptr[u]), int(indptr[u + 1])
@@ -111,15 +112,41 @@ def gram(indptr: np.ndarray, items: np.ndarray, values: np.ndarray, n_items: int
 
 
 def ease_weights(g: np.ndarray, reg: float) -> np.ndarray:
-    """B from the Gram matrix X^T X, in closed form (the module docstring). `g` is overwritten."""
+    """B from the Gram matrix X^T X, in closed form (the module docstring), in `g`'s own memory:
+    G + reg I is symmetric positive definite, so LAPACK's Cholesky factorisation and inverse
+    (potrf, potri) overwrite it in place, and the peak is one n x n matrix, not the four of a
+    general inverse. `g` is overwritten and returned as B."""
     n = g.shape[0]
     g[np.diag_indices(n)] += reg
-    p = np.linalg.inv(g)
-    del g
-    diagonal = np.diag(p).copy()
-    p /= -diagonal[None, :]  # column j divided by -P[j, j]
-    p[np.diag_indices(n)] = 0.0
-    return p
+    if n:
+        _inverse_in_place(g)
+    diagonal = np.diag(g).copy()
+    g /= -diagonal[None, :]  # column j divided by -P[j, j]
+    g[np.diag_indices(n)] = 0.0
+    return g
+
+
+def _inverse_in_place(g: np.ndarray) -> None:
+    """P = G^-1 for a symmetric positive definite C-ordered `g`, written over it. `g.T` is the same
+    matrix in Fortran order, which LAPACK overwrites without a copy; potri fills one triangle, and
+    the other is copied over in bands of rows so that no n x n temporary is made."""
+    from scipy.linalg import lapack  # Train's layer carries scipy; the predictors never fit
+
+    n = g.shape[0]
+    fortran = g.T
+    factor, info = lapack.dpotrf(fortran, lower=True, overwrite_a=True, clean=False)
+    if info == 0:
+        factor, info = lapack.dpotri(factor, lower=True, overwrite_c=True)
+    if info != 0 or not np.shares_memory(factor, g):
+        raise np.linalg.LinAlgError(f"EASE: G + reg I is not positive definite (LAPACK info {info})")
+    # `fortran`'s lower triangle holds P: that is g's upper triangle; copy it to g's lower one
+    band = max(1, (1 << 22) // n)  # rows per band: about 32 MB of float64
+    for start in range(0, n, band):
+        stop = min(start + band, n)
+        rows = g[start:stop, :stop]
+        upper = g[:stop, start:stop].T  # the same entries, read from the filled triangle
+        mask = np.arange(stop)[None, :] < np.arange(start, stop)[:, None]
+        rows[mask] = upper[mask]
 
 
 def _check_params(reg: Any, implicit: Any, max_items: Any) -> None:

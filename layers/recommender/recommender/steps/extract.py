@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+def resolve(config: RunConfig, run_id: str) -> dict[str, Any]:
+    """The config the ASL hands to Train and Merge: the run's id and every parameter spelled out
+    (the algorithm's defaults included), so the manifest shows what was fitted. auto's candidates
+    keep the product's own parameters, recorded with the choice."""
+    resolved = config.to_dict()
+    resolved["params"] = {} if config.algorithm == AUTO else effective_params(config.algorithm, config.params)
+    resolved["run_id"] = run_id
+    return resolved
+
+
 def validate_input(raw_input: Any, predict_concurrency: int | None = None) -> RunConfig:
     """Everything that can be checked before touching the database, so typos fail in seconds.
 
@@ -74,9 +84,7 @@ def run(
         metadata: DatasetMetadata = get_json(s3, settings.bucket, paths.dataset_meta)
     else:
         metadata = snapshot(connect, s3, settings, paths, config)
-    resolved = config.to_dict()
-    resolved["params"] = {} if config.algorithm == AUTO else effective_params(config.algorithm, config.params)
-    resolved["run_id"] = run_id
+    resolved = resolve(config, run_id)
     extract = ExtractSummary(
         **dataset_figures(metadata),
         dataset_key=paths.dataset,

@@ -70,7 +70,9 @@ def fit_and_write(
 
     choice = None
     if config.algorithm == AUTO:
-        choice = choose(len(ratings.item_ids), measure, values=ratings.ratings)
+        choice = choose(
+            len(ratings.item_ids), measure, values=ratings.ratings, memory_mb=settings.model_memory_mb
+        )
         algorithm, params, quality = choice.algorithm, choice.params, choice.report
     else:
         algorithm, params = config.algorithm, config.params
