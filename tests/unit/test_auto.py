@@ -241,3 +241,16 @@ def test_ease_is_measured_only_where_its_model_fits_every_function_that_loads_it
         " smallest of Train's, Predict's and Merge's memory is 1,024 MB",
     }
     assert "more than EASE's 15,000" in str(ease_excluded(EASE_MAX_ITEMS + 1, None))
+
+
+def test_train_skips_ease_where_its_model_would_not_fit_the_functions_memory(s3: Any) -> None:
+    spec = SyntheticSpec(users=120, items=200, ratings_per_user=20, seed=5)
+    rows = [(u, i, r) for u, i, r, *_ in synthetic_ratings(spec)]
+    write_snapshot(s3, SETTINGS, "small", rows)
+    config = RunConfig.from_input({"algorithm": "auto", "users_per_shard": 50}).to_dict()
+    tight = Settings(bucket=BUCKET, prefix="p", model_memory_mb=400)  # EASE: 0.6 MB over, with the reserve
+    train.run(s3, tight, "small", config)
+    choice = get_json(s3, BUCKET, RunPaths("p", "small").model_meta)["choice"]
+    assert choice["candidates"][-1]["algorithm"] == "EASE"
+    assert choice["candidates"][-1]["skipped"].endswith("Merge's memory is 400 MB")
+    assert choice["chosen"] != "EASE"
