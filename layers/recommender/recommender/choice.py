@@ -13,7 +13,8 @@ Candidates, cheapest first:
 - `ItemKNN` (BM25 weighting, 100 neighbours) and `ALS` (64 factors), their defaults: seconds even
   at 25M ratings;
 - `SVD`, the product's historical default, so that `auto` is never worse than it on the split;
-- `EASE` when the catalogue has at most `EASE_MAX_ITEMS` items (its dense item x item solve),
+- `EASE` when the catalogue has at most `EASE_MAX_ITEMS` items and its dense items x items model
+  fits the memory of every function that loads it (`ease_excluded`; the record says why not),
   rating-weighted (`implicit: False`) with `reg` = 150 x the mean squared rating when every rating
   is positive, else binary with its defaults. Why: on a validation split of ml-latest-small's
   training part, rating-weighted EASE with that `reg` ranked best (benchmarks/quality.py), and its
