@@ -28,7 +28,10 @@ ML25M_SHAPE = (162_000, 59_000, 25_000_000)  # users, items, ratings: `load --sy
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("state machine input (all optional; see README)")
     group.add_argument("--input", type=Path, help="a JSON file with the state machine input")
-    group.add_argument("--algorithm", help="Surprise algorithm name (default SVD)")
+    group.add_argument(
+        "--algorithm",
+        help="auto (the default: Train measures candidates and fits the best), EASE, ALS, ItemKNN or a Surprise algorithm",
+    )
     group.add_argument(
         "--param",
         action="append",
