@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from recommender import gate
-from recommender.cli import floor_lines
+from recommender.cli import floor_lines, quality_line
 from recommender.config import Settings
 from recommender.contracts import MergeResult
 from recommender.manifest import load_schema
@@ -314,3 +314,16 @@ def test_the_summary_is_quiet_at_or_above_popularity() -> None:
 def test_the_summary_says_when_the_run_was_not_measured() -> None:
     (line,) = floor_lines(summary_manifest("published", "warn", None))
     assert "not measured" in line and "unknown" in line
+
+
+@pytest.mark.parametrize(("algorithm", "shows_rmse"), [("SVD", True), ("EASE", False), ("ALS", False)])
+def test_the_summary_shows_rmse_only_for_models_that_predict_ratings(
+    algorithm: str, shows_rmse: bool
+) -> None:
+    manifest = summary_manifest("published", "warn", 0.06)
+    manifest["quality"] = {**manifest["quality"], "k": 10}
+    manifest["quality"]["model"] = {**manifest["quality"]["model"], "rmse": 0.9}
+    line = quality_line({**manifest, "model": {"algorithm": algorithm}, "gate": {"decision": "passed"}})
+    assert line is not None and "NDCG@10 0.060 (popularity 0.050)" in line
+    assert ("RMSE 0.900;" in line) is shows_rmse
+    assert quality_line({"quality": None}) is None

@@ -30,7 +30,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--input", type=Path, help="a JSON file with the state machine input")
     group.add_argument(
         "--algorithm",
-        help="auto (the default: Train measures candidates and fits the best), EASE, ALS, ItemKNN or a Surprise algorithm",
+        help="auto (the default: Train measures candidates and fits the best), EASE, ALS, ItemKNN"
+        " or a Surprise algorithm",
     )
     group.add_argument(
         "--param",
@@ -201,6 +202,24 @@ def execute(
     return 0
 
 
+def quality_line(manifest: dict[str, Any]) -> str | None:
+    """The run's holdout figures, as the summary prints them; None when the run was not measured."""
+    quality = manifest.get("quality")
+    if not quality:
+        return None
+    from .algorithms import PRODUCT_ALGORITHMS  # imports Surprise: only once a run is summarised
+
+    k = quality["k"]
+    model_q, popular = quality["model"], quality["popularity"]
+    # the product's own models rank, they do not predict stars: their RMSE means nothing
+    rmse = "" if manifest["model"]["algorithm"] in PRODUCT_ALGORITHMS else f" RMSE {model_q['rmse']:.3f};"
+    return (
+        f"  quality on a {quality['split']['fraction']:.0%} holdout ({quality['split']['method']}):"
+        f" NDCG@{k} {model_q[f'ndcg@{k}']:.3f} (popularity {popular[f'ndcg@{k}']:.3f}),"
+        f"{rmse} gate: {manifest['gate']['decision']}"
+    )
+
+
 def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall: float) -> None:
     """This run's figures (its own manifest), then lists as an app server reads them (latest.json)."""
     manifest = json.loads((out / "runs" / run_id / "manifest.json").read_text())
@@ -234,15 +253,9 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
             f"  algorithm auto chose {choice['chosen']} (NDCG@{manifest['top_n']} on the holdout):"
             f" {_candidates(choice)}"
         )
-    quality = manifest.get("quality")
-    if quality:
-        k = quality["k"]
-        model_q, popular = quality["model"], quality["popularity"]
-        print(
-            f"  quality on a {quality['split']['fraction']:.0%} holdout ({quality['split']['method']}):"
-            f" NDCG@{k} {model_q[f'ndcg@{k}']:.3f} (popularity {popular[f'ndcg@{k}']:.3f}),"
-            f" RMSE {model_q['rmse']:.3f}; gate: {manifest['gate']['decision']}"
-        )
+    line = quality_line(manifest)
+    if line is not None:
+        print(line)
     for line in floor_lines(manifest):
         print(line)
     if not (out / "latest.json").is_file():
