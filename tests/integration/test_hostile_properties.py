@@ -183,7 +183,7 @@ def published_objects(s3: Any) -> dict[str, bytes]:
 @given(
     table=tables(),
     evaluate=st.booleans(),
-    algorithm=st.sampled_from(["SVD", "BaselineOnly", "KNNWithZScore"]),
+    algorithm=st.sampled_from(["auto", "SVD", "BaselineOnly", "KNNWithZScore", "ALS", "ItemKNN", "EASE"]),
 )
 def test_any_table_either_fails_clearly_or_publishes_finite_ranked_lists(
     s3: Any, database: str, table: tuple[str, list[tuple[Any, Any, Any]]], evaluate: bool, algorithm: str
