@@ -20,6 +20,7 @@ from recommender.config import SourceTable
 from recommender.sample_data import (
     Row,
     SyntheticSpec,
+    calibrated,
     load_ratings,
     load_synthetic,
     synthetic_ratings,
@@ -121,12 +122,12 @@ def test_load_command_synthetic(database_url: str, capsys: pytest.CaptureFixture
     assert "400 users x 90 items, 5,000 ratings (seed 3)" in out
     assert "loaded 5,000 ratings in " in out and " rows/s); table size " in out
     assert "Next: recommender run --database-url URL --table small --timestamp-column rated_at" in out
-    rows = list(synthetic_ratings(SyntheticSpec.with_total(400, 90, 5000, seed=3)))
+    rows = list(synthetic_ratings(SyntheticSpec.with_total(400, 90, 5000, seed=3, **calibrated(90))))
     assert _fetch(database_url, CHECKSUM.format(table="small")) == [_checksum(rows)]
 
     per_user = ["load", "--synthetic", "--users", "100", "--items", "50", "--ratings-per-user", "7"]
     assert main([*per_user, "--database-url", database_url, "--timestamp-column", "at"]) == 0
-    expected = list(synthetic_ratings(SyntheticSpec(100, 50, 7)))
+    expected = list(synthetic_ratings(SyntheticSpec(100, 50, 7, **calibrated(50))))
     assert _fetch(database_url, "SELECT count(*) FROM ratings") == [(len(expected),)]
 
 

@@ -302,7 +302,7 @@ def floor_lines(manifest: dict[str, Any]) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .sample_data import SyntheticSpec, load_ratings, synthetic_ratings
+    from .sample_data import SyntheticSpec, calibrated, load_ratings, synthetic_ratings
 
     run_input = run_input_from_args(args, DEMO_SOURCE)
     if "users_per_shard" not in run_input:
@@ -311,7 +311,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         url = _database(stack, args)
         spec = SyntheticSpec(
-            users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed
+            users=args.users,
+            items=args.items,
+            ratings_per_user=args.ratings_per_user,
+            seed=args.seed,
+            **calibrated(args.items),
         )
         print(
             f"Generating synthetic ratings: {spec.users:,} users x {spec.items:,} items,"
@@ -430,7 +434,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from .sample_data import SyntheticSpec, load_ratings, load_synthetic, ratings_table, read_movielens
+    from .sample_data import (
+        SyntheticSpec,
+        calibrated,
+        load_ratings,
+        load_synthetic,
+        ratings_table,
+        read_movielens,
+    )
 
     source = SourceTable.from_input(
         {
@@ -462,10 +473,15 @@ def cmd_load(args: argparse.Namespace) -> int:
         factors = 8 if args.factors is None else args.factors
         seed = 0 if args.seed is None else args.seed
         if args.ratings_per_user is not None:
-            spec = SyntheticSpec(users, items, args.ratings_per_user, factors, seed)
+            spec = SyntheticSpec(users, items, args.ratings_per_user, factors, seed, **calibrated(items))
         else:
             spec = SyntheticSpec.with_total(
-                users, items, total if args.ratings is None else args.ratings, factors, seed
+                users,
+                items,
+                total if args.ratings is None else args.ratings,
+                factors,
+                seed,
+                **calibrated(items),
             )
     name = f"{source.schema}.{source.table}" if source.schema else source.table
     with ExitStack() as stack:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,22 @@ AFFINITY_CAP_SIGMAS = 2.5  # affinities above this many standard deviations attr
 ACTIVITY_SIGMA = 0.8  # log-normal spread of the number of ratings per user
 MIN_RATINGS_PER_USER = 5
 NOISE_SIGMA = 0.6
+GUIDE_STEPS = 3  # steps forward from the guide table before a group draw falls back to a binary search
 EXACT_BELOW_ACCEPTANCE = 0.02  # a user keeping fewer candidates than this gets the exact draw
+
+# The structure under which ranking models compare as on MovieLens (docs/scaling.md, "Calibration":
+# at ml-latest-small's shape, popularity < item-kNN < ALS < EASE, each ratio to popularity within
+# 25% of ml-latest-small's): 350 groups of items, concentrated tastes over them, and ratings timed
+# in random order. The demo and `recommender load --synthetic` use it; the fields' defaults keep
+# the data the generator made before it had these fields.
+CALIBRATED: Mapping[str, Any] = MappingProxyType(
+    {"topics": 350, "topic_concentration": 0.1, "time_shuffle": 1.0}
+)
+
+
+def calibrated(items: int) -> dict[str, Any]:
+    """CALIBRATED's fields for a catalogue of `items`: as many groups as items below 350."""
+    return {**CALIBRATED, "topics": min(int(CALIBRATED["topics"]), items)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class SyntheticSpec:
     activity_sigma: float = ACTIVITY_SIGMA
     topics: int = 0  # groups of items (genres); 0: none
     topic_concentration: float = 1.0  # Dirichlet parameter of a user's taste over the groups
+    time_shuffle: float = 0.0  # 0: a user rates in order of choice (likeliest first); 1: in random order
 
     def __post_init__(self) -> None:
         if self.users < 0 or self.items < 1 or self.ratings_per_user < 1 or self.factors < 1:
@@ -67,6 +84,8 @@ class SyntheticSpec:
             raise ConfigError(f"invalid synthetic spec {self}: need non-negative exponent, strength, sigma")
         if not 0 <= self.topics <= self.items or self.topic_concentration <= 0:
             raise ConfigError(f"invalid synthetic spec {self}: need 0 <= topics <= items, concentration > 0")
+        if not 0 <= self.time_shuffle <= 1:
+            raise ConfigError(f"invalid synthetic spec {self}: need 0 <= time_shuffle <= 1")
         if self.total_ratings is not None:
             low, high = _count_bounds(self.items)
             if not self.users * low <= self.total_ratings <= self.users * high:
@@ -84,6 +103,13 @@ class SyntheticSpec:
         `total_ratings`."""
         per_user = max(1, round(ratings / users)) if users else 1
         return cls(users, items, per_user, factors, seed, total_ratings=ratings, **structure)
+
+
+@dataclass(frozen=True)
+class _GroupTables:
+    guide: np.ndarray  # (users x groups,) int64: where the inversion of a uniform draw starts
+    shares: np.ndarray  # (users x groups,) float64: each user's cumulative share of draws per group
+    shifted: np.ndarray  # shares + the user's index in the chunk: increasing over the chunk
 
 
 @dataclass(frozen=True)
@@ -298,24 +324,21 @@ class _Model:
         return taste
 
     def _candidates(
-        self, rng: np.random.Generator, local_u: np.ndarray, taste: np.ndarray | None
+        self, rng: np.random.Generator, local_u: np.ndarray, groups: _GroupTables | None
     ) -> np.ndarray:
         """One candidate item per entry of `local_u`: by popularity alone (the alias table), or
         with groups by the user's taste x popularity."""
-        if taste is not None:
-            return self._topic_candidates(rng, local_u, taste)
+        if groups is not None:
+            return self._topic_candidates(rng, local_u, groups)
         j = rng.integers(0, self.spec.items, len(local_u))
         picked: np.ndarray = np.where(rng.random(len(local_u)) < self.prob[j], j, self.alias[j])
         return picked
 
-    def _topic_candidates(
-        self, rng: np.random.Generator, local_u: np.ndarray, taste: np.ndarray
-    ) -> np.ndarray:
-        """One candidate item per entry of `local_u`, drawn from taste[u, group] x popularity: the
-        group by inverting the user's cumulative group weights, the item by the group's alias table.
-        The inversion starts from a guide table (for each user and each m, the first group whose
-        cumulative weight passes m / groups) and steps forward: about two looks per draw where a
-        binary search over all the chunk's groups took most of the generator's time."""
+    def _group_tables(self, taste: np.ndarray) -> _GroupTables:
+        """What `_topic_candidates` inverts, made once per chunk: every user's cumulative share
+        of taste x popularity over the groups (also shifted by the user's index, which makes the
+        chunk's shares one increasing array), and a guide table (for each user and each m, the
+        group before the first whose cumulative share passes m / groups)."""
         topics = self.spec.topics
         cumulative = np.cumsum(taste * self.topic_mass, axis=1)
         shares = cumulative / cumulative[:, -1:]  # the last is exactly 1
@@ -324,15 +347,37 @@ class _Model:
         marks = (np.arange(n_users)[:, None] + np.arange(topics) / topics).ravel()
         found = np.searchsorted(shifted, marks, side="right") - np.repeat(np.arange(n_users), topics) * topics
         guide = np.maximum(found - 1, 0)  # one back: a start never past the group, whatever the rounding
+        return _GroupTables(guide, shares.ravel(), shifted)
+
+    def _topic_candidates(
+        self, rng: np.random.Generator, local_u: np.ndarray, groups: _GroupTables
+    ) -> np.ndarray:
+        """One candidate item per entry of `local_u`, drawn from taste[u, group] x popularity: the
+        group by inverting the user's cumulative group weights, the item by the group's alias table.
+        The inversion starts from the guide table and steps forward, about two looks per draw: a
+        binary search over all the chunk's groups for every draw took most of the generator's time.
+        The few draws still short after `GUIDE_STEPS` steps (a concentrated taste leaves runs of
+        nearly empty groups to step through) get that binary search."""
+        topics = self.spec.topics
+        row = local_u * topics
         x = rng.random(len(local_u))
-        group = guide[local_u * topics + (x * topics).astype(np.int64)]
-        flat = shares.ravel()
-        behind = np.flatnonzero(flat[local_u * topics + group] <= x)
-        while len(behind):
+        group = groups.guide[row + (x * topics).astype(np.int64)]
+        flat = groups.shares
+        behind = np.flatnonzero(flat[row + group] <= x)
+        for _ in range(GUIDE_STEPS):
+            if not len(behind):
+                break
             group[behind] += 1
-            behind = behind[flat[local_u[behind] * topics + group[behind]] <= x[behind]]
-        j = self.topic_start[group] + (rng.random(len(local_u)) * self.topic_size[group]).astype(np.int64)
-        position = np.where(rng.random(len(local_u)) < self.topic_prob[j], j, self.topic_alias[j])
+            behind = behind[flat[row[behind] + group[behind]] <= x[behind]]
+        else:
+            found = np.searchsorted(groups.shifted, local_u[behind] + x[behind], side="right")
+            # within the user's groups and never back, whatever the rounding of index + x
+            group[behind] = np.clip(found - row[behind], group[behind], topics - 1)
+        # one uniform for the place in the group (its whole part) and the alias coin (its fraction)
+        spot = rng.random(len(local_u)) * self.topic_size[group]
+        place = spot.astype(np.int64)
+        j = self.topic_start[group] + place
+        position = np.where(spot - place < self.topic_prob[j], j, self.topic_alias[j])
         picked: np.ndarray = self.by_topic[position]
         return picked
 
@@ -369,6 +414,7 @@ class _Model:
         user_f32, cap32 = self.user_f[first:last].astype(np.float32), self.cap[first:last].astype(np.float32)
         rate = self.acceptance[first:last].copy()
         taste = self.tastes(index) if spec.topics else None
+        groups = None if taste is None else self._group_tables(taste)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen_u = np.repeat(np.arange(last - first), counts)  # local user of each final row
         chosen_i = np.zeros(int(offsets[-1]), dtype=np.int64)
@@ -385,7 +431,7 @@ class _Model:
             exact = rate[active] < EXACT_BELOW_ACCEPTANCE
             drawn = np.where(exact, 0, np.ceil(need / rate[active] * 1.2).astype(np.int64) + 2)
             cand_u = np.repeat(active, drawn)
-            cand_i = self._candidates(rng, cand_u, taste)
+            cand_i = self._candidates(rng, cand_u, groups)
             # screening in float32: the factor rows gathered at random stay in cache
             affinity = np.einsum(
                 "nk,nk->n", np.repeat(user_f32[active], drawn, axis=0), np.take(self.item_f32, cand_i, axis=0)
@@ -455,8 +501,23 @@ class _Model:
         within_year = (
             np.sort(chosen_u * YEAR_SECONDS + rng.uniform(0, YEAR_SECONDS, n)) - chosen_u * YEAR_SECONDS
         )
+        if self.spec.time_shuffle:
+            within_year = within_year[self._time_order(rng, chosen_u)]
         stamps = START_EPOCH + np.rint(within_year).astype(np.int64)
         return RatingBlock(users.astype(np.int64), chosen_i, stars, stamps)
+
+    def _time_order(self, rng: np.random.Generator, chosen_u: np.ndarray) -> np.ndarray:
+        """Which of a user's increasing times each of its rows (in order of choice) gets: rows sorted
+        by (1 - s) x place in the order of choice + s x uniform, s = `time_shuffle`. At 0 the
+        latest ratings are the user's least likely picks, which no real service shows (people do
+        not rate their favourites first); at 1 the order is random."""
+        s = self.spec.time_shuffle
+        place = _rank_in_groups(chosen_u) / np.maximum(np.bincount(chosen_u)[chosen_u], 1)
+        key = (1.0 - s) * place + s * rng.random(len(chosen_u))  # in [0, 1]
+        order = np.argsort(chosen_u + key / 2)  # rows in time order, per user (distinct keys: one quicksort)
+        slots = np.empty(len(order), dtype=np.int64)
+        slots[order] = np.arange(len(order))
+        return slots
 
 
 def _first_acceptances(pair: np.ndarray, sequence: np.ndarray, drawn: int) -> np.ndarray:
