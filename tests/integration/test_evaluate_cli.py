@@ -14,7 +14,7 @@ from surprise.model_selection import KFold, cross_validate
 from recommender.cli import main
 from recommender.evaluation import evaluate
 from recommender.report import cross_validate_ratings
-from recommender.sample_data import SyntheticSpec, read_movielens, synthetic_ratings
+from recommender.sample_data import SyntheticSpec, calibrated, read_movielens, synthetic_ratings
 from recommender.snapshot import ratings_from_rows
 
 pytestmark = pytest.mark.slow  # the MovieLens cross-validation runs long
@@ -35,7 +35,9 @@ def test_evaluate_prints_both_tables_and_writes_json(
     assert "popularity (most-rated unseen)" in printed
 
     report = json.loads(out.read_text())
-    ratings = ratings_from_rows(synthetic_ratings(SyntheticSpec(users=200, items=150, ratings_per_user=15)))
+    ratings = ratings_from_rows(
+        synthetic_ratings(SyntheticSpec(users=200, items=150, ratings_per_user=15, **calibrated(150)))
+    )
     assert report["dataset"]["ratings"] == ratings.n_ratings
     cv = cross_validate_ratings(ratings, ["SVD", "BaselineOnly"], folds=3, seed=0)
     assert [r["rmse"] for r in report["cross_validation"]["results"]] == [r["rmse"] for r in cv]

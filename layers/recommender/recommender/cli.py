@@ -384,7 +384,7 @@ def _check_writable(path: Path, option: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import report as evaluation_report
-    from .sample_data import SyntheticSpec, read_movielens, synthetic_ratings
+    from .sample_data import SyntheticSpec, calibrated, read_movielens, synthetic_ratings
     from .snapshot import ratings_from_rows
     from .training import effective_params, rating_scale_of
 
@@ -404,7 +404,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ratings = ratings_from_rows(read_movielens(args.movielens))
     else:
         spec = SyntheticSpec(
-            users=args.users, items=args.items, ratings_per_user=args.ratings_per_user, seed=args.seed
+            users=args.users,
+            items=args.items,
+            ratings_per_user=args.ratings_per_user,
+            seed=args.seed,
+            **calibrated(args.items),  # the data demo and load generate
         )
         source = f"synthetic ({spec.users} users x {spec.items} items, seed {spec.seed})"
         ratings = ratings_from_rows(synthetic_ratings(spec))
