@@ -23,6 +23,7 @@ the stage's work:
   the user part read as bytes, `ModelArrays.from_bytes`, `with_users`, `scoring.recommend` (the
   kernel's own block sizes) and `encode_shard`. Peak beside the floor, the bytes of the joined
   model's arrays, and beside the resident memory after the imports.
+`--stages` picks some of them, or adds another algorithm's (`evaluate-EASE`, `fit-SVD`).
 Seconds are wall time on a shared machine; CPU seconds are printed beside them. Prints a table,
 then everything as JSON (--json also writes it).
 """
@@ -270,7 +271,11 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=59_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "scale-models")
-    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"comma-separated, of {', '.join(STAGES)}, or fit-NAME / evaluate-NAME for another algorithm",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one stage, its result on stdout's last line
     args = parser.parse_args()
@@ -278,7 +283,9 @@ def main() -> int:
         print(json.dumps(run_stage(args.child, args)))
         return 0
     stages = [stage for stage in args.stages.split(",") if stage]
-    unknown = sorted(set(stages) - set(STAGES))
+    unknown = sorted(
+        stage for stage in stages if stage not in STAGES and not stage.startswith(("fit-", "evaluate-"))
+    )
     if unknown:
         parser.error(f"unknown stages {unknown}")
     args.work.mkdir(parents=True, exist_ok=True)
