@@ -1,4 +1,5 @@
-"""Recommendation quality on MovieLens: EASE against Surprise's algorithms and the popularity list.
+"""Recommendation quality on MovieLens: the ranking models and `auto` against Surprise's algorithms
+and the popularity list.
 
     .venv/bin/python benchmarks/quality.py                      # ml-latest-small, every algorithm
     .venv/bin/python benchmarks/quality.py --data ~/ml-100k --skip SVDpp --regs 100 300
@@ -10,7 +11,14 @@ Protocol: `recommender.evaluation.evaluate` (k=10, fraction=0.2, seed=0). Each u
 ratings are held out; the model is fitted on the rest with the product's `training.fit`; the list
 scored is what the product publishes (`scoring.recommend`: the top 10 unseen items under the
 product's ranking rule); every held-out item is relevant, whatever its rating. "popularity" is each
-user's 10 most-rated unseen items.
+user's 10 most-rated unseen items. ALS and ItemKNN run with the product's defaults, as
+`evaluation.evaluate` runs them for an explicit `{"algorithm": "ALS"}` or `"ItemKNN"`.
+
+"auto" is what a run with `{"algorithm": "auto"}` would publish when the training part is all the
+data it has: `choice.choose` measures its candidates on Train's own holdout split of the training
+part (`evaluation.evaluation_split`), the winner is fitted on the whole training part and scored
+once on the test split, like every other row. The test split never takes part in the choice. The
+candidates' NDCG@10 on that inner split are printed and kept in the JSON ("auto").
 
 EASE's `reg` and `implicit` are chosen on the TRAINING part only: the same hold-out applied again to
 the training ratings (each user's latest 20% of them) gives a validation split; the pair with the
@@ -23,12 +31,14 @@ KNNBaseline item-based with pearson_baseline similarities (Surprise's recommenda
 
 RMSE is shown where it means something: EASE's estimates are ranking scores, not ratings (see
 recommender/algorithms/ease.py), so its RMSE is left out. "fit s" is `training.fit`'s time.
-Prints a table, then everything as JSON.
+Prints the table in the README's format ("Choosing an algorithm": best NDCG@10 first, in bold),
+then everything as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -37,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from recommender import evaluation
+from recommender import choice, evaluation, training
 from recommender.dataset import Ratings
 from recommender.sample_data import read_movielens
 from recommender.snapshot import ratings_from_rows
@@ -50,6 +60,9 @@ REGS = (100.0, 150.0, 200.0, 300.0, 500.0)
 
 ALGORITHMS: list[tuple[str, str, dict[str, Any]]] = [
     ("EASE", "EASE", {}),  # reg: tuned on the validation split, filled in at run time
+    ("ALS", "ALS", {}),
+    ("ItemKNN", "ItemKNN", {}),
+    ("auto", choice.AUTO, {}),  # chooses on its own split of the training part (choose_auto)
     ("SVD", "SVD", {}),
     ("SVDpp", "SVDpp", {}),
     ("BaselineOnly", "BaselineOnly", {}),
@@ -62,7 +75,7 @@ ALGORITHMS: list[tuple[str, str, dict[str, Any]]] = [
     ("NMF", "NMF", {}),
     ("CoClustering", "CoClustering", {}),
 ]
-NO_RMSE = {"EASE"}  # scores, not ratings
+NO_RMSE = {"EASE", "ALS", "ItemKNN"}  # scores, not ratings
 
 
 def tune(
@@ -92,6 +105,67 @@ def tune(
     }
 
 
+def choose_auto(ratings: Ratings, scale: tuple[float, float]) -> tuple[choice.Choice, evaluation.Split]:
+    """What `auto` chooses when the training part of the test split is all the data: its
+    candidates measured on Train's own split of that part. Returns the choice and the outer split."""
+    outer = evaluation.holdout_split(ratings, FRACTION, SEED)
+    inner = evaluation.evaluation_split(outer.train)
+
+    def measure(name: str, params: dict[str, Any]) -> dict[str, Any]:
+        report = evaluation.evaluate(outer.train, name, params, scale, k=K, split=inner)
+        print(
+            f"    auto's candidate {name}: ndcg@{K}={report['model'][f'ndcg@{K}']:.4f}"
+            f" (popularity {report['popularity'][f'ndcg@{K}']:.4f}) fit {report['model']['seconds']:.1f} s",
+            flush=True,
+        )
+        return report
+
+    return choice.choose(len(outer.train.item_ids), measure), outer
+
+
+def run_auto(ratings: Ratings, scale: tuple[float, float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """auto's row: the winner of `choose_auto` fitted on the training part, scored on the test
+    split; and the choice's record (every candidate's NDCG@K on the inner split) with its seconds."""
+    started = time.perf_counter()
+    print("  auto: choosing on Train's split of the training part ...", flush=True)
+    made, outer = choose_auto(ratings, scale)
+    choosing = time.perf_counter() - started
+    print(f"  auto: chose {made.algorithm} in {choosing:.0f} s", flush=True)
+    report = evaluation.evaluate(ratings, made.algorithm, made.params, scale, k=K, split=outer)
+    return report, {**made.record(), "choosing_seconds": choosing}
+
+
+def with_defaults(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The algorithm's keyword arguments with the defaults it was built with filled in."""
+    signature = inspect.signature(training.algorithm_class(algorithm).__init__)
+    defaults = {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **params}
+
+
+def label_of(
+    label: str, algorithm: str | None, params: dict[str, Any], chosen: str | None = None
+) -> tuple[str, str]:
+    """The README's label: the algorithm's name, and the settings that tell its rows apart."""
+    if algorithm in ("EASE", "ALS", "ItemKNN"):
+        params = with_defaults(algorithm, params)
+    if label == "EASE":
+        weighting = "binary" if params.get("implicit", True) else "rating-weighted"
+        return label, f" ({weighting}, reg {params.get('reg', 0):g})"
+    if label == "ALS":
+        return label, f" ({params.get('factors')} factors, {params.get('confidence')})"
+    if label == "ItemKNN":
+        return label, f" ({str(params.get('weighting', '')).upper()}, K={params.get('K')})"
+    if label == "auto":
+        return label, f" (chose {chosen})"
+    if label == "popularity":
+        return label, " (most-rated unseen)"
+    return label, ""
+
+
 def cell(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -102,12 +176,18 @@ def table(rows: list[dict[str, Any]]) -> str:
         " | RMSE | fit s |"
     )
     lines = [head, "|" + "---|" * 9]
-    for row in rows:
+    ordered = sorted(rows, key=lambda row: -row["metrics"][f"ndcg@{K}"])  # stable: equals keep their order
+    for row in ordered:
         m = row["metrics"]
-        rmse = None if row["label"] in NO_RMSE or "rmse" not in m else m["rmse"]
+        scores_only = row["label"] in NO_RMSE or row.get("algorithm") in NO_RMSE
+        rmse = None if scores_only or "rmse" not in m else m["rmse"]
         seconds = cell(m["seconds"], 1) if "seconds" in m else "—"
+        name, detail = label_of(row["label"], row.get("algorithm"), row["params"], row.get("chosen"))
+        ndcg = cell(m[f"ndcg@{K}"])
+        if row is ordered[0]:  # the best in bold, as the README shows it
+            name, ndcg = f"**{name}**", f"**{ndcg}**"
         lines.append(
-            f"| {row['label']} | {cell(m[f'ndcg@{K}'])} | {cell(m[f'precision@{K}'])}"
+            f"| {name}{detail} | {ndcg} | {cell(m[f'precision@{K}'])}"
             f" | {cell(m[f'recall@{K}'])} | {cell(m[f'map@{K}'])} | {cell(m[f'hit_rate@{K}'], 3)}"
             f" | {cell(m[f'coverage@{K}'], 3)} | {cell(rmse)} | {seconds} |"
         )
@@ -146,13 +226,19 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     popularity: dict[str, float] | None = None
     split: dict[str, Any] | None = None
+    auto: dict[str, Any] | None = None
     for label, name, params in ALGORITHMS:
         if label in args.skip:
             continue
         if name == "EASE":
             params = dict(tuning["chosen"])
         started = time.perf_counter()
-        report = evaluation.evaluate(ratings, name, params, scale, k=K, fraction=FRACTION, seed=SEED)
+        chosen = None
+        if name == choice.AUTO:
+            report, auto = run_auto(ratings, scale)
+            chosen = auto["chosen"]
+        else:
+            report = evaluation.evaluate(ratings, name, params, scale, k=K, fraction=FRACTION, seed=SEED)
         popularity, split = report["popularity"], report["split"]
         model = report["model"]
         print(
@@ -160,12 +246,27 @@ def main() -> int:
             f" {time.perf_counter() - started:.0f} s in all",
             flush=True,
         )
-        rows.append({"label": label, "algorithm": name, "params": report["params"], "metrics": model})
+        rows.append(
+            {
+                "label": label,
+                "algorithm": chosen or name,
+                "chosen": chosen,
+                "params": report["params"],
+                "metrics": model,
+            }
+        )
     if popularity is not None:
         rows.append({"label": "popularity", "algorithm": None, "params": {}, "metrics": popularity})
 
     print()
     print(table(rows))
+    if auto is not None:
+        measured = ", ".join(
+            f"{c['algorithm']} {cell(c.get('ndcg'))}"
+            + (f" ({c.get('skipped') or c.get('error')})" if "ndcg" not in c else "")
+            for c in auto["candidates"]
+        )
+        print(f"\nauto chose {auto['chosen']}; NDCG@{K} on its split of the training part: {measured}")
     by_label = {row["label"]: row["metrics"] for row in rows}
     verdict: dict[str, Any] = {}
     if "EASE" in by_label and "SVD" in by_label and popularity is not None:
@@ -189,6 +290,7 @@ def main() -> int:
                 "k": K,
                 "split": split,
                 "ease_tuning": tuning,
+                "auto": auto,
                 "results": rows,
                 "target": verdict,
             },

@@ -2,15 +2,22 @@
 
     .venv/bin/python benchmarks/scaling.py                                # 1M and 5M ratings
     .venv/bin/python benchmarks/scaling.py --sizes 1e6,5e6,25e6 --json scaling.json
+    .venv/bin/python benchmarks/scaling.py --sizes 1e6 --algorithm auto   # an explicit algorithm
     .venv/bin/python benchmarks/scaling.py --sizes 25e6 --pg-data-dir /work/pg25m  # already loaded
     .venv/bin/python benchmarks/scaling.py --sizes 25e6 --database-url postgresql://...  # the same
     .venv/bin/python benchmarks/scaling.py --sizes 25e6 --pg-data-dir /work/pg25m --include small.json
         # 25M run, shown with the 1M and 5M sizes of an earlier run's --json small.json
 
 Each size runs the real state machine (statemachine/recommender.asl.json on moto's Step Functions
-engine) with SVD at its default parameters and the run's default `evaluate` (Train measures a
-holdout split, then fits on every rating). The local engine records each Lambda invocation's
-seconds and memory.
+engine) with the product's default algorithm (the input has no `algorithm`; --algorithm names one)
+at its default parameters and the run's default `evaluate` (Train measures a holdout split, then
+fits on every rating). The local engine records each Lambda invocation's seconds and memory.
+
+Quality, per size, from the published run's manifest: the algorithm published (with `auto`, the
+one it chose, and every candidate's NDCG@k on Train's split), the model's NDCG@10 on Train's
+holdout (`quality.model`) and the most-popular baseline's on the same split (`quality.popularity`),
+their ratio and `quality.below_popularity`. Above EVALUATION_MAX_RATINGS both are measured on
+Train's sample of users, fitted on the sample's training ratings (recommender/evaluation.py).
 
 By default every invocation runs in the Lambda sandbox, a fresh process as a cold Lambda would
 start one (`LocalEngine(sandbox=True)`: the function's memory cap and timeout from template.yaml,
@@ -222,7 +229,7 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         say(f"{call.function}: {call.seconds:.2f} s{memory}{overlap}{error}")
 
     run_input: dict[str, Any] = {
-        "algorithm": "SVD",
+        **({"algorithm": args.algorithm} if args.algorithm else {}),
         "users_per_shard": args.users_per_shard,
         "max_concurrency": args.max_concurrency,
         "source": {"table": args.table},
@@ -261,10 +268,8 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
     for record in records:
         by_step.setdefault(STEPS.get(record.function, record.function), []).append(record)
     steps = {step: summarise(calls) for step, calls in by_step.items()}
-    if "train" in steps:  # where Train's time goes: the final fit, and the evaluation's own fit
-        steps["train"]["fit_seconds"] = model_meta.get("fit_seconds")
-        quality = model_meta.get("quality") or {}
-        steps["train"]["evaluation_seconds"] = (quality.get("model") or {}).get("seconds")
+    if "train" in steps:
+        steps["train"].update(train_breakdown(model_meta))
     for record in records:  # isolated invocations measured their own process's CPU time
         if record.cpu_seconds is not None:
             cpu.setdefault(STEPS.get(record.function, record.function), []).append(record.cpu_seconds)
@@ -293,6 +298,7 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
         "states": states,
         "handler_timings": manifest["timings"],
         "quality": manifest.get("quality", {}).get("model") if manifest.get("quality") else None,
+        "ranking": ranking_quality(manifest),
         "invocations": [
             {
                 "function": r.function,
@@ -305,6 +311,42 @@ def run_size(args: argparse.Namespace, ratings: int) -> dict[str, Any]:
             }
             for r in sorted(records, key=lambda r: r.started)
         ],
+    }
+
+
+def train_breakdown(model_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Where Train's time goes: the final fit, the evaluation's own fit and, with auto, its
+    candidates' whole measurements (fit and scoring, the winner's included), summed."""
+    quality = model_meta.get("quality") or {}
+    out = {
+        "fit_seconds": model_meta.get("fit_seconds"),
+        "evaluation_seconds": (quality.get("model") or {}).get("seconds"),
+    }
+    choice = model_meta.get("choice")
+    if choice:
+        out["choice_seconds"] = sum(c["seconds"] for c in choice["candidates"])
+    return out
+
+
+def ranking_quality(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the published run's manifest says of its lists against popularity's, on Train's holdout:
+    {"algorithm" (published), "requested" (the input's), "k", "ndcg", "popularity_ndcg", "ratio",
+     "below_popularity", "sampled", "choice" (auto's record, or null)}; the figures are null when
+    the run was not measured."""
+    quality = manifest.get("quality") or {}
+    k = int(quality.get("k") or manifest["config"].get("top_n", 10))
+    ndcg = (quality.get("model") or {}).get(f"ndcg@{k}")
+    popularity = (quality.get("popularity") or {}).get(f"ndcg@{k}")
+    return {
+        "algorithm": manifest["model"]["algorithm"],
+        "requested": manifest["config"].get("algorithm"),
+        "k": k,
+        "ndcg": ndcg,
+        "popularity_ndcg": popularity,
+        "ratio": (quality.get("against_popularity") or {}).get("ratio"),
+        "below_popularity": quality.get("below_popularity"),
+        "sampled": (quality.get("sample") or {}).get("sampled"),
+        "choice": manifest["model"].get("choice"),
     }
 
 
@@ -332,6 +374,7 @@ SECONDS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("train_seconds", "Train (holdout evaluation + final fit)", step("train", "seconds")),
     ("train_fit_seconds", "  of which the final fit", step("train", "fit_seconds")),
     ("train_evaluation_seconds", "  of which the evaluation", step("train", "evaluation_seconds")),
+    ("train_choice_seconds", "  of which auto's candidates", step("train", "choice_seconds")),
     ("predict_slowest_shard_seconds", "Predict: slowest shard", step("predict", "slowest_seconds")),
     ("predict_sum_seconds", "Predict: sum of all shards", step("predict", "seconds")),
     ("predict_map_wall_seconds", "Predict: the Map state, wall", step("predict", "map_wall_seconds")),
@@ -394,7 +437,8 @@ def print_table(report: dict[str, Any]) -> None:
     head = "".join(f"{human(s['target_ratings']):>{width}}" for s in sizes)
     grow = "".join(f"{human(g['from']) + '→' + human(g['to']):>{width + 8}}" for g in report["growth"])
     print(
-        f"\nWorkflow scaling: SVD (default params), evaluate on, {settings['users_per_shard']:,} users per"
+        f"\nWorkflow scaling: {settings['algorithm']} (default params), evaluate on,"
+        f" {settings['users_per_shard']:,} users per"
         f" shard, Map max_concurrency {settings['max_concurrency']},"
         + (" one process per invocation" if settings.get("isolated") else " handlers in one process")
     )
@@ -418,6 +462,7 @@ def print_table(report: dict[str, Any]) -> None:
     ]
     for label, fmt in rows:
         print(f"  {label:<40}" + "".join(f"{fmt(s):>{width}}" for s in sizes))
+    print_quality(sizes, head, width)
 
     def block(title: str, columns: list[Any], fmt: Callable[[float | None], str]) -> None:
         print(f"\n  {title:<40}{head}{grow}")
@@ -447,6 +492,48 @@ def print_table(report: dict[str, Any]) -> None:
         )
         + " b: value ∝ ratings ** b."
     )
+
+
+def print_quality(sizes: list[dict[str, Any]], head: str, width: int) -> None:
+    """The published model against popularity, per size (sizes from an older --json have none)."""
+
+    def figure(key: str, digits: int = 4) -> Callable[[dict[str, Any]], str]:
+        def get(size: dict[str, Any]) -> str:
+            value = (size.get("ranking") or {}).get(key)
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        return get
+
+    def below(size: dict[str, Any]) -> str:
+        value = (size.get("ranking") or {}).get("below_popularity")
+        return "-" if value is None else ("YES" if value else "no")
+
+    k = next((s["ranking"]["k"] for s in sizes if s.get("ranking")), 10)
+    print(f"\n  {'quality on Train holdout (manifest)':<40}{head}")
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("algorithm published", lambda s: str((s.get("ranking") or {}).get("algorithm", "-"))),
+        (f"NDCG@{k}, the published model", figure("ndcg")),
+        (f"NDCG@{k}, popularity", figure("popularity_ndcg")),
+        ("model / popularity", figure("ratio", 2)),
+        ("below popularity", below),
+    ]
+    for label, fmt in rows:
+        print(f"  {label:<40}" + "".join(f"{fmt(s):>{width}}" for s in sizes))
+    for size in sizes:
+        choice = (size.get("ranking") or {}).get("choice")
+        if choice:
+            measured = ", ".join(
+                f"{c['algorithm']} "
+                + (
+                    f"{c['ndcg']:.4f} in {c['seconds']:.1f} s"
+                    if c.get("ndcg") is not None
+                    else str(c.get("skipped") or c.get("error"))
+                )
+                for c in choice["candidates"]
+            )
+            print(
+                f"  auto at {human(size['target_ratings'])}: chose {choice['chosen']}; NDCG@{k}: {measured}"
+            )
 
 
 def mib(value: float | None) -> str:
@@ -485,10 +572,13 @@ def report(args: argparse.Namespace, sizes: list[dict[str, Any]]) -> dict[str, A
                 "steps": {"extract"|"train"|"predict"|"merge": {"invocations", "errors", "seconds"
                           (sum), "slowest_seconds", "peak_bytes" (max), "growth_bytes" (max),
                           "rss_start_bytes" (min), "concurrent" (max), "cpu_seconds" (sum),
-                          "slowest_cpu_seconds"; predict also "map_wall_seconds",
+                          "slowest_cpu_seconds"; train also "fit_seconds", "evaluation_seconds"
+                          (the evaluation's fit) and, with auto, "choice_seconds" (its
+                          candidates' measurements, summed); predict also "map_wall_seconds",
                           "max_concurrency"}},
                 "states": {state name: seconds}, "handler_timings": the manifest's timings,
-                "quality": the manifest's model quality, "invocations": [{"function", "start"
+                "quality": the manifest's model quality, "ranking": `ranking_quality` (the
+                published model's NDCG@k and popularity's), "invocations": [{"function", "start"
                 (seconds after the first), "seconds", "rss_start_bytes", "peak_bytes",
                 "concurrent", "error"}]}],
      "growth": [{"from", "to", "ratings_ratio", "columns": {column: {"ratio", "exponent"}}}]}
@@ -509,7 +599,7 @@ def report(args: argparse.Namespace, sizes: list[dict[str, Any]]) -> dict[str, A
             "platform": platform.platform(),
         },
         "settings": {
-            "algorithm": "SVD",
+            "algorithm": args.algorithm or "the default",
             "params": {},
             "evaluate": True,
             "users_per_shard": args.users_per_shard,
@@ -545,6 +635,10 @@ def main() -> None:
         "--pg-data-dir",
         type=Path,
         help="an embedded PostgreSQL data directory whose table already holds the ratings (one size only)",
+    )
+    parser.add_argument(
+        "--algorithm",
+        help="the run's `algorithm` (e.g. auto, SVD); default: none given, the product's default",
     )
     parser.add_argument("--table", default="ratings")
     parser.add_argument(
