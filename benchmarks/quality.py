@@ -120,7 +120,8 @@ def choose_auto(ratings: Ratings, scale: tuple[float, float]) -> tuple[choice.Ch
         )
         return report
 
-    return choice.choose(len(outer.train.item_ids), measure), outer
+    # as Train calls it (steps/train.py), without a memory limit: this process is not a Lambda
+    return choice.choose(len(outer.train.item_ids), measure, values=outer.train.ratings), outer
 
 
 def run_auto(ratings: Ratings, scale: tuple[float, float]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -74,7 +74,9 @@ def make_data(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     (first appearance), and save them uncompressed for the other stages."""
     from recommender import evaluation, sample_data
 
-    spec = sample_data.SyntheticSpec.with_total(args.users, args.items, args.ratings, seed=args.seed)
+    spec = sample_data.SyntheticSpec.with_total(
+        args.users, args.items, args.ratings, seed=args.seed, **sample_data.calibrated(args.items)
+    )
     started, cpu = time.perf_counter(), time.process_time()
     users, items, stars, when = [], [], [], []
     for block in sample_data.synthetic_blocks(spec):

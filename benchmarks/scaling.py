@@ -121,9 +121,13 @@ def load_synthetic(url: str, ratings: int, item_exponent: float, seed: int, tabl
     shape asks more of a user than the generator allows (half the catalogue at most)."""
     users, items, per_user = shape(ratings, item_exponent)
     try:
-        spec = sample_data.SyntheticSpec.with_total(users, items, ratings, seed=seed)
+        spec = sample_data.SyntheticSpec.with_total(
+            users, items, ratings, seed=seed, **sample_data.calibrated(items)
+        )
     except ValueError:
-        spec = sample_data.SyntheticSpec(users, items, max(1, round(per_user)), seed=seed)
+        spec = sample_data.SyntheticSpec(
+            users, items, max(1, round(per_user)), seed=seed, **sample_data.calibrated(items)
+        )
     with closing(connect(url, "recommender-benchmark", readonly=False)) as conn:
         return int(sample_data.load_synthetic(conn, spec, table))
 
