@@ -157,11 +157,13 @@ def test_task_definition(template: dict[str, Any], asl: dict[str, Any]) -> None:
     (container,) = properties["ContainerDefinitions"]
     assert container["Name"] == CONTAINER and container["Essential"] is True
     assert container["Image"] == {"Ref": "TrainImageUri"}
-    # The Train function's environment (Globals merged with its own), and the region for boto3.
+    # The Train function's environment (Globals merged with its own), the region for boto3, and the
+    # task's own memory, which Lambda gives the function as AWS_LAMBDA_FUNCTION_MEMORY_SIZE.
     environment = {v["Name"]: v["Value"] for v in container["Environment"]}
     assert environment == {
         **function_environment(template, "TrainFunction"),
         "AWS_DEFAULT_REGION": {"Ref": "AWS::Region"},
+        "TRAIN_MEMORY_MB": {"Ref": "TrainTaskMemory"},
     }
     assert not {"RUN_ID", "RUN_CONFIG"} & set(environment)  # per run, from the state machine
     logs = container["LogConfiguration"]
