@@ -63,8 +63,9 @@ def ease_params(values: np.ndarray | None) -> dict[str, Any]:
     every rating is positive and the scale is a finite positive number, else EASE's defaults."""
     if values is None or not len(values) or not bool(np.all(values > 0)):
         return {}
-    with np.errstate(over="ignore", under="ignore"):
-        reg = EASE_REG_PER_MEAN_SQUARE * float(np.mean(np.square(values, dtype=np.float64)))
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):  # a dot product: no array of squares in Train
+        reg = EASE_REG_PER_MEAN_SQUARE * float(np.dot(values, values)) / len(values)
     if not np.isfinite(reg) or reg <= 0:
         return {}
     return {"implicit": False, "reg": float(f"{reg:.6g}")}
