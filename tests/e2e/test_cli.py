@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from recommender.choice import ease_excluded
 from recommender.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +68,26 @@ def test_run_on_a_movielens_folder(
     assert manifest["dataset"]["rows"] == 100_836
     assert manifest["model"]["users"] == 610
     assert manifest["model"]["rating_scale"] == [0.5, 5.0]
+    assert manifest["model"]["algorithm"] == "EASE"  # the default's choice, as benchmarks/quality.py finds
+
+
+def test_the_default_serves_ease_at_the_largest_catalogue_its_memory_rule_admits(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """10,300 items: just inside auto's rule for EASE at the template's 2,048 MB Predict and Merge
+    (two 10,300^2 float64 matrices and 400 MB: 2,019 MB). Every step runs at its template memory
+    in the sandbox, so a rule that admits a model the functions cannot hold fails here."""
+    items = 10_300
+    assert ease_excluded(items, 2048) is None and ease_excluded(10_500, 2048) is not None
+    args = ["--users", "3000", "--items", str(items), "--ratings-per-user", "60"]
+    code = main(["demo", *args, "--database-url", database_url, "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    manifest = json.loads(
+        (tmp_path / json.loads((tmp_path / "latest.json").read_text())["manifest"]).read_text()
+    )
+    assert 10_250 < manifest["model"]["items"] <= items  # a few items drew no rating
+    assert manifest["model"]["algorithm"] == manifest["model"]["choice"]["chosen"] == "EASE"
 
 
 def test_recommend_for_ratings_folds_into_the_published_model(
