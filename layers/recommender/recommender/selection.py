@@ -9,6 +9,7 @@ Ranking rule, everywhere in the product (user lists and the fallback):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,31 +21,154 @@ if TYPE_CHECKING:
     from .model import ModelArrays
 
 
-def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n of a score block under the ranking rule; -inf marks excluded items.
+#: items per group of the bound (`bounded_candidates`). Item i belongs to group i % n_groups, so a
+#: group's maximum is an elementwise maximum of contiguous slices of the row (one vectorised pass),
+#: and neighbouring items (one genre, one upload batch) fall in different groups.
+GROUP_SIZE = 16
 
-    A partial selection (argpartition) finds n candidates per row in linear time; only rows where
-    items equal to the n-th score were left out (a tie across the cut) are sorted in full.
-    Returns (indices, values), each rows x min(n, items); excluded entries come last as -inf.
+
+@dataclass(frozen=True)
+class Candidates:
+    """Where a row's top-n can be: (rows[j], items[j]) pairs, and the rows the bound left open."""
+
+    rows: np.ndarray
+    items: np.ndarray
+    unbounded: np.ndarray
+
+
+def groups_kept(k: int) -> int:
+    """Groups gathered per row: the k whose maxima bound the row, and room for a few more within
+    the margin of the k-th (rows that need more are `unbounded`)."""
+    return k + 4
+
+
+def group_count(items: int, k: int) -> int:
+    """How many groups the bound uses for a top-k of `items` columns; 0 when too few groups would
+    be left out for the bound to narrow anything (then every row is selected whole). At least
+    GROUP_SIZE groups, so the items past the last whole round fit in one more (fewer than
+    GROUP_SIZE of them)."""
+    n_groups = items // GROUP_SIZE
+    return n_groups if n_groups >= max(2 * groups_kept(k), GROUP_SIZE) else 0
+
+
+def group_maxima(scores: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each row's maximum over each group of items (item i in group i % n_groups)."""
+    rows, m = scores.shape
+    whole = n_groups * GROUP_SIZE
+    maxima: np.ndarray = np.max(scores[:, :whole].reshape(rows, GROUP_SIZE, n_groups), axis=1)
+    tail = m - whole  # items past the last whole round: the first `tail` groups hold one more
+    if tail:
+        np.maximum(maxima[:, :tail], scores[:, whole:], out=maxima[:, :tail])
+    return maxima
+
+
+def bounded_candidates(scores: np.ndarray, k: int, margin: np.ndarray) -> Candidates:
+    """Every item whose score is within `margin` (per row) of its row's k-th largest, found
+    without partitioning whole rows; `k` must be at most the number of columns.
+
+    The bound: the items fall into groups of GROUP_SIZE; the k-th largest group maximum is at most
+    the row's k-th largest score (k distinct groups, each with an item at least that large). So
+    every item within `margin` of the k-th largest score is in a group whose maximum is within
+    `margin` of that bound. When the `groups_kept(k)` groups with the largest maxima include every
+    such group (the next group's maximum is below the bound minus the margin), the row's candidates
+    are the items of those groups within `margin` of their own k-th largest, which is the row's.
+    This costs one pass over the block for the maxima and work proportional to the groups kept,
+    whatever the scores look like. Rows where more groups reach the bound (scores tied across the
+    row, or fewer than k finite scores) are returned as `unbounded`: select them in full.
+
+    `margin` is what callers with approximate scores need: scores within `e` of the exact ones
+    (float32 products) with `margin = 2 e` contain every item of the exact top-k, ties included.
+    With exact scores, margin 0 gives the items at least as large as the k-th: the top-k and the
+    ties across the cut. Thresholds are compared in float64, so no rounding narrows them.
     """
+    rows, m = scores.shape
+    kept = groups_kept(k)
+    n_groups = group_count(m, k)
+    if n_groups == 0 or rows == 0:
+        return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(rows))
+    maxima = group_maxima(scores, n_groups)
+    order = np.argpartition(maxima, n_groups - kept - 1, axis=1)
+    top = order[:, n_groups - kept :]
+    best_left_out = np.take_along_axis(maxima, order[:, n_groups - kept - 1 : n_groups - kept], axis=1)[:, 0]
+    top_maxima = np.take_along_axis(maxima, top, axis=1)
+    bound = np.partition(top_maxima, kept - k, axis=1)[:, kept - k].astype(np.float64)
+    bounded = best_left_out < bound - margin  # False for -inf or NaN bounds: those rows go in full
+    in_bound = np.flatnonzero(bounded)
+
+    members = GROUP_SIZE + (1 if m > n_groups * GROUP_SIZE else 0)
+    items = (top[in_bound, :, None] + n_groups * np.arange(members)).reshape(len(in_bound), kept * members)
+    past_end = items >= m
+    np.minimum(items, m - 1, out=items)
+    flat = scores.reshape(-1)  # a view: blocks are C-contiguous
+    values = flat[items + (in_bound * m)[:, None]]
+    values[past_end] = -np.inf  # never a candidate: each bounded row has k finite scores above
+    cut = np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]
+    keep = values >= (cut.astype(np.float64) - margin[in_bound])[:, None]
+    where, column = np.nonzero(keep)
+    return Candidates(in_bound[where], items[where, column], np.flatnonzero(~bounded))
+
+
+def rank_candidates(
+    rows: int,
+    k: int,
+    cand_rows: np.ndarray,
+    cand_items: np.ndarray,
+    cand_values: np.ndarray,
+    tie_rank: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first k candidates of each row under the ranking rule: (indices, values), rows x k,
+    -inf padded (rows without candidates stay padded)."""
+    picked = np.zeros((rows, k), dtype=np.int64)
+    values = np.full((rows, k), -np.inf)
+    order = np.lexsort((tie_rank[cand_items], -cand_values, cand_rows))
+    cand_rows, cand_items, cand_values = cand_rows[order], cand_items[order], cand_values[order]
+    starts = np.searchsorted(cand_rows, np.arange(rows))
+    rank = np.arange(len(cand_rows)) - starts[cand_rows]
+    keep = rank < k
+    picked[cand_rows[keep], rank[keep]] = cand_items[keep]
+    values[cand_rows[keep], rank[keep]] = cand_values[keep]
+    return picked, values
+
+
+def select_rows(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranking rule's top-k of whole rows in linear time, however many scores tie: the items
+    above the k-th largest score, then as many of the ties at it as the row still needs, those
+    with the lowest tie ranks (one partition of the ranks per distinct number needed: at most k).
+    `k` must be at most the number of columns."""
+    m = scores.shape[1]
+    kth = np.partition(scores, m - k, axis=1)[:, m - k : m - k + 1]
+    above = scores > kth
+    wanted = k - np.count_nonzero(above, axis=1)  # at least 1: the k-th itself is at the cut
+    at_cut = scores == kth
+    ranks = np.where(at_cut, tie_rank[None, :], m)
+    last_rank = np.empty(len(scores), dtype=ranks.dtype)
+    for count in np.unique(wanted).tolist():
+        rows = np.flatnonzero(wanted == count)
+        last_rank[rows] = np.partition(ranks[rows], count - 1, axis=1)[:, count - 1]
+    chosen = above | (at_cut & (ranks <= last_rank[:, None]))
+    cand_rows, cand_items = np.nonzero(chosen)
+    return rank_candidates(len(scores), k, cand_rows, cand_items, scores[cand_rows, cand_items], tie_rank)
+
+
+def select_top_n(scores: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n of a block of exact scores under the ranking rule; -inf marks excluded items.
+
+    Returns (indices, values), each rows x min(n, items); excluded entries come last as -inf.
+    The group bound (`bounded_candidates`) finds each row's few candidates; the rows it leaves
+    open (ties across the row, fewer than n finite scores) are selected whole (`select_rows`).
+    """
+    scores = np.ascontiguousarray(scores)
     rows, m = scores.shape
     k = min(n, m)
     if k == 0 or rows == 0:
         return np.empty((rows, k), dtype=np.int64), np.empty((rows, k), dtype=scores.dtype)
-    if k < m:
-        picked = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        picked = np.broadcast_to(np.arange(m), (rows, m)).copy()
-    values = np.take_along_axis(scores, picked, axis=1)
-    order = np.lexsort((tie_rank[picked], -values), axis=1)
-    picked = np.take_along_axis(picked, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    if k < m:
-        cut = values[:, -1:]
-        left_out_ties = (scores == cut).sum(axis=1) > (values == cut).sum(axis=1)
-        for r in np.flatnonzero(left_out_ties & np.isfinite(cut[:, 0])):
-            full = np.lexsort((tie_rank, -scores[r]))[:k]
-            picked[r], values[r] = full, scores[r, full]
+    found = bounded_candidates(scores, k, np.zeros(rows))
+    picked, values = rank_candidates(
+        rows, k, found.rows, found.items, scores[found.rows, found.items], tie_rank
+    )
+    if found.unbounded.size:
+        open_rows = found.unbounded
+        picked[open_rows], values[open_rows] = select_rows(scores[open_rows], k, tie_rank)
     return picked, values
 
 
