@@ -133,6 +133,18 @@ def below_float32_resolution(rng: np.random.Generator) -> ModelArrays:
     return factor_model(np.zeros((USERS, 1)), np.zeros((ITEMS, 1)), np.zeros(USERS), bi)
 
 
+def near_ties_within_float32_error(rng: np.random.Generator) -> ModelArrays:
+    """Scores of about 1, 1e-6 apart, each from its own factors of about 100 that cancel:
+    float32's error (up to about 1e-5, different for every item) exceeds the spacing, so the
+    float32 order of the top items is not the float64 order, and only the kernel's margin
+    keeps the true ones."""
+    p = rng.normal(0, 1, 16)
+    p /= np.linalg.norm(p)
+    qi = rng.normal(0, 100, (ITEMS, 16))
+    qi += np.outer(1.0 + 1e-6 * rng.permutation(ITEMS) - qi @ p, p)
+    return factor_model(np.tile(p, (USERS, 1)), qi)
+
+
 def one_user_far_from_the_rest(rng: np.random.Generator) -> ModelArrays:
     model = clustered_weak_biases(rng)
     model.arrays["pu"][0] *= 1e4
@@ -151,6 +163,7 @@ STRUCTURES: list[Callable[[np.random.Generator], ModelArrays]] = [
     almost_everything_seen,
     no_biases,
     below_float32_resolution,
+    near_ties_within_float32_error,
     one_user_far_from_the_rest,
 ]
 #: structures whose scores are distinct enough that the bound settles every row in float32

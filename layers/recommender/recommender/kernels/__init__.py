@@ -47,7 +47,8 @@ class Kernel:
 
     #: float64 users x items matrices `scores` holds at its peak (the result + temporaries)
     block_matrices = 2
-    #: what the generic top_n holds at its peak: the scores, their negation, argpartition's indices
+    #: what the generic top_n holds at its peak, in rows the group bound leaves open: the scores,
+    #: a partitioned copy, the tie ranks at the cut and three boolean masks (select_rows)
     selection_matrices = 3
 
     def __init__(self, model: ModelArrays) -> None:
