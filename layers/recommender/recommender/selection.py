@@ -70,8 +70,8 @@ def bounded_candidates(scores: np.ndarray, k: int, margin: np.ndarray) -> Candid
     the row's k-th largest score (k distinct groups, each with an item at least that large). So
     every item within `margin` of the k-th largest score is in a group whose maximum is within
     `margin` of that bound. When the `groups_kept(k)` groups with the largest maxima include every
-    such group (the next group's maximum is below the bound minus the margin), the row's candidates
-    are the items of those groups within `margin` of their own k-th largest, which is the row's.
+    such group (no more than that many groups reach the bound minus the margin), the row's
+    candidates are the items of those groups within `margin` of their k-th largest, the row's.
     This costs one pass over the block for the maxima and work proportional to the groups kept,
     whatever the scores look like. Rows where more groups reach the bound (scores tied across the
     row, or fewer than k finite scores) are returned as `unbounded`: select them in full.
@@ -87,16 +87,20 @@ def bounded_candidates(scores: np.ndarray, k: int, margin: np.ndarray) -> Candid
     if n_groups == 0 or rows == 0:
         return Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(rows))
     maxima = group_maxima(scores, n_groups)
-    order = np.argpartition(maxima, n_groups - kept - 1, axis=1)
-    top = order[:, n_groups - kept :]
-    best_left_out = np.take_along_axis(maxima, order[:, n_groups - kept - 1 : n_groups - kept], axis=1)[:, 0]
-    top_maxima = np.take_along_axis(maxima, top, axis=1)
-    bound = np.partition(top_maxima, kept - k, axis=1)[:, kept - k].astype(np.float64)
-    bounded = best_left_out < bound - margin  # False for -inf or NaN bounds: those rows go in full
+    bound = np.partition(maxima, n_groups - k, axis=1)[:, n_groups - k].astype(np.float64)
+    reach = maxima >= (bound - margin)[:, None]  # False throughout for NaN: those rows go in full
+    counts = np.count_nonzero(reach, axis=1)
+    bounded = (counts <= kept) & (counts > 0)
     in_bound = np.flatnonzero(bounded)
+    if len(in_bound) < rows:
+        reach, counts = reach[in_bound], counts[in_bound]
+    # each bounded row's groups in `kept` slots; spare slots name a group past the last item
+    where, group = np.nonzero(reach)
+    top = np.full((len(in_bound), kept), n_groups * (GROUP_SIZE + 1))
+    top[where, np.arange(len(where)) - (np.cumsum(counts) - counts)[where]] = group
 
     members = GROUP_SIZE + (1 if m > n_groups * GROUP_SIZE else 0)
-    items = (top[in_bound, :, None] + n_groups * np.arange(members)).reshape(len(in_bound), kept * members)
+    items = (top[:, :, None] + n_groups * np.arange(members)).reshape(len(in_bound), kept * members)
     past_end = items >= m
     np.minimum(items, m - 1, out=items)
     flat = scores.reshape(-1)  # a view: blocks are C-contiguous
