@@ -4,6 +4,7 @@ against `implicit`, side by side in one process.
     .venv/bin/pip install -e '.[bench]'             # implicit and scipy: benchmark-only dependencies
     .venv/bin/python benchmarks/kernels.py --quick  # small sizes, under 2 minutes: for development
     .venv/bin/python benchmarks/kernels.py          # the sizes below, about 10 to 15 minutes
+    .venv/bin/python benchmarks/kernels.py --quick --only factors   # one part: factors, kernels or shard
 
 Timings are wall seconds on a shared machine: compare the columns of one row (measured in the same
 process, minutes apart at most), not runs on different days.
