@@ -121,17 +121,20 @@ def rank_candidates(
     tie_rank: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first k candidates of each row under the ranking rule: (indices, values), rows x k,
-    -inf padded (rows without candidates stay padded)."""
-    picked = np.zeros((rows, k), dtype=np.int64)
-    values = np.full((rows, k), -np.inf)
-    order = np.lexsort((tie_rank[cand_items], -cand_values, cand_rows))
-    cand_rows, cand_items, cand_values = cand_rows[order], cand_items[order], cand_values[order]
-    starts = np.searchsorted(cand_rows, np.arange(rows))
-    rank = np.arange(len(cand_rows)) - starts[cand_rows]
-    keep = rank < k
-    picked[cand_rows[keep], rank[keep]] = cand_items[keep]
-    values[cand_rows[keep], rank[keep]] = cand_values[keep]
-    return picked, values
+    -inf padded (rows without enough candidates stay padded). Candidates come grouped by row in
+    ascending order, as np.nonzero gives them. Each row's few are sorted on their own, laid out
+    in a table as wide as the most any row has: cheaper than one sort of them all."""
+    counts = np.bincount(cand_rows, minlength=rows)
+    width = max(k, int(counts.max(initial=0)))
+    column = np.arange(len(cand_rows)) - (np.cumsum(counts) - counts)[cand_rows]
+    items = np.zeros((rows, width), dtype=np.int64)
+    values = np.full((rows, width), -np.inf)
+    ranks = np.full((rows, width), len(tie_rank), dtype=np.int64)  # padding ranks after every item
+    items[cand_rows, column] = cand_items
+    values[cand_rows, column] = cand_values
+    ranks[cand_rows, column] = tie_rank[cand_items]
+    order = np.lexsort((ranks, -values), axis=1)[:, :k]
+    return np.take_along_axis(items, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def select_rows(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
