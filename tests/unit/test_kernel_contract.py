@@ -155,3 +155,19 @@ def test_split_model_scores_each_shard_like_the_whole_model(
         for top, user in zip(got, users.tolist()):
             assert top.items.tolist() == expected[user].items.tolist()
             np.testing.assert_allclose(top.scores, expected[user].scores, rtol=1e-12, atol=1e-12)
+
+
+def test_co_clustering_scores_chunk_by_chunk_exactly(
+    ratings: Ratings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CoClustering builds its scores a few rows at a time (so its passes run in cache): any
+    chunk size gives Surprise's sums bit for bit, in Surprise's order."""
+    from recommender.kernels import co_clustering
+
+    fitted = fit(ratings, "CoClustering", {}, SCALE)
+    model = model_from_fit(fitted)
+    expected = surprise_estimates(fitted, model)
+    users = np.arange(model.n_users)
+    for rows in (1, 3, 7, model.n_users):
+        monkeypatch.setattr(co_clustering, "CHUNK_BYTES", 8 * model.n_items * rows)
+        assert np.array_equal(load_kernel(model).scores(users), expected), rows

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..model import UserLayout
-from . import Kernel, register
+from . import Kernel, register, rows_within
 
 
 def export_co_clustering(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
@@ -28,6 +28,10 @@ def export_co_clustering(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
     }
 
 
+#: rows of scores built at a time: the five passes over them then run in cache, not memory
+CHUNK_BYTES = 2 * 1024 * 1024
+
+
 class CoClusteringKernel(Kernel):
     # The scores are the only users x items matrix: every term is added in place, broadcast.
     block_matrices = 1
@@ -40,11 +44,17 @@ class CoClusteringKernel(Kernel):
         a = self.arrays
         cu = a["cltr_u"][users]
         ci = a["cltr_i"]
-        scores: np.ndarray = a["avg_cocltr"][cu[:, None], ci[None, :]]
-        scores += a["user_mean"][users][:, None]
-        scores -= a["avg_cltr_u"][cu][:, None]
-        scores += a["item_mean"][None, :]
-        scores -= a["avg_cltr_i"][ci][None, :]
+        item_cluster_mean = a["avg_cltr_i"][ci]
+        scores = np.empty((len(users), self.model.n_items))
+        step = rows_within(CHUNK_BYTES, 8, self.model.n_items)
+        for start in range(0, len(users), step):
+            rows = slice(start, start + step)
+            chunk = scores[rows]
+            np.take(a["avg_cocltr"][cu[rows]], ci, axis=1, out=chunk)
+            chunk += a["user_mean"][users[rows]][:, None]
+            chunk -= a["avg_cltr_u"][cu[rows]][:, None]
+            chunk += a["item_mean"][None, :]
+            chunk -= item_cluster_mean[None, :]
         return scores
 
 
