@@ -92,6 +92,10 @@ class FactorKernel(Kernel):
             self._item_norm_max = float(np.linalg.norm(self._items64, axis=1).max(initial=0.0))
             fits = self._item_norm_max < FLOAT32_LIMIT
         self._items32 = np.ascontiguousarray(self._items64 if fits else self._items64[:0], dtype=np.float32)
+        users64 = self._users64(np.arange(model.n_users))
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._user_norms = np.linalg.norm(users64, axis=1)
+            self._users32 = users64.astype(np.float32)  # rows past float32's range are never used
         self._local = threading.local()
 
     def scores(self, users: np.ndarray) -> np.ndarray:
@@ -140,18 +144,17 @@ class FactorKernel(Kernel):
         rows = len(users)
         if k == 0 or rows == 0:
             return np.zeros((rows, k), dtype=np.int64), np.full((rows, k), -np.inf)
-        users64 = self._users64(users)
-        with np.errstate(over="ignore", invalid="ignore"):
-            user_norms = np.linalg.norm(users64, axis=1)
-            if not float(user_norms.max(initial=0.0)) * self._item_norm_max < FLOAT32_LIMIT:
+        user_norms = self._user_norms[users]
+        if not float(user_norms.max(initial=0.0)) * self._item_norm_max < FLOAT32_LIMIT:
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float64: check_lists says so
                 return self._top_n_float64(users, n, tie_rank)
         scores = self._buffer(rows)
-        np.matmul(users64.astype(np.float32), self._items32.T, out=scores)
+        np.matmul(self._users32[users], self._items32.T, out=scores)
         seen_rows, seen_items = seen_pairs(self.model, users)
         scores[seen_rows, seen_items] = -np.inf
         # float32 error of a dot product of length d: at most about d 2^-24 |p| |q| (inputs rounded
         # to float32 included); twice that, so the margin covers both sides of the cut
-        error = (users64.shape[1] + 2) * 2.0**-24 * user_norms * self._item_norm_max
+        error = (self._items32.shape[1] + 2) * 2.0**-24 * user_norms * self._item_norm_max
         found = bounded_candidates(scores, k, 2 * error + 1e-30)
         exact = self._exact(users[found.rows], found.items)
         picked, values = rank_candidates(rows, k, found.rows, found.items, exact, tie_rank)
