@@ -12,15 +12,15 @@ process, minutes apart at most), not runs on different days.
 1. The factor kernel (`FactorKernel.top_n` through `scoring.recommend`, every user) at
    50,000 users x 20,000 items x 100 factors top 10 and 60,000 x 30,000 x 64 top 20
    (--quick: 5,000 x 2,000 x 100 top 10 and 6,000 x 3,000 x 64 top 20). The seen items are each
-   user's ratings. One row per factor structure, because the kernel's prefilter (a threshold taken
-   from a sample of "promising" items) is only as good as that sample:
+   user's ratings. One row per factor structure: the kernel bounds each row by its own group
+   maxima (selection.py), so its cost should not depend on what the factors look like. An earlier
+   kernel took its threshold from one sample of "promising" items for everyone, and these rows
+   are the ones that exposed it:
    - `random, large biases`: normal factors (sd 0.1), user biases sd 0.3, item biases sd 0.5, on
-     long-tail seen items: the item biases decide most of each list, so the sample is good. The
-     kernel's best case;
+     long-tail seen items: the item biases decide most of each list (a global sample was good);
    - `clustered, weak biases`: 8 taste clusters; every user's and item's factors are its cluster's
-     centre plus small noise, biases sd 0.01. A user's best items are its own cluster's, which the
-     sample (ranked by bias and factor norm, the same for every user) mostly misses: a poor
-     threshold (`clustered_factors` says how the noise was chosen);
+     centre plus small noise, biases sd 0.01. A user's best items are its own cluster's, which no
+     sample shared by all users holds (`clustered_factors` says how the noise was chosen);
    - `SVD (trained)`, `ALS (trained)`, `NMF (trained)`: the product's `training.fit` and
      `model_from_fit` on `sample_data`'s calibrated synthetic ratings of exactly that shape (20
      ratings per user on average; an item nobody rated gets one rating, so that the model has every

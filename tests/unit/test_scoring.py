@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -326,3 +327,28 @@ def test_the_per_pair_path_warns_with_its_cost(caplog: pytest.LogCaptureFixture)
     message = caplog.text
     assert "ItemMean has no vectorised kernel" in message
     assert f"5 users x {model.n_items} items = {5 * model.n_items} estimate() calls" in message
+
+
+@pytest.mark.parametrize(("name", "params"), [("SVD", SVD_CASES[0]), ("KNNBasic", {"k": 40, "min_k": 22})])
+def test_blocks_ranked_on_threads_give_the_same_lists_in_order(
+    name: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With BLAS on one thread per call, thread-safe kernels rank several blocks at once, each
+    half the size (the blocks in flight hold what one did); the lists and their order are the
+    serial ones. Kernels that keep state between calls (k-NN) stay on one thread."""
+    _, model = _fitted(name, params)
+    users = np.arange(model.n_users)[::-1].copy()
+    serial, _ = _scored_blocks(model, users, monkeypatch, rows=8)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    threaded, blocks = _scored_blocks(model, users, monkeypatch, rows=8)
+    kernel_threads = 2 if load_kernel(model).thread_safe else 1
+    assert sorted((len(block) for block in blocks), reverse=True) == [  # threads finish in any order
+        min(8 // kernel_threads, len(users) - k) for k in range(0, len(users), 8 // kernel_threads)
+    ]
+    assert [t.user for t in threaded] == users.tolist()
+    for a, b in zip(serial, threaded, strict=True):
+        assert np.array_equal(a.items, b.items)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-13)  # BLAS rounds by block shape
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert scoring.scoring_threads() == 1, "beside BLAS's own threads, blocks would only contend"

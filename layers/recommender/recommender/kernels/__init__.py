@@ -51,6 +51,10 @@ class Kernel:
     #: a partitioned copy, the tie ranks at the cut and three boolean masks (select_rows)
     selection_matrices = 3
 
+    #: whether `top_n` may run for several blocks at once on threads (no state shared between
+    #: calls, or only per-thread state); kernels that cache as they go say False
+    thread_safe = False
+
     def __init__(self, model: ModelArrays) -> None:
         self.model = model
         self.arrays = model.arrays

@@ -33,6 +33,7 @@ CHUNK_BYTES = 2 * 1024 * 1024
 
 
 class CoClusteringKernel(Kernel):
+    thread_safe = True  # no state kept between calls
     # The scores are the only users x items matrix: every term is added in place, broadcast.
     block_matrices = 1
 

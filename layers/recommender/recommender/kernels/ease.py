@@ -32,6 +32,7 @@ def export_ease(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
 
 
 class EASEKernel(Kernel):
+    thread_safe = True  # no state kept between calls
     # Peak: the scores, the product being added to them, and the block's X over U (smaller);
     # plus one chunk of B's rows (SCORE_BLOCK_BYTES). Selecting the top-n needs 3.
     block_matrices = 3

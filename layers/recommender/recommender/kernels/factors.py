@@ -72,6 +72,8 @@ class FactorKernel(Kernel):
     a block is scored in float64 in full, in sub-blocks within the same memory bound.
     """
 
+    thread_safe = True  # its only state between calls is per thread: the score buffers
+
     #: users x items float32 scores per block row and item (bytes), with room for the gathered
     #: candidates (at most groups_kept(N) x 33 per row)
     bytes_per_cell = 5
@@ -116,7 +118,7 @@ class FactorKernel(Kernel):
         threads). A fresh one would cost a page fault for every 4 KiB of every block."""
         held = getattr(self._local, "scores", None)
         if held is None or held.shape[0] < rows:
-            held = np.empty((max(rows, min(self.block_rows(), 1 << 20)), self.model.n_items), np.float32)
+            held = np.empty((rows, self.model.n_items), np.float32)
             self._local.scores = held
         block: np.ndarray = held[:rows]
         return block
@@ -129,14 +131,20 @@ class FactorKernel(Kernel):
         return np.hstack(cols) if cols else np.zeros((len(users), 0))
 
     def _exact(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """`scores` for (user, item) pairs, term by term in the same order."""
+        """`scores` for (user, item) pairs, term by term in the same order. Each dot product is
+        summed over its own row, so a pair's value does not depend on which pairs share its
+        call (einsum's vectorised paths do), nor therefore on the size of the blocks."""
         a = self.arrays
+        dots: np.ndarray = np.zeros(len(users))
+        if "pu" in a:
+            products = a["pu"][users]
+            products *= a["qi"][items]
+            dots = products.sum(axis=1)
         if not self.biased:
-            dots: np.ndarray = np.einsum("ij,ij->i", a["pu"][users], a["qi"][items])
             return dots
         exact: np.ndarray = (self.model.global_mean + a["bu"][users]) + a["bi"][items]
         if "pu" in a:
-            exact += np.einsum("ij,ij->i", a["pu"][users], a["qi"][items])
+            exact += dots
         return exact
 
     def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

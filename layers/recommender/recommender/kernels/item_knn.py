@@ -73,6 +73,7 @@ def sparse_rows_product(
 
 
 class ItemKNNKernel(Kernel):
+    thread_safe = True  # no state kept between calls
     # Peak: the scores and one bincount result of the same size, plus one expansion chunk
     # (SCORE_BLOCK_BYTES). Selecting the top-n needs 3.
     block_matrices = 3

@@ -33,6 +33,7 @@ def user_rng(seed: int, user: int) -> np.random.Generator:
 
 
 class NormalKernel(Kernel):
+    thread_safe = True  # no state kept between calls
     block_matrices = 1  # the draws are written straight into the scores
 
     def scores(self, users: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ def export_slope_one(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
 
 
 class SlopeOneKernel(Kernel):
+    thread_safe = True  # no state kept between calls
     # Peak: the 0/1 matrix in float64 and float32 (1.5) plus the sums (1); then the sums and the
     # counts (float32, 0.5). Selecting the top-n needs 3 too (scores, -scores, argpartition).
     block_matrices = 3
