@@ -574,6 +574,7 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
             "POWERTOOLS_LOG_LEVEL",
             "SURPRISE_DATA_FOLDER",  # read by Surprise when imported (tests/integration/test_layers.py)
             "JOBLIB_MULTIPROCESSING",  # read by joblib when Surprise imports it
+            "OPENBLAS_NUM_THREADS",  # read by OpenBLAS as numpy loads it, and by scoring.scoring_threads
         }
         assert set(environment) <= known, f"{logical}: unknown variable(s) {set(environment) - known}"
     assert function_environment(template, "ExtractFunction")["DATABASE_SECRET_ARN"] == {
@@ -584,6 +585,8 @@ def test_environment_matches_what_the_handlers_read(template: dict[str, Any]) ->
     assert globals_env["POWERTOOLS_METRICS_NAMESPACE"] == "Recommender"
     assert globals_env["SURPRISE_DATA_FOLDER"].startswith("/tmp/")  # Lambda's only writable folder
     assert globals_env["JOBLIB_MULTIPROCESSING"] == "0"
+    # the predictors rank blocks on threads, which BLAS's own threads would contend with
+    assert function_environment(template, "PredictFunction")["OPENBLAS_NUM_THREADS"] == "1"
 
 
 # --- a small IAM evaluator: enough for the statements this template writes -----------------------
