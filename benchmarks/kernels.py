@@ -7,7 +7,10 @@ against `implicit`, side by side in one process.
     .venv/bin/python benchmarks/kernels.py --quick --only factors   # one part: factors, kernels or shard
 
 Timings are wall seconds on a shared machine: compare the columns of one row (measured in the same
-process, minutes apart at most), not runs on different days.
+process, minutes apart at most), not runs on different days. Everything runs as the Predict
+function does: BLAS on one thread per call (OPENBLAS_NUM_THREADS=1, set before numpy loads), and
+the blocks of users on one thread per CPU (`scoring.scoring_threads`); the floors too, so that
+every column uses the whole machine. implicit asks for the same BLAS setting.
 
 1. The factor kernel (`FactorKernel.top_n` through `scoring.recommend`, every user) at
    50,000 users x 20,000 items x 100 factors top 10 and 60,000 x 30,000 x 64 top 20
@@ -70,13 +73,20 @@ Everything is printed again as JSON at the end.
 
 from __future__ import annotations
 
+import os
+
+# As the Predict function runs (template.yaml), and as implicit asks at import: BLAS on one thread
+# per call, so that scoring.recommend ranks one block of users per CPU at once. Set before numpy
+# loads OpenBLAS, which reads it once; an explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import dataclasses
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +97,7 @@ from recommender.kernels import SCORE_BLOCK_BYTES, load_kernel, rows_within
 from recommender.model import ModelArrays, utf8_order
 from recommender.ratings import Ratings
 from recommender.sample_data import SyntheticSpec, calibrated, item_id, synthetic_blocks
-from recommender.scoring import recommend
+from recommender.scoring import recommend, scoring_threads
 from recommender.training import build_trainset, fit, model_from_fit, seen_arrays
 
 REPEAT = 3  # best of up to 3 runs ...
@@ -165,15 +175,17 @@ def best_of(work: Callable[[], Any], runs: int = REPEAT) -> Timed:
 def blocked_seconds(
     n_rows: int, n_columns: int, block: Callable[[int, int], Any], cell_bytes: int = 8
 ) -> float:
-    """Seconds of `block(start, stop)` summed over row blocks of at most SCORE_BLOCK_BYTES of
-    output (float64 unless told): a floor computed within the kernels' own memory bound."""
-    step = rows_within(SCORE_BLOCK_BYTES, cell_bytes, n_columns)
-    total = 0.0
-    for start in range(0, n_rows, step):
-        started = time.perf_counter()
-        block(start, min(start + step, n_rows))
-        total += time.perf_counter() - started
-    return total
+    """Wall seconds of `block(start, stop)` over row blocks of at most SCORE_BLOCK_BYTES of output
+    in flight (float64 unless told), run as `scoring.recommend` runs a kernel's blocks: on
+    `scoring_threads()` threads at once, each block that much smaller. A floor within the
+    kernels' own memory bound, using the machine as they do."""
+    workers = scoring_threads()
+    step = max(1, rows_within(SCORE_BLOCK_BYTES, cell_bytes, n_columns) // workers)
+    starts = range(0, n_rows, step)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda start: block(start, min(start + step, n_rows)), starts))
+    return time.perf_counter() - started
 
 
 def best_floor(n_rows: int, n_columns: int, block: Callable[[int, int], Any], runs: int) -> float:
@@ -352,14 +364,15 @@ def implicit_lists(model: ModelArrays, n: int) -> Timed:
 
 
 def factor_floor(model: ModelArrays) -> float:
-    """The float32 product alone, block by block into one reused buffer."""
+    """The float32 product alone, block by block into one reused buffer per thread."""
     user_factors, item_factors = folded(model)
     items_t = np.ascontiguousarray(item_factors.T)
-    rows = rows_within(SCORE_BLOCK_BYTES, 4, model.n_items)
-    buffer = np.empty((min(rows, model.n_users), model.n_items), dtype=np.float32)
+    buffers = threading.local()
 
     def block(start: int, stop: int) -> None:
-        np.matmul(user_factors[start:stop], items_t, out=buffer[: stop - start])
+        if getattr(buffers, "scores", None) is None:
+            buffers.scores = np.empty((stop - start, model.n_items), dtype=np.float32)
+        np.matmul(user_factors[start:stop], items_t, out=buffers.scores[: stop - start])
 
     return min(blocked_seconds(model.n_users, model.n_items, block, cell_bytes=4) for _ in range(REPEAT))
 
@@ -627,16 +640,17 @@ def kernel_cases(quick: bool) -> list[KernelCase]:
 
 
 def scores_seconds(model: ModelArrays) -> float:
-    """The kernel's `scores()` alone, over the blocks `recommend` uses."""
+    """The kernel's `scores()` alone, over the blocks and threads `recommend` uses."""
     kernel = load_kernel(model)
-    step = kernel.block_rows()
+    workers = scoring_threads() if kernel.thread_safe else 1
+    step = max(1, kernel.block_rows() // workers)
     users = np.arange(model.n_users)
-    total = 0.0
-    for start in range(0, model.n_users, step):
-        started = time.perf_counter()
-        kernel.scores(users[start : start + step])
-        total += time.perf_counter() - started
-    return total
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(
+            pool.map(lambda start: kernel.scores(users[start : start + step]), range(0, model.n_users, step))
+        )
+    return time.perf_counter() - started
 
 
 def kernel_row(case: KernelCase) -> KernelRow:
