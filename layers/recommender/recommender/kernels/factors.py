@@ -75,7 +75,7 @@ class FactorKernel(Kernel):
     thread_safe = True  # its only state between calls is per thread: the score buffers
 
     #: users x items float32 scores per block row and item (bytes), with room for the gathered
-    #: candidates (at most groups_kept(N) x 33 per row)
+    #: candidates (at most groups_kept(N) x (GROUP_SIZE + 1) per row)
     bytes_per_cell = 5
 
     @classmethod
@@ -114,8 +114,8 @@ class FactorKernel(Kernel):
         return rows_within(SCORE_BLOCK_BYTES, self.bytes_per_cell, self.model.n_items)
 
     def _buffer(self, rows: int) -> np.ndarray:
-        """A score buffer reused from block to block (per thread: the local engine runs shards in
-        threads). A fresh one would cost a page fault for every 4 KiB of every block."""
+        """A score buffer reused from block to block (one per thread: blocks, and the local
+        engine's shards, run on threads). A fresh one would cost a page fault per 4 KiB."""
         held = getattr(self._local, "scores", None)
         if held is None or held.shape[0] < rows:
             held = np.empty((rows, self.model.n_items), np.float32)
