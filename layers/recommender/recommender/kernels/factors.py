@@ -50,6 +50,22 @@ def export_baseline(algo: Any, trainset: Any) -> dict[str, np.ndarray]:
     return _biases(algo)
 
 
+def _folded(factors: np.ndarray | None, *columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`[factors, columns...]` as one float32 matrix, and each row's float64 norm, without the
+    float64 copy a stack would make (users: `[p, 1, mu + bu]`; items: `[q, bi, 1]`)."""
+    width = (0 if factors is None else factors.shape[1]) + len(columns)
+    rows = len(factors) if factors is not None else len(columns[0])
+    folded = np.empty((rows, width), np.float32)
+    squares = np.zeros(rows)
+    if factors is not None:
+        folded[:, : factors.shape[1]] = factors
+        squares += np.einsum("ij,ij->i", factors, factors)
+    for offset, column in enumerate(columns, start=width - len(columns)):
+        folded[:, offset] = column
+        squares += column * column
+    return folded, np.sqrt(squares)
+
+
 class FactorKernel(Kernel):
     """Exact top-N at the speed of one float32 matrix product per block, whatever the factors.
 
@@ -86,18 +102,18 @@ class FactorKernel(Kernel):
         super().__init__(model)
         a = self.arrays
         self.biased = "bu" in a
-        item_cols = [a["qi"]] if "qi" in a else []
-        if self.biased:
-            item_cols += [a["bi"][:, None], np.ones((model.n_items, 1))]
-        self._items64 = np.hstack(item_cols) if item_cols else np.zeros((model.n_items, 0))
         with np.errstate(over="ignore", invalid="ignore"):  # huge factors: the float64 path
-            self._item_norm_max = float(np.linalg.norm(self._items64, axis=1).max(initial=0.0))
-            fits = self._item_norm_max < FLOAT32_LIMIT
-        self._items32 = np.ascontiguousarray(self._items64 if fits else self._items64[:0], dtype=np.float32)
-        users64 = self._users64(np.arange(model.n_users))
-        with np.errstate(over="ignore", invalid="ignore"):
-            self._user_norms = np.linalg.norm(users64, axis=1)
-            self._users32 = users64.astype(np.float32)  # rows past float32's range are never used
+            if self.biased:
+                users32, user_norms = _folded(
+                    a.get("pu"), np.ones(model.n_users), model.global_mean + a["bu"]
+                )
+                items32, item_norms = _folded(a.get("qi"), a["bi"], np.ones(model.n_items))
+            else:
+                users32, user_norms = _folded(a["pu"])
+                items32, item_norms = _folded(a["qi"])
+        self._users32, self._user_norms = users32, user_norms  # rows past float32's range never used
+        self._item_norm_max = float(item_norms.max(initial=0.0))
+        self._items32 = items32 if self._item_norm_max < FLOAT32_LIMIT else items32[:0]
         self._local = threading.local()
 
     def scores(self, users: np.ndarray) -> np.ndarray:
@@ -122,13 +138,6 @@ class FactorKernel(Kernel):
             self._local.scores = held
         block: np.ndarray = held[:rows]
         return block
-
-    def _users64(self, users: np.ndarray) -> np.ndarray:
-        a = self.arrays
-        cols = [a["pu"][users]] if "pu" in a else []
-        if self.biased:
-            cols += [np.ones((len(users), 1)), (self.model.global_mean + a["bu"][users])[:, None]]
-        return np.hstack(cols) if cols else np.zeros((len(users), 0))
 
     def _exact(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """`scores` for (user, item) pairs, term by term in the same order. Each dot product is
