@@ -144,16 +144,16 @@ class FactorKernel(Kernel):
         summed over its own row, so a pair's value does not depend on which pairs share its
         call (einsum's vectorised paths do), nor therefore on the size of the blocks."""
         a = self.arrays
-        dots: np.ndarray = np.zeros(len(users))
-        if "pu" in a:
-            products = a["pu"][users]
-            products *= a["qi"][items]
-            dots = products.sum(axis=1)
+        if self.biased:
+            exact: np.ndarray = (self.model.global_mean + a["bu"][users]) + a["bi"][items]
+            if "pu" not in a:  # BaselineOnly
+                return exact
+        products = a["pu"][users]
+        products *= a["qi"][items]
+        dots: np.ndarray = products.sum(axis=1)
         if not self.biased:
             return dots
-        exact: np.ndarray = (self.model.global_mean + a["bu"][users]) + a["bi"][items]
-        if "pu" in a:
-            exact += dots
+        exact += dots
         return exact
 
     def top_n(self, users: np.ndarray, n: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
