@@ -78,3 +78,28 @@ def test_top_similar_leaves_out_itself_and_thin_items_and_breaks_ties_by_the_rul
         want = sorted(others, key=lambda j: (-similarity[i, j], tie_rank[j]))[:8]
         assert got == want
         assert i not in got
+
+
+@pytest.mark.parametrize("structure", ["random", "clustered", "ties"])
+def test_the_float32_path_ranks_exactly_like_float64_cosines(structure: str) -> None:
+    """`top_similar_by_factors` (float32 product, bound, float64 rescoring) gives exactly the lists
+    of `top_similar` over float64 cosines, on 2,000 items so that the bound is in use."""
+    from recommender.similarity import top_similar_by_factors, unit_rows
+
+    rng = np.random.default_rng(1)
+    n_items = 2_000
+    if structure == "random":
+        q = rng.normal(size=(n_items, 16))
+    elif structure == "clustered":
+        q = rng.normal(size=(8, 16))[rng.integers(0, 8, n_items)] + rng.normal(0, 0.05, (n_items, 16))
+    else:
+        q = rng.integers(0, 2, (n_items, 3)).astype(float)  # few distinct directions: massive ties
+    support = rng.integers(0, 6, n_items)
+    tie_rank = np.empty(n_items, dtype=np.int64)
+    tie_rank[np.lexsort((np.arange(n_items), -support))] = np.arange(n_items)
+    unit = unit_rows(q)
+    items = np.arange(0, n_items, 7)
+    want, want_values = top_similar(factor_cosine(q, items), items, 10, tie_rank, support, 2)
+    got, values = top_similar_by_factors(unit, unit.astype(np.float32), items, 10, tie_rank, support, 2)
+    assert np.array_equal(np.isfinite(values), np.isfinite(want_values))
+    assert np.array_equal(np.where(np.isfinite(values), got, -1), np.where(np.isfinite(values), want, -1))

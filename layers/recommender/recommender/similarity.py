@@ -20,13 +20,12 @@ import numpy as np
 
 from .kernels.item_knn import sparse_rows_product
 from .model import csr_rows
-from .selection import select_top_n
+from .selection import bounded_candidates, rank_candidates, select_top_n
 
 
 def factor_cosine(item_factors: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Cosine of each item of `items` with every item: (len(items), n_items), float64."""
-    norms = np.linalg.norm(item_factors, axis=1)
-    unit = np.divide(item_factors, norms[:, None], out=np.zeros_like(item_factors), where=norms[:, None] > 0)
+    unit = unit_rows(item_factors)
     cosine: np.ndarray = unit[items] @ unit.T
     return cosine
 
@@ -73,3 +72,43 @@ def top_similar(
     scores[np.arange(len(items)), items] = -np.inf
     scores[support[items] < min_support] = -np.inf
     return select_top_n(scores, n, tie_rank)
+
+
+def unit_rows(item_factors: np.ndarray) -> np.ndarray:
+    """Item factors scaled to length 1 (zero rows stay zero): their dot products are cosines."""
+    norms = np.linalg.norm(item_factors, axis=1)
+    unit: np.ndarray = np.divide(
+        item_factors, norms[:, None], out=np.zeros_like(item_factors), where=norms[:, None] > 0
+    )
+    return unit
+
+
+def top_similar_by_factors(
+    unit: np.ndarray,
+    unit32: np.ndarray,
+    items: np.ndarray,
+    n: int,
+    tie_rank: np.ndarray,
+    support: np.ndarray,
+    min_support: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_similar` of `factor_cosine`, at the speed of a float32 product: the cosines in float32
+    (`unit32`: `unit_rows` as float32), the candidates within twice float32's error of each row's
+    n-th best (`selection.bounded_candidates`; |error| <= about d 2^-24 for unit vectors), then
+    rescored in float64 and ranked, as the factor kernel ranks users' lists. Rows the bound leaves
+    open are ranked from float64 cosines in full."""
+    k = min(n, len(unit))
+    scores = unit32[items] @ unit32.T
+    scores[:, support < min_support] = -np.inf
+    scores[np.arange(len(items)), items] = -np.inf
+    scores[support[items] < min_support] = -np.inf
+    error = (unit.shape[1] + 2) * 2.0**-24
+    found = bounded_candidates(scores, k, np.full(len(items), 2 * error + 1e-30))
+    exact = np.einsum("ij,ij->i", unit[items[found.rows]], unit[found.items])
+    picked, values = rank_candidates(len(items), k, found.rows, found.items, exact, tie_rank)
+    if found.unbounded.size:
+        rows = found.unbounded
+        picked[rows], values[rows] = top_similar(
+            unit[items[rows]] @ unit.T, items[rows], k, tie_rank, support, min_support
+        )
+    return picked, values
