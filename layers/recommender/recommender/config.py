@@ -18,6 +18,10 @@ from .errors import ConfigError, NonFiniteNumberError
 
 DEFAULT_ALGORITHM = "auto"
 DEFAULT_TOP_N = 10
+#: ratings an item needs to get a list of similar items and to appear in one: fewer say more about
+#: their few raters than about the item
+DEFAULT_SIMILAR_MIN_SUPPORT = 5
+MAX_SIMILAR_MIN_SUPPORT = 1_000_000
 DEFAULT_USERS_PER_SHARD = 1000
 DEFAULT_MAX_CONCURRENCY = 10
 DEFAULT_SEED = 0
@@ -78,6 +82,7 @@ class RunConfig:
     algorithm: str = DEFAULT_ALGORITHM
     params: dict[str, Any] = field(default_factory=dict)
     top_n: int = DEFAULT_TOP_N
+    similar_min_support: int = DEFAULT_SIMILAR_MIN_SUPPORT
     users_per_shard: int = DEFAULT_USERS_PER_SHARD
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     rating_scale: tuple[float, float] | None = None
@@ -135,6 +140,9 @@ class RunConfig:
             algorithm=algorithm,
             params=dict(params),
             top_n=_bounded_int(raw, "top_n", DEFAULT_TOP_N, MAX_TOP_N),
+            similar_min_support=_bounded_int(
+                raw, "similar_min_support", DEFAULT_SIMILAR_MIN_SUPPORT, MAX_SIMILAR_MIN_SUPPORT
+            ),
             users_per_shard=_bounded_int(
                 raw, "users_per_shard", DEFAULT_USERS_PER_SHARD, MAX_USERS_PER_SHARD
             ),

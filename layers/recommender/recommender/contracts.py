@@ -155,6 +155,21 @@ class ModelMetadata(TypedDict):
     # absent from a model Train wrote before it recorded its objects
     model_object: NotRequired[ObjectRecord]
     user_parts: NotRequired[list[UserPartRecord]]
+    # who rated what (`similarity.Raters`), when the similar items are by co-occurrence
+    raters_object: NotRequired[ObjectRecord]
+
+
+class ItemShard(TypedDict):
+    """The items whose similar items a predictor lists besides its users (`similarity`): items
+    `start` to `end` in UTF-8 byte order of their ids (`model.utf8_order`), from `first_item` to
+    `last_item`. `min_support` is the run's `similar_min_support`."""
+
+    start: int
+    end: int
+    items: int
+    first_item: str
+    last_item: str
+    min_support: int
 
 
 class Shard(TypedDict):
@@ -170,6 +185,9 @@ class Shard(TypedDict):
     # users who rated every item, whose list is empty by rule; absent from a plan written before
     # it was counted (a resumed run)
     users_without_unseen: NotRequired[int]
+    # the item shard this predictor lists similar items for; absent when there are fewer item
+    # shards than shards (and from a plan written before similar items were published)
+    similar: NotRequired[ItemShard]
 
 
 # --- Predict ------------------------------------------------------------------------------------
@@ -192,6 +210,7 @@ class PredictResult(TypedDict):
     users: int
     seconds: float  # 0.0 when a complete shard object was reused
     reused: bool
+    similar_items: NotRequired[int]  # items of its item shard, when the plan gives it one
 
 
 # --- Merge --------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def build_manifest(
     status: str = "published",
     quality: dict[str, Any] | None = None,
     gate: dict[str, Any] | None = None,
+    similar: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -65,6 +66,7 @@ def build_manifest(
         "status": status,
         "quality": quality,
         "gate": gate or {"decision": "not-evaluated"},
+        **({"similar": similar} if similar is not None else {}),
     }
 
 

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import strict_json
-from .contracts import Shard
+from .contracts import ItemShard, Shard
 from .errors import ConfigError, ShardError
+from .model import utf8_order
 from .storage import sha256_hex
 
 if TYPE_CHECKING:
@@ -61,8 +62,14 @@ def check_shard_count(n_users: int, users_per_shard: int) -> None:
         )
 
 
-def plan_shards(model: ModelArrays, users_per_shard: int) -> list[Shard]:
-    """One item per shard, for the DISTRIBUTED Map's ItemReader."""
+#: the fewest items an item shard holds (unless the catalogue is smaller): a few milliseconds of
+#: work each at this size, so more item shards would cost Merge more objects than they save
+MIN_ITEMS_PER_SHARD = 1000
+
+
+def plan_shards(model: ModelArrays, users_per_shard: int, similar_min_support: int = 1) -> list[Shard]:
+    """One item per shard, for the DISTRIBUTED Map's ItemReader. Each of the first shards also
+    lists the similar items of a range of items (`similar`; see `plan_item_shards`)."""
     n_users = model.n_users
     check_shard_count(n_users, users_per_shard)
     n_shards = shard_count(n_users, users_per_shard)
@@ -84,7 +91,38 @@ def plan_shards(model: ModelArrays, users_per_shard: int) -> list[Shard]:
                 users_without_unseen=int(np.count_nonzero(rated_everything[start:end])),
             )
         )
+    for shard, item_shard in zip(plan, plan_item_shards(model, len(plan), similar_min_support)):
+        shard["similar"] = item_shard
     return plan
+
+
+def plan_item_shards(model: ModelArrays, at_most: int, min_support: int) -> list[ItemShard]:
+    """The items cut into contiguous, balanced ranges of UTF-8 id order, as users are: at most
+    `at_most` (one per predictor) and at least MIN_ITEMS_PER_SHARD items each. The predictors'
+    own Map runs them: an item shard needs the item side of the model, which every predictor
+    loads anyway."""
+    n_items = model.n_items
+    if n_items == 0:
+        return []
+    count = max(1, min(at_most, n_items // MIN_ITEMS_PER_SHARD))
+    order = utf8_order(model.item_ids)
+    bounds = np.linspace(0, n_items, count + 1).round().astype(int).tolist()
+    return [
+        ItemShard(
+            start=start,
+            end=end,
+            items=end - start,
+            first_item=model.item_ids[int(order[start])],
+            last_item=model.item_ids[int(order[end - 1])],
+            min_support=min_support,
+        )
+        for start, end in itertools.pairwise(bounds)
+    ]
+
+
+def item_shard_items(model: ModelArrays, item_shard: ItemShard) -> np.ndarray:
+    """Inner ids of the item shard's items, in shard order."""
+    return utf8_order(model.item_ids)[int(item_shard["start"]) : int(item_shard["end"])]
 
 
 def shard_users(model: ModelArrays, shard: Shard) -> np.ndarray:
@@ -126,6 +164,30 @@ def encode_shard(model: ModelArrays, lists: Iterable[UserTopN]) -> tuple[bytes, 
     return gzip.compress(payload, compresslevel=6, mtime=0), len(lines)
 
 
+def published_similarities(values: np.ndarray) -> list[float]:
+    """Similarities as published: 6 significant digits (an EASE weight may be 1e-9 and still
+    order the list), which keeps their order."""
+    return [float(f"{v:.{SCORE_DECIMALS}g}") for v in values.tolist()]
+
+
+def encode_similar(
+    model: ModelArrays, lists: Iterable[tuple[int, np.ndarray, np.ndarray]]
+) -> tuple[bytes, int]:
+    """Serialise an item shard's lists (`similarity.ItemSimilarity.lists`), one item per line:
+    `{"item": "<id>", "items": [...], "scores": [...]}`; returns (gzip bytes, number of items)."""
+    lines = []
+    for item, similar, values in lists:
+        record = {
+            "item": model.item_ids[item],
+            "items": [model.item_ids[j] for j in similar.tolist()],
+            "scores": published_similarities(values),
+        }
+        what = f"the similar items of item {record['item']!r}"
+        lines.append(strict_json.dumps(record, what=what, ensure_ascii=False, separators=(",", ":")))
+    payload = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass") if lines else b""
+    return gzip.compress(payload, compresslevel=6, mtime=0), len(lines)
+
+
 def decode_shard(data: bytes) -> Iterator[dict[str, Any]]:
     # split on "\n" only: ids may hold U+2028 and other characters str.splitlines() breaks on
     for line in gzip.decompress(data).decode("utf-8", "surrogatepass").split("\n"):
@@ -138,9 +200,10 @@ def decode_shard(data: bytes) -> Iterator[dict[str, Any]]:
 EMPTY_ITEMS = b'"items":[]'
 
 
-def object_metadata(data: bytes, users: int, seconds: float) -> dict[str, str]:
-    """What a predictor records on the shard object it writes, for `check_shard_object`."""
-    return {"users": str(users), "sha256": sha256_hex(data), "seconds": f"{seconds:.3f}"}
+def object_metadata(data: bytes, users: int, seconds: float, noun: str = "users") -> dict[str, str]:
+    """What a predictor records on the shard object it writes, for `check_shard_object`: the
+    records it holds under `noun` ("users", or "items" for similar items)."""
+    return {noun: str(users), "sha256": sha256_hex(data), "seconds": f"{seconds:.3f}"}
 
 
 @dataclass(frozen=True)
@@ -155,10 +218,12 @@ class CheckedShardObject:
 
 
 def check_shard_object(
-    data: bytes, recorded: Mapping[str, str], shard: Shard, key: str
+    data: bytes, recorded: Mapping[str, str], shard: Shard, key: str, noun: str = "users"
 ) -> CheckedShardObject:
     """`data` (the object at `key`) checked against what its predictor recorded on it and against
-    its shard's planned users, or ShardError saying what is wrong."""
+    its shard's planned users (or, with `noun` "items", its item shard's planned items), or
+    ShardError saying what is wrong."""
+    planned = shard["users"] if noun == "users" else shard["similar"]["items"]
     digest = sha256_hex(data)
     if recorded.get("sha256") != digest:
         raise ShardError(f"shard {shard['index']}: {key} does not match its recorded checksum")
@@ -168,18 +233,20 @@ def check_shard_object(
         records = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as error:
         raise ShardError(f"shard {shard['index']}: {key} is unreadable ({error})") from None
-    users = records.count(b"\n")
-    if users != shard["users"]:
-        raise ShardError(f"shard {shard['index']}: {key} holds {users} users, planned {shard['users']}")
+    found = records.count(b"\n")
+    if found != planned:
+        raise ShardError(f"shard {shard['index']}: {key} holds {found} {noun}, planned {planned}")
     return CheckedShardObject(
-        len(data), digest, users, records.count(EMPTY_ITEMS), recorded_seconds(recorded)
+        len(data), digest, found, records.count(EMPTY_ITEMS), recorded_seconds(recorded)
     )
 
 
-def read_shard_object(s3: S3Client, bucket: str, key: str, shard: Shard) -> CheckedShardObject:
+def read_shard_object(
+    s3: S3Client, bucket: str, key: str, shard: Shard, noun: str = "users"
+) -> CheckedShardObject:
     """The shard object at `key`, read and checked (`check_shard_object`)."""
     response = s3.get_object(Bucket=bucket, Key=key)
-    return check_shard_object(response["Body"].read(), response.get("Metadata", {}), shard, key)
+    return check_shard_object(response["Body"].read(), response.get("Metadata", {}), shard, key, noun)
 
 
 def recorded_seconds(recorded: Mapping[str, str]) -> float:

@@ -16,10 +16,14 @@ user lists (more ratings first, then the lower inner id: `ModelArrays.tie_rank`)
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import numpy as np
 
 from .kernels.item_knn import sparse_rows_product
-from .model import csr_rows
+from .model import ModelArrays, csr_rows
 from .selection import bounded_candidates, rank_candidates, select_top_n
 
 
@@ -112,3 +116,155 @@ def top_similar_by_factors(
             unit[items[rows]] @ unit.T, items[rows], k, tie_rank, support, min_support
         )
     return picked, values
+
+
+# --- What "similar" means for each model -------------------------------------------------------
+
+FACTOR_COSINE = "factor-cosine"
+EASE_WEIGHTS = "ease-weights"
+ITEM_KNN = "item-knn-similarity"
+KNN_SIMILARITY = "knn-item-similarity"
+CO_OCCURRENCE = "co-occurrence-cosine"
+
+#: what each measure is, in the manifest's words
+MEASURES = {
+    FACTOR_COSINE: "cosine of the items' latent factors (qi), biases left out",
+    EASE_WEIGHTS: "EASE's learned item-item weight B[i, j]: how much rating i raises j's score",
+    ITEM_KNN: "the item-item neighbour similarity S[i, j] ItemKNN scores with (its K neighbours)",
+    KNN_SIMILARITY: "Surprise's item-item similarity (sim_options) k-NN scores with, its k nearest",
+    CO_OCCURRENCE: "cosine of the items' sets of raters in the training ratings:"
+    " users who rated both / sqrt(raters of i x raters of j)",
+}
+FACTOR_KINDS = frozenset({"SVD", "SVDpp", "NMF", "ALS"})
+KNN_KINDS = frozenset({"KNNBasic", "KNNWithMeans", "KNNWithZScore", "KNNBaseline"})
+SIMILAR_RULE = (
+    "the most similar first (only a positive similarity counts); equal similarity: more ratings in"
+    " the training data first, then earlier first appearance in the snapshot; never the item"
+    " itself; an item with fewer ratings than min_support has no list and is in none"
+)
+
+#: float64 items x catalogue matrices a block holds at its peak (similarity, masked copy, selection)
+BLOCK_MATRICES = 4
+
+
+def measure_of(model: ModelArrays) -> str:
+    """The measure of a model's kind: its own item-item notion where it has one, co-occurrence
+    otherwise (BaselineOnly, SlopeOne, CoClustering, NormalPredictor, user-based k-NN, refit)."""
+    if model.kind in FACTOR_KINDS:
+        return FACTOR_COSINE
+    if model.kind == "EASE":
+        return EASE_WEIGHTS
+    if model.kind == "ItemKNN":
+        return ITEM_KNN
+    if model.kind in KNN_KINDS and not bool(model.arrays["user_based"]):
+        return KNN_SIMILARITY
+    return CO_OCCURRENCE
+
+
+@dataclass(frozen=True)
+class Raters:
+    """Who rated what, both ways, deduplicated: what co-occurrence needs and a split model's item
+    side lacks (its users travel in parts). Train writes it as `model/raters.npz`."""
+
+    user_indptr: np.ndarray  # user -> distinct items
+    user_items: np.ndarray
+    item_indptr: np.ndarray  # item -> distinct users
+    item_users: np.ndarray
+
+    @classmethod
+    def from_seen(cls, indptr: np.ndarray, indices: np.ndarray, n_items: int) -> Raters:
+        n_users = len(indptr) - 1
+        users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+        pairs = np.unique(users * n_items + np.asarray(indices, dtype=np.int64))  # sorted by user, item
+        users, items = pairs // n_items, pairs % n_items
+        user_indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=n_users), out=user_indptr[1:])
+        order = np.argsort(items, kind="stable")  # by item, then user
+        item_indptr = np.zeros(n_items + 1, dtype=np.int64)
+        np.cumsum(np.bincount(items, minlength=n_items), out=item_indptr[1:])
+        return cls(user_indptr, items.astype(np.int32), item_indptr, users[order].astype(np.int32))
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, user_indptr=self.user_indptr, user_items=self.user_items)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, n_items: int) -> Raters:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return cls.from_seen(npz["user_indptr"], npz["user_items"], n_items)
+
+
+class ItemSimilarity:
+    """Each item's top-n similar items, for blocks of items, under the model's measure."""
+
+    def __init__(self, model: ModelArrays, min_support: int, raters: Raters | None = None) -> None:
+        self.model = model
+        self.measure = measure_of(model)
+        self.min_support = min_support
+        self.tie_rank = model.tie_rank()
+        self.support = np.asarray(model.item_counts, dtype=np.int64)
+        if self.measure == CO_OCCURRENCE and raters is None:
+            raise ValueError("co-occurrence needs the raters (Raters)")
+        self.raters = raters
+        if self.measure == FACTOR_COSINE:
+            self.unit = unit_rows(np.asarray(model.arrays["qi"], dtype=np.float64))
+            self.unit32 = self.unit.astype(np.float32)
+
+    def block_rows(self) -> int:
+        from .kernels import SCORE_BLOCK_BYTES, rows_within
+
+        return rows_within(SCORE_BLOCK_BYTES, 8 * BLOCK_MATRICES, self.model.n_items)
+
+    def limit(self, n: int) -> int:
+        """k-NN keeps an item's k nearest: no more neighbours than its own k."""
+        if self.measure == KNN_SIMILARITY:
+            return min(n, int(self.model.arrays["k"]))
+        return n
+
+    def similarities(self, items: np.ndarray) -> np.ndarray:
+        """Exact similarities of `items` with every item: (len(items), n_items), float64."""
+        arrays, n_items = self.model.arrays, self.model.n_items
+        if self.measure == FACTOR_COSINE:
+            block: np.ndarray = self.unit[items] @ self.unit.T
+            return block
+        if self.measure == EASE_WEIGHTS:
+            return np.array(arrays["weights"][items], dtype=np.float64)
+        if self.measure == KNN_SIMILARITY:
+            return np.array(arrays["sim"][items], dtype=np.float64)
+        if self.measure == ITEM_KNN:
+            indptr, positions = csr_rows(arrays["sim_indptr"], items)
+            rows = np.repeat(np.arange(len(items)), np.diff(indptr))
+            out = np.zeros((len(items), n_items))
+            out[rows, arrays["sim_indices"][positions]] = arrays["sim_data"][positions]
+            return out
+        raters = self.raters
+        assert raters is not None
+        return co_occurrence_cosine(
+            raters.item_indptr, raters.item_users, raters.user_indptr, raters.user_items, items, n_items
+        )
+
+    def top(self, items: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, similarities) of each item's top-n, -inf padded; one block of items."""
+        items = np.asarray(items, dtype=np.int64)
+        k = self.limit(n)
+        if self.measure == FACTOR_COSINE:
+            picked, values = top_similar_by_factors(
+                self.unit, self.unit32, items, k, self.tie_rank, self.support, self.min_support
+            )
+        else:
+            picked, values = top_similar(
+                self.similarities(items), items, k, self.tie_rank, self.support, self.min_support
+            )
+        values[~(values > 0)] = -np.inf  # only a positive similarity makes a neighbour; NaN none
+        return picked, values
+
+    def lists(self, items: np.ndarray, n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(item, its similar items best first, their similarities) for every item, in order."""
+        step = self.block_rows()
+        for start in range(0, len(items), step):
+            block = np.asarray(items[start : start + step], dtype=np.int64)
+            picked, values = self.top(block, n)
+            lengths = np.isfinite(values).sum(axis=1).tolist()
+            for row, item in enumerate(block.tolist()):
+                yield item, picked[row, : lengths[row]], values[row, : lengths[row]]

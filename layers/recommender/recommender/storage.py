@@ -61,6 +61,19 @@ class RunPaths:
         return _join(self.root, "model", "users", f"users-{index:05d}.npz")
 
     @property
+    def raters(self) -> str:
+        """Who rated what, for similar items by co-occurrence (see `similarity.Raters`)."""
+        return _join(self.root, "model", "raters.npz")
+
+    @property
+    def similar_objects_root(self) -> str:
+        return _join(self.root, "similar") + "/"
+
+    def similar_object(self, index: int) -> str:
+        """The similar items of shard `index`'s items (see `sharding.encode_similar`)."""
+        return _join(self.root, "similar", f"shard-{index:05d}.jsonl.gz")
+
+    @property
     def model_meta(self) -> str:
         return _join(self.root, "model", "metadata.json")
 

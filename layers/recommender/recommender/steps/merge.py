@@ -42,6 +42,7 @@ from ..manifest import build_latest, build_manifest
 from ..model import ModelArrays, check_object
 from ..scoring import fallback
 from ..sharding import CheckedShardObject, published_scores, read_shard_object
+from ..similarity import MEASURES, SIMILAR_RULE, measure_of
 from ..storage import (
     JSON_CONTENT,
     RunPaths,
@@ -66,11 +67,12 @@ VERIFY_THREADS = 8
 PUBLISH_ATTEMPTS = 5
 
 
-def verify_shards(s3: S3Client, settings: Settings, paths: RunPaths) -> list[ManifestShard]:
+def verify_shards(
+    s3: S3Client, settings: Settings, paths: RunPaths, plan: list[Shard]
+) -> list[ManifestShard]:
     """The manifest's entry of every planned shard, once every shard object passed
     `sharding.check_shard_object` and holds no unexpected empty list; IncompleteRunError or
     EmptyListsError naming the shards otherwise."""
-    plan: list[Shard] = get_json(s3, settings.bucket, paths.shard_plan)
     checked = check_shard_objects(s3, settings, paths, plan)
     check_empty_lists(paths.run_id, plan, checked)
     return [
@@ -88,20 +90,57 @@ def verify_shards(s3: S3Client, settings: Settings, paths: RunPaths) -> list[Man
     ]
 
 
+def verify_similar(
+    s3: S3Client, settings: Settings, paths: RunPaths, plan: list[Shard], model: ModelArrays
+) -> dict[str, Any] | None:
+    """The manifest's `similar` section, once every planned item shard's object passed
+    `sharding.check_shard_object`; IncompleteRunError naming the shards otherwise. None for a plan
+    written before similar items were published (a resumed run)."""
+    planned = [shard for shard in plan if "similar" in shard]
+    if not planned:
+        return None
+    checked = check_shard_objects(s3, settings, paths, planned, "items")
+    shards = [
+        {
+            "index": shard["index"],
+            "key": relative_key(settings.prefix, paths.similar_object(shard["index"])),
+            "items": found.users,
+            "first_item": shard["similar"]["first_item"],
+            "last_item": shard["similar"]["last_item"],
+            "bytes": found.bytes,
+            "sha256": found.sha256,
+            "seconds": found.seconds,
+        }
+        for shard, found in zip(planned, checked)
+    ]
+    measure = measure_of(model)
+    return {
+        "measure": measure,
+        "definition": MEASURES[measure],
+        "min_support": planned[0]["similar"]["min_support"],
+        "ranking": SIMILAR_RULE,
+        "items": sum(s["items"] for s in shards),
+        "items_without_list": sum(found.empty_lists for found in checked),
+        "shards": shards,
+    }
+
+
 def check_shard_objects(
-    s3: S3Client, settings: Settings, paths: RunPaths, plan: list[Shard]
+    s3: S3Client, settings: Settings, paths: RunPaths, plan: list[Shard], noun: str = "users"
 ) -> list[CheckedShardObject]:
-    """Every planned shard's object, checked, in plan order; IncompleteRunError naming the
-    shards that failed."""
+    """Every planned shard's object (its users' lists, or with `noun` "items" its items' similar
+    items), checked, in plan order; IncompleteRunError naming the shards that failed."""
+    users = noun == "users"
+    root = paths.shard_objects_root if users else paths.similar_objects_root
     # A missing object is never asked for: S3 may answer 403, not 404 (see storage.object_exists).
-    existing = listed_keys(s3, settings.bucket, paths.shard_objects_root)
+    existing = listed_keys(s3, settings.bucket, root)
 
     def check(shard: Shard) -> CheckedShardObject | str:
-        key = paths.shard_object(shard["index"])
+        key = paths.shard_object(shard["index"]) if users else paths.similar_object(shard["index"])
         if key not in existing:
             return f"shard {shard['index']}: {key} is missing"
         try:
-            return read_shard_object(s3, settings.bucket, key, shard)
+            return read_shard_object(s3, settings.bucket, key, shard, noun)
         except ShardError as problem:
             return str(problem)
 
@@ -189,12 +228,14 @@ def write_manifest(
     once. Returns the manifest as it is in S3 (another execution's, if it wrote first)."""
     started = time.perf_counter()
     decided = RunConfig.from_input(config)  # as Train parsed it: its defaults, its checks
-    shards = verify_shards(s3, settings, paths)
+    plan: list[Shard] = get_json(s3, settings.bucket, paths.shard_plan)
+    shards = verify_shards(s3, settings, paths, plan)
     model_meta: ModelMetadata = get_json(s3, settings.bucket, paths.model_meta)
     model_data = check_object(
         get_bytes(s3, settings.bucket, paths.model), model_meta.get("model_object"), paths.model
     )
     model = ModelArrays.from_bytes(model_data)
+    similar = verify_similar(s3, settings, paths, plan, model)
     fallback_doc = write_fallback(s3, settings, paths, model, decided.top_n)
     quality = model_meta.get("quality")
     decision = gate.decide(
@@ -232,6 +273,7 @@ def write_manifest(
         status="held" if decision["decision"] == "held" else "published",
         quality=quality,
         gate=decision,
+        similar=similar,
     )
     try:  # a run is published once: its manifest is never replaced
         put_json(s3, settings.bucket, paths.manifest, manifest, if_absent=True)

@@ -5,21 +5,31 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from ..config import Settings
-from ..contracts import ModelMetadata, PredictResult, Shard
+from ..contracts import ItemShard, ModelMetadata, PredictResult, Shard
 from ..errors import ModelIntegrityError, ShardError, ShardTimeoutError
 from ..kernels import Kernel
 from ..model import KIND_REFIT, ModelArrays, UserPart, check_object
-from ..scoring import UserTopN, kernel_for, recommend
-from ..sharding import encode_shard, object_metadata, read_shard_object, shard_users
+from ..scoring import kernel_for, recommend
+from ..sharding import (
+    encode_shard,
+    encode_similar,
+    item_shard_items,
+    object_metadata,
+    read_shard_object,
+    shard_users,
+)
+from ..similarity import CO_OCCURRENCE, ItemSimilarity, Raters, measure_of
 from ..storage import RunPaths, get_bytes, get_json, object_exists, put_bytes
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
 
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[ModelArrays, Kernel | None]] = {}
@@ -90,13 +100,13 @@ def model_for_shard(
     return joined, kernel_for(joined), joined.user_order
 
 
-def finished_shard(s3: S3Client, settings: Settings, key: str, shard: Shard) -> bool:
+def finished_shard(s3: S3Client, settings: Settings, key: str, shard: Shard, noun: str = "users") -> bool:
     """Whether a complete shard object exists already (a resumed or redriven run): the check Merge
     applies before publishing."""
     if not object_exists(s3, settings.bucket, key):
         return False
     try:
-        read_shard_object(s3, settings.bucket, key, shard)
+        read_shard_object(s3, settings.bucket, key, shard, noun)
     except ShardError:
         return False
     return True
@@ -115,18 +125,63 @@ def run(
     started = time.perf_counter()
     paths = RunPaths(settings.prefix, run_id)
     key = paths.shard_object(shard["index"])
-    if finished_shard(s3, settings, key, shard):
-        return PredictResult(index=shard["index"], key=key, users=shard["users"], seconds=0.0, reused=True)
-    model, kernel, users = model_for_shard(s3, settings, paths, shard)
     check_time = clock(shard, started, remaining_ms)
-    data, count = encode_shard(model, checked(recommend(model, users, top_n, kernel), check_time))
-    if count != shard["users"]:
-        raise ShardError(f"shard {shard['index']}: wrote {count} users, the plan has {shard['users']}")
+    reused = finished_shard(s3, settings, key, shard)
+    model: ModelArrays | None = None
+    if not reused:
+        model, kernel, users = model_for_shard(s3, settings, paths, shard)
+        data, count = encode_shard(model, checked(recommend(model, users, top_n, kernel), check_time))
+        if count != shard["users"]:
+            raise ShardError(f"shard {shard['index']}: wrote {count} users, the plan has {shard['users']}")
+        check_time()
+        metadata = object_metadata(data, count, time.perf_counter() - started)
+        put_bytes(s3, settings.bucket, key, data, content_type="application/gzip", metadata=metadata)
+    result = PredictResult(
+        index=shard["index"],
+        key=key,
+        users=shard["users"],
+        seconds=0.0 if reused else round(time.perf_counter() - started, 3),
+        reused=reused,
+    )
+    if "similar" in shard:
+        result["similar_items"] = write_similar(s3, settings, paths, shard, top_n, model, check_time)
+    return result
+
+
+def write_similar(
+    s3: S3Client,
+    settings: Settings,
+    paths: RunPaths,
+    shard: Shard,
+    top_n: int,
+    model: ModelArrays | None,
+    check_time: Callable[[], None],
+) -> int:
+    """Write the similar items of the shard's item shard, unless a complete object exists;
+    `model` is the one the users' lists used, if they were computed now. Returns the items."""
+    item_shard: ItemShard = shard["similar"]
+    key = paths.similar_object(shard["index"])
+    if finished_shard(s3, settings, key, shard, "items"):
+        return item_shard["items"]
+    started = time.perf_counter()
+    meta: ModelMetadata = get_json(s3, settings.bucket, paths.model_meta)
+    if model is None:
+        model, _ = load_model(s3, settings, paths, meta)
+    raters = None
+    if measure_of(model) == CO_OCCURRENCE:
+        data = check_object(
+            get_bytes(s3, settings.bucket, paths.raters), meta.get("raters_object"), paths.raters
+        )
+        raters = Raters.from_bytes(data, model.n_items)
+    similarity = ItemSimilarity(model, item_shard["min_support"], raters)
+    items = item_shard_items(model, item_shard)
+    data, count = encode_similar(model, checked(similarity.lists(items, top_n), check_time))
+    if count != item_shard["items"]:
+        raise ShardError(f"shard {shard['index']}: wrote {count} items, the plan has {item_shard['items']}")
     check_time()
-    seconds = time.perf_counter() - started
-    metadata = object_metadata(data, count, seconds)
+    metadata = object_metadata(data, count, time.perf_counter() - started, "items")
     put_bytes(s3, settings.bucket, key, data, content_type="application/gzip", metadata=metadata)
-    return PredictResult(index=shard["index"], key=key, users=count, seconds=round(seconds, 3), reused=False)
+    return count
 
 
 def clock(shard: Shard, started: float, remaining_ms: Callable[[], int] | None) -> Callable[[], None]:
@@ -143,8 +198,8 @@ def clock(shard: Shard, started: float, remaining_ms: Callable[[], int] | None) 
     return check_time
 
 
-def checked(lists: Iterable[UserTopN], check_time: Callable[[], None]) -> Iterator[UserTopN]:
-    """`lists`, checking the time every CHECK_EVERY_USERS users."""
+def checked(lists: Iterable[T], check_time: Callable[[], None]) -> Iterator[T]:
+    """`lists`, checking the time every CHECK_EVERY_USERS lists."""
     for done, top in enumerate(lists):
         if done % CHECK_EVERY_USERS == 0:
             check_time()

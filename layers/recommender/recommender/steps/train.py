@@ -17,6 +17,7 @@ from ..evaluation import evaluate, evaluation_split
 from ..gate import metric_name
 from ..model import ModelArrays, object_record
 from ..sharding import check_shard_count, plan_shards, shard_users
+from ..similarity import CO_OCCURRENCE, Raters, measure_of
 from ..snapshot import read_snapshot
 from ..storage import RunPaths, get_json, object_exists, put_bytes, put_json
 from ..training import check_similarity, fit, model_from_fit
@@ -80,8 +81,9 @@ def fit_and_write(
         quality = measure(algorithm, params) if measure is not None else None
     fitted = fit(ratings, algorithm, params, config.rating_scale)
     model = model_from_fit(fitted)
-    plan = plan_shards(model, config.users_per_shard)
+    plan = plan_shards(model, config.users_per_shard, config.similar_min_support)
     model_object, user_parts = write_model(s3, settings, paths, model, plan)
+    raters_object = write_raters(s3, settings, paths, model)
     meta = ModelMetadata(
         algorithm=algorithm,
         params=fitted.params,
@@ -100,6 +102,8 @@ def fit_and_write(
         model_object=model_object,
         user_parts=user_parts,
     )
+    if raters_object is not None:
+        meta["raters_object"] = raters_object
     if choice is not None:
         meta["choice"] = choice.record()
     put_json(s3, settings.bucket, paths.model_meta, meta)
@@ -127,6 +131,18 @@ def write_model(
     data = model.item_side(layout).to_bytes()
     put_bytes(s3, settings.bucket, paths.model, data)
     return object_record(data), parts
+
+
+def write_raters(
+    s3: S3Client, settings: Settings, paths: RunPaths, model: ModelArrays
+) -> ObjectRecord | None:
+    """Who rated what, when the model's similar items are by co-occurrence: the item shards need
+    every user's items, which a split model's item side does not hold. Returns its record."""
+    if measure_of(model) != CO_OCCURRENCE:
+        return None
+    data = Raters.from_seen(model.seen_indptr, model.seen_indices, model.n_items).to_bytes()
+    put_bytes(s3, settings.bucket, paths.raters, data)
+    return object_record(data)
 
 
 def summary(quality: dict[str, Any] | None, top_n: int) -> QualitySummary:
