@@ -25,6 +25,7 @@ from recommender.contracts import (
     ExtractEvent,
     ExtractResult,
     ExtractSummary,
+    ItemShard,
     MergeEvent,
     MergeResult,
     PredictEvent,
@@ -213,7 +214,10 @@ def model(user_ids: list[str]) -> ModelArrays:
 def test_the_plan_holds_shards() -> None:
     plan = plan_shards(model([f"u{k}" for k in range(7)]), 3)
     assert len(plan) == 3
-    assert all(set(shard) == set(Shard.__annotations__) for shard in plan)
+    # a catalogue under MIN_ITEMS_PER_SHARD makes one item shard, on the first shard
+    assert set(plan[0]) == set(Shard.__annotations__)
+    assert set(plan[0]["similar"]) == set(ItemShard.__annotations__)
+    assert all(set(shard) == set(Shard.__annotations__) - {"similar"} for shard in plan[1:])
 
 
 @pytest.fixture
@@ -249,7 +253,9 @@ def test_the_steps_return_their_contracts(s3: Any) -> None:
     for shard in get_json(s3, BUCKET, trained["shard_plan_key"]):
         for _attempt in range(2):  # written, then reused
             predicted = predict.run(s3, settings, "r1", shard, config["top_n"])
-            assert set(predicted) == set(PredictResult.__annotations__)
+            # a shard with an item shard also says how many items it listed similar items for
+            without = set() if "similar" in shard else {"similar_items"}
+            assert set(predicted) == set(PredictResult.__annotations__) - without
     merged = merge.run(s3, settings, "r1", config, extracted["extract"], trained)
     assert set(merged) == set(MergeResult.__annotations__)
     manifest = get_json(s3, BUCKET, merged["manifest_key"])
