@@ -93,8 +93,15 @@ def test_a_concurrent_writer_is_never_overwritten_blindly(s3: Any) -> None:
     assert get_json(s3, BUCKET, latest_key("p"))["run_id"] == "rival"
 
 
+def damaged_key(paths: RunPaths, objects: str) -> tuple[str, int]:
+    """(key, shard index) of the object a test damages: a users' shard object, or the similar
+    items of the one item shard (12 items make one, on shard 0)."""
+    return (paths.shard_object(1), 1) if objects == "users" else (paths.similar_object(0), 0)
+
+
+@pytest.mark.parametrize("objects", ["users", "similar items"])
 @pytest.mark.parametrize("damage", ["missing", "truncated", "fewer users"])
-def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
+def test_merge_refuses_a_damaged_shard(s3: Any, damage: str, objects: str) -> None:
     publish(s3, SETTINGS, "good", rows(), {"users_per_shard": 10})
     before = get_json(s3, BUCKET, latest_key("p"))
     settings = SETTINGS
@@ -115,7 +122,7 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     publish(s3, settings, "bad", rows(), {"users_per_shard": 10})  # a complete run, then damaged
     s3.put_object(Bucket=BUCKET, Key=latest_key("p"), Body=json.dumps(before).encode())
     s3.delete_object(Bucket=BUCKET, Key=RunPaths("p", "bad").manifest)  # as before its Merge ran
-    key = RunPaths("p", "bad").shard_object(1)
+    key, index = damaged_key(RunPaths("p", "bad"), objects)
     data = s3.get_object(Bucket=BUCKET, Key=key)
     body, metadata = data["Body"].read(), data["Metadata"]
     if damage == "missing":
@@ -134,18 +141,21 @@ def test_merge_refuses_a_damaged_shard(s3: Any, damage: str) -> None:
     trained = TrainSummary(
         ratings=1, seconds=0.0, model_key="", shard_plan_key="", shards=3, users=30, items=12, reused=False
     )
-    with pytest.raises(IncompleteRunError, match="shard 1"):
+    with pytest.raises(IncompleteRunError, match=f"shard {index}"):
         merge.run(s3, SETTINGS, "bad", config, extract, trained)
     assert get_json(s3, BUCKET, latest_key("p")) == before
 
 
+@pytest.mark.parametrize("objects", ["users", "similar items"])
 @pytest.mark.parametrize("damage", [None, "truncated", "fewer users"])
-def test_a_rerun_predictor_reuses_only_a_complete_shard_object(s3: Any, damage: str | None) -> None:
+def test_a_rerun_predictor_reuses_only_a_complete_shard_object(
+    s3: Any, damage: str | None, objects: str
+) -> None:
     """A redriven or resumed predictor keeps a shard object that passes Merge's check, and writes
     a damaged one again (the same bytes: the lists are deterministic)."""
     publish(s3, SETTINGS, "redo", rows(), {"users_per_shard": 10})
     paths = RunPaths("p", "redo")
-    key = paths.shard_object(1)
+    key, index = damaged_key(paths, objects)
     written = s3.get_object(Bucket=BUCKET, Key=key)
     body, metadata = written["Body"].read(), written["Metadata"]
     if damage == "truncated":
@@ -153,9 +163,9 @@ def test_a_rerun_predictor_reuses_only_a_complete_shard_object(s3: Any, damage: 
     elif damage == "fewer users":  # a consistent checksum, but a user short of the plan
         short = gzip.compress(b"\n".join(gzip.decompress(body).split(b"\n")[1:]))
         s3.put_object(Bucket=BUCKET, Key=key, Body=short, Metadata={**metadata, "sha256": sha256_hex(short)})
-    shard = get_json(s3, BUCKET, paths.shard_plan)[1]
+    shard = get_json(s3, BUCKET, paths.shard_plan)[index]
     result = predict.run(s3, SETTINGS, "redo", shard, 10)
-    assert result["reused"] is (damage is None)
+    assert result["reused"] is (damage is None or objects != "users")
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
 
 
