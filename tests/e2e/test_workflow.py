@@ -4,10 +4,12 @@ sandbox, from a PostgreSQL table to `latest.json`, checked against Surprise itse
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
+import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,59 @@ def published_lists(engine: LocalEngine, manifest: dict[str, Any]) -> dict[str, 
             assert record["user"] not in lists, "a user appears in two shards"
             lists[record["user"]] = record
     return lists
+
+
+def published_similar(engine: LocalEngine, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every item's published similar items, each record checked against its schema."""
+    similar: dict[str, dict[str, Any]] = {}
+    for shard in manifest["similar"]["shards"]:
+        data = engine.s3.get_object(Bucket=engine.bucket, Key=f"{PREFIX}/{shard['key']}")["Body"].read()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"]
+        records = list(decode_shard(data))
+        assert len(records) == shard["items"]
+        for record in records:
+            jsonschema.validate(record, load_schema("similar-record"))
+            assert record["item"] not in similar, "an item appears in two item shards"
+            similar[record["item"]] = record
+    return similar
+
+
+def similarity_reference(algo: Any, trainset: Any, measure: str) -> Callable[[int, int], float]:
+    """The similarity of inner items (i, j) as the issue defines it, from Surprise's own objects."""
+    if measure == "factor-cosine":
+        return lambda i, j: (
+            float(algo.qi[i] @ algo.qi[j]) / float(np.linalg.norm(algo.qi[i]) * np.linalg.norm(algo.qi[j]))
+        )
+    if measure == "knn-item-similarity":
+        return lambda i, j: float(algo.sim[i, j])
+    assert measure == "co-occurrence-cosine"
+    raters = [{u for u, _ in trainset.ir[i]} for i in trainset.all_items()]
+    return lambda i, j: len(raters[i] & raters[j]) / math.sqrt(len(raters[i]) * len(raters[j]))
+
+
+def assert_similar_items_are_the_definition(
+    engine: LocalEngine, manifest: dict[str, Any], algo: Any, trainset: Any, limit: int
+) -> None:
+    """Every item has a record; a sample of items' lists equal the per-pair brute force."""
+    section = manifest["similar"]
+    similar = published_similar(engine, manifest)
+    assert set(similar) == {trainset.to_raw_iid(i) for i in trainset.all_items()}
+    assert section["items"] == trainset.n_items
+    pair = similarity_reference(algo, trainset, section["measure"])
+    support = {i: len(trainset.ir[i]) for i in trainset.all_items()}
+    enough = [i for i in trainset.all_items() if support[i] >= section["min_support"]]
+    for inner in enough[::15]:
+        value = {j: pair(inner, j) for j in enough if j != inner}
+        ranked = sorted((j for j in value if value[j] > 0), key=lambda j: (-value[j], -support[j], j))
+        record = similar[trainset.to_raw_iid(inner)]
+        got = [trainset.to_inner_iid(item) for item in record["items"]]
+        want = ranked[:limit]
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            assert a == b or abs(value[a] - value[b]) < 1e-9, (got, want)
+        assert record["scores"] == pytest.approx([value[j] for j in got], rel=1e-5)
+    thin = [trainset.to_raw_iid(i) for i in trainset.all_items() if support[i] < section["min_support"]]
+    assert all(similar[item]["items"] == [] for item in thin)
 
 
 def surprise_reference(engine: LocalEngine, manifest: dict[str, Any]) -> Any:
@@ -183,6 +238,8 @@ def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path:
 
     unknown, clipped, unclipped = expected_top_n(algo, trainset, "someone-new", top_n)
     assert_same_ranking(manifest["fallback"]["items"], unknown, unclipped)
+    assert manifest["similar"]["measure"] == "factor-cosine"
+    assert_similar_items_are_the_definition(engine, manifest, algo, trainset, top_n)
 
     engine.export(tmp_path)
     recs = Recommendations.open(tmp_path)
@@ -212,6 +269,11 @@ def test_other_algorithms_equal_surprise(
     for user in list(lists)[::40]:
         expected, _, unclipped = expected_top_n(algo, trainset, user, 5)
         assert_same_ranking(lists[user]["items"], expected, unclipped)
+    # item-based k-NN: its own similarity and k; a model without an item-item notion: co-occurrence
+    assert manifest["similar"]["measure"] == (
+        "knn-item-similarity" if kind != "refit" else "co-occurrence-cosine"
+    )
+    assert_similar_items_are_the_definition(engine, manifest, algo, trainset, min(5, params.get("k", 5)))
 
 
 def test_auto_chooses_in_the_lambda_sandbox_and_publishes_the_winner(engine: LocalEngine) -> None:
