@@ -124,8 +124,9 @@ def similarity_reference(algo: Any, trainset: Any, measure: str) -> Callable[[in
 
 def assert_similar_items_are_the_definition(
     engine: LocalEngine, manifest: dict[str, Any], algo: Any, trainset: Any, limit: int
-) -> None:
-    """Every item has a record; a sample of items' lists equal the per-pair brute force."""
+) -> int:
+    """Every item has a record; a sample of items' lists equal the per-pair brute force; no item
+    below the minimum support has a list or is in one. Returns how many are below it."""
     section = manifest["similar"]
     similar = published_similar(engine, manifest)
     assert set(similar) == {trainset.to_raw_iid(i) for i in trainset.all_items()}
@@ -143,8 +144,10 @@ def assert_similar_items_are_the_definition(
         for a, b in zip(got, want):
             assert a == b or abs(value[a] - value[b]) < 1e-9, (got, want)
         assert record["scores"] == pytest.approx([value[j] for j in got], rel=1e-5)
-    thin = [trainset.to_raw_iid(i) for i in trainset.all_items() if support[i] < section["min_support"]]
+    thin = {trainset.to_raw_iid(i) for i in trainset.all_items() if support[i] < section["min_support"]}
     assert all(similar[item]["items"] == [] for item in thin)
+    assert not thin & {item for record in similar.values() for item in record["items"]}
+    return len(thin)
 
 
 def surprise_reference(engine: LocalEngine, manifest: dict[str, Any]) -> Any:
@@ -210,7 +213,8 @@ def assert_model_split_by_shard(engine: LocalEngine, manifest: dict[str, Any]) -
 
 
 def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path: Path) -> None:
-    result = engine.run(run_input(algorithm="SVD"), name="e2e-svd")
+    # a minimum support some items miss: they must have no list and be in none
+    result = engine.run(run_input(algorithm="SVD", similar_min_support=30), name="e2e-svd")
     assert result.status == "SUCCEEDED", (result.error, result.cause)
 
     latest = read_json(engine, "latest.json")
@@ -239,7 +243,7 @@ def test_published_recommendations_equal_surprise(engine: LocalEngine, tmp_path:
     unknown, clipped, unclipped = expected_top_n(algo, trainset, "someone-new", top_n)
     assert_same_ranking(manifest["fallback"]["items"], unknown, unclipped)
     assert manifest["similar"]["measure"] == "factor-cosine"
-    assert_similar_items_are_the_definition(engine, manifest, algo, trainset, top_n)
+    assert assert_similar_items_are_the_definition(engine, manifest, algo, trainset, top_n) > 0
 
     engine.export(tmp_path)
     recs = Recommendations.open(tmp_path)
