@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from .errors import NonFiniteScoreError
 from .kernels import Kernel, load_kernel
 from .model import KIND_REFIT, ModelArrays
 from .selection import check_lists, mask_seen, select_top_n
+
+Ranked = TypeVar("Ranked")
 
 __all__ = [
     "PairwiseKernel",
@@ -106,7 +108,13 @@ def recommend(
         kernel.warn(len(users))
     tie_rank = model.tie_rank()
     low, high = model.rating_scale
-    for block, (picked, values) in _ranked_blocks(kernel, users, n, tie_rank):
+    workers = scoring_threads() if kernel.thread_safe else 1
+    step = max(1, kernel.block_rows() // workers)
+
+    def rank(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return kernel.top_n(block, n, tie_rank)
+
+    for block, (picked, values) in ranked_blocks(rank, users, step, workers):
         check_lists(model, block, n, values)
         lengths = np.isfinite(values).sum(axis=1).tolist()  # excluded entries are last, as -inf
         clipped = np.clip(values, low, high)
@@ -115,24 +123,23 @@ def recommend(
             yield UserTopN(user, picked[row, :size], clipped[row, :size])
 
 
-def _ranked_blocks(
-    kernel: Kernel, users: np.ndarray, n: int, tie_rank: np.ndarray
-) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-    """Each block of users with its top-n, in order. Kernels that allow it (`Kernel.thread_safe`)
-    rank several blocks at once on threads: numpy releases the GIL in every step of a block, so
-    a block's selection runs beside another block's product. The blocks are then smaller, so the
-    blocks in flight together hold what one block did: memory stays bounded as before."""
-    workers = scoring_threads() if kernel.thread_safe else 1
-    step = max(1, kernel.block_rows() // workers)
-    blocks = (np.asarray(users[start : start + step], dtype=np.int64) for start in range(0, len(users), step))
+def ranked_blocks(
+    rank: Callable[[np.ndarray], Ranked], rows: np.ndarray, step: int, workers: int
+) -> Iterator[tuple[np.ndarray, Ranked]]:
+    """Each block of `step` rows (users, or items for similar items) with `rank(block)`, in
+    order. With several workers (kernels that allow it: `Kernel.thread_safe`), several blocks
+    are ranked at once on threads: numpy releases the GIL in every step of a block, so a block's
+    selection runs beside another block's product. The caller divides its block size by the
+    workers, so the blocks in flight together hold what one block did: memory stays bounded."""
+    blocks = (np.asarray(rows[start : start + step], dtype=np.int64) for start in range(0, len(rows), step))
     if workers == 1:
         for block in blocks:
-            yield block, kernel.top_n(block, n, tie_rank)
+            yield block, rank(block)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="top-n") as pool:
-        in_flight: deque[tuple[np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
+        in_flight: deque[tuple[np.ndarray, Future[Ranked]]] = deque()
         for block in blocks:
-            in_flight.append((block, pool.submit(kernel.top_n, block, n, tie_rank)))
+            in_flight.append((block, pool.submit(rank, block)))
             if len(in_flight) == workers:
                 done, future = in_flight.popleft()
                 yield done, future.result()

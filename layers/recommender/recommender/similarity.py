@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kernels import SCORE_BLOCK_BYTES, rows_within
 from .kernels.item_knn import sparse_rows_product
 from .model import ModelArrays, csr_rows
+from .scoring import ranked_blocks, scoring_threads
 from .selection import bounded_candidates, rank_candidates, select_top_n
 
 
@@ -212,8 +214,6 @@ class ItemSimilarity:
             self.unit32 = self.unit.astype(np.float32)
 
     def block_rows(self) -> int:
-        from .kernels import SCORE_BLOCK_BYTES, rows_within
-
         return rows_within(SCORE_BLOCK_BYTES, 8 * BLOCK_MATRICES, self.model.n_items)
 
     def limit(self, n: int) -> int:
@@ -260,11 +260,11 @@ class ItemSimilarity:
         return picked, values
 
     def lists(self, items: np.ndarray, n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(item, its similar items best first, their similarities) for every item, in order."""
-        step = self.block_rows()
-        for start in range(0, len(items), step):
-            block = np.asarray(items[start : start + step], dtype=np.int64)
-            picked, values = self.top(block, n)
+        """(item, its similar items best first, their similarities) for every item, in order;
+        blocks on one thread per CPU, as the users' lists (`scoring.ranked_blocks`)."""
+        workers = scoring_threads()
+        step = max(1, self.block_rows() // workers)
+        for block, (picked, values) in ranked_blocks(lambda b: self.top(b, n), items, step, workers):
             lengths = np.isfinite(values).sum(axis=1).tolist()
             for row, item in enumerate(block.tolist()):
                 yield item, picked[row, : lengths[row]], values[row, : lengths[row]]
