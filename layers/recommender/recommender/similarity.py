@@ -223,7 +223,8 @@ class ItemSimilarity:
         return n
 
     def similarities(self, items: np.ndarray) -> np.ndarray:
-        """Exact similarities of `items` with every item: (len(items), n_items), float64."""
+        """Exact similarities of `items` with every item: (len(items), n_items), float64, for the
+        measures held densely (ItemKNN's sparse neighbours are ranked where they are: `neighbours`)."""
         arrays, n_items = self.model.arrays, self.model.n_items
         if self.measure == FACTOR_COSINE:
             block: np.ndarray = self.unit[items] @ self.unit.T
@@ -232,12 +233,6 @@ class ItemSimilarity:
             return np.array(arrays["weights"][items], dtype=np.float64)
         if self.measure == KNN_SIMILARITY:
             return np.array(arrays["sim"][items], dtype=np.float64)
-        if self.measure == ITEM_KNN:
-            indptr, positions = csr_rows(arrays["sim_indptr"], items)
-            rows = np.repeat(np.arange(len(items)), np.diff(indptr))
-            out = np.zeros((len(items), n_items))
-            out[rows, arrays["sim_indices"][positions]] = arrays["sim_data"][positions]
-            return out
         raters = self.raters
         assert raters is not None
         return co_occurrence_cosine(
@@ -252,12 +247,27 @@ class ItemSimilarity:
             picked, values = top_similar_by_factors(
                 self.unit, self.unit32, items, k, self.tie_rank, self.support, self.min_support
             )
+        elif self.measure == ITEM_KNN:
+            picked, values = self.neighbours(items, k)
         else:
             picked, values = top_similar(
                 self.similarities(items), items, k, self.tie_rank, self.support, self.min_support
             )
         values[~(values > 0)] = -np.inf  # only a positive similarity makes a neighbour; NaN none
         return picked, values
+
+    def neighbours(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`top` for ItemKNN: each item's stored neighbours (at most K) are its only candidates,
+        ranked as they are, without a dense row of the catalogue."""
+        arrays, support = self.model.arrays, self.support
+        indptr, positions = csr_rows(arrays["sim_indptr"], items)
+        rows = np.repeat(np.arange(len(items)), np.diff(indptr))
+        others = np.asarray(arrays["sim_indices"][positions], dtype=np.int64)
+        values = np.asarray(arrays["sim_data"][positions], dtype=np.float64)
+        kept = (values > 0) & (others != items[rows]) & (support[others] >= self.min_support)
+        kept &= support[items[rows]] >= self.min_support
+        k = min(k, self.model.n_items)
+        return rank_candidates(len(items), k, rows[kept], others[kept], values[kept], self.tie_rank)
 
     def lists(self, items: np.ndarray, n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(item, its similar items best first, their similarities) for every item, in order;
