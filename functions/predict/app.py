@@ -1,4 +1,5 @@
-"""Predict: the top-N unseen items for every user of one shard (one DISTRIBUTED Map item)."""
+"""Predict: the top-N unseen items for every user of one shard (one DISTRIBUTED Map item), and
+the similar items of its item shard when the plan gives it one."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -23,5 +24,7 @@ def lambda_handler(event: PredictEvent, context: LambdaContext) -> PredictResult
     )
     metrics.add_metric("UsersScored", MetricUnit.Count, result["users"])
     metrics.add_metric("SecondsPerShard", MetricUnit.Seconds, result["seconds"])
+    if "similar_items" in result:  # this shard also listed an item shard's similar items
+        metrics.add_metric("ItemsListedSimilar", MetricUnit.Count, result["similar_items"])
     logger.info("shard written", extra=result)
     return result

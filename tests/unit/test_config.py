@@ -12,6 +12,7 @@ from recommender.config import (
     DEFAULT_TOP_N,
     DEFAULT_USERS_PER_SHARD,
     MAX_CONCURRENCY,
+    MAX_SIMILAR_MIN_SUPPORT,
     MAX_TOP_N,
     MAX_USERS_PER_SHARD,
     RunConfig,
@@ -87,7 +88,7 @@ def test_unknown_fields_are_all_named() -> None:
     assert "alpha, zeta" in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["top_n", "users_per_shard", "max_concurrency"])
+@pytest.mark.parametrize("name", ["top_n", "users_per_shard", "max_concurrency", "similar_min_support"])
 @pytest.mark.parametrize("value", [0, -1, 10**9, "10", True, False, 2.0, None, [3]])
 def test_bounded_ints_reject(name: str, value: object) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -97,7 +98,12 @@ def test_bounded_ints_reject(name: str, value: object) -> None:
 
 @pytest.mark.parametrize(
     ("name", "upper"),
-    [("top_n", MAX_TOP_N), ("users_per_shard", MAX_USERS_PER_SHARD), ("max_concurrency", MAX_CONCURRENCY)],
+    [
+        ("top_n", MAX_TOP_N),
+        ("users_per_shard", MAX_USERS_PER_SHARD),
+        ("max_concurrency", MAX_CONCURRENCY),
+        ("similar_min_support", MAX_SIMILAR_MIN_SUPPORT),
+    ],
 )
 def test_bounded_ints_accept_bounds(name: str, upper: int) -> None:
     assert getattr(RunConfig.from_input({name: 1}), name) == 1
