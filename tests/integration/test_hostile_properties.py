@@ -254,4 +254,14 @@ def test_any_table_either_fails_clearly_or_publishes_finite_ranked_lists(
         if catalogue - items_of[user]:
             assert record["items"], f"user {user!r} has unseen items but an empty list"
     assert all(math.isfinite(s) for s in manifest["fallback"]["scores"])
+    similar: dict[str, dict[str, Any]] = {}
+    for shard in manifest["similar"]["shards"]:
+        for record in decode_shard(objects[f"{PREFIX}/{shard['key']}"]):
+            jsonschema.validate(record, load_schema("similar-record"))
+            similar[record["item"]] = record
+    assert set(similar) == catalogue, "an item id did not round-trip, or an item is missing"
+    for item, record in similar.items():
+        assert item not in record["items"] and set(record["items"]) <= catalogue
+        assert all(math.isfinite(s) and s > 0 for s in record["scores"])
+        assert record["scores"] == sorted(record["scores"], reverse=True), "not ranked best first"
     RunConfig.from_input(manifest["config"])  # the recorded input is still a valid input
