@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ModelIntegrityError
 from .kernels import SCORE_BLOCK_BYTES, rows_within
 from .kernels.item_knn import sparse_rows_product
 from .model import ModelArrays, csr_rows
@@ -175,16 +176,25 @@ class Raters:
 
     @classmethod
     def from_seen(cls, indptr: np.ndarray, indices: np.ndarray, n_items: int) -> Raters:
+        """From a model's CSR of what each user rated, which may list an item twice."""
         n_users = len(indptr) - 1
         users = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
         pairs = np.unique(users * n_items + np.asarray(indices, dtype=np.int64))  # sorted by user, item
-        users, items = pairs // n_items, pairs % n_items
         user_indptr = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(users, minlength=n_users), out=user_indptr[1:])
-        order = np.argsort(items, kind="stable")  # by item, then user
+        np.cumsum(np.bincount(pairs // n_items, minlength=n_users), out=user_indptr[1:])
+        return cls.from_distinct(user_indptr, (pairs % n_items).astype(np.int32), n_items)
+
+    @classmethod
+    def from_distinct(cls, user_indptr: np.ndarray, user_items: np.ndarray, n_items: int) -> Raters:
+        """From each user's distinct items: the item view by one stable sort, at about 20 bytes
+        per rating at its peak (a predictor unpacks it beside the model)."""
+        order = np.argsort(user_items, kind="stable")  # by item, then user
+        users = np.repeat(np.arange(len(user_indptr) - 1, dtype=np.int32), np.diff(user_indptr))
+        item_users = users[order]
+        del users, order
         item_indptr = np.zeros(n_items + 1, dtype=np.int64)
-        np.cumsum(np.bincount(items, minlength=n_items), out=item_indptr[1:])
-        return cls(user_indptr, items.astype(np.int32), item_indptr, users[order].astype(np.int32))
+        np.cumsum(np.bincount(user_items, minlength=n_items), out=item_indptr[1:])
+        return cls(user_indptr, user_items, item_indptr, item_users)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -194,7 +204,10 @@ class Raters:
     @classmethod
     def from_bytes(cls, data: bytes, n_items: int) -> Raters:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return cls.from_seen(npz["user_indptr"], npz["user_items"], n_items)
+            user_indptr, user_items = npz["user_indptr"], npz["user_items"]
+        if user_items.size and not (user_items.min() >= 0 and user_items.max() < n_items):
+            raise ModelIntegrityError(f"raters.npz names items outside the model's {n_items}")
+        return cls.from_distinct(user_indptr, user_items, n_items)
 
 
 class ItemSimilarity:
