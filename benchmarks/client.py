@@ -54,6 +54,7 @@ def publish_run(users: int, items: int, per_shard: int, out: Path) -> None:
         run_input = {
             "users_per_shard": per_shard,
             "max_concurrency": 2,
+            "algorithm": "SVD",  # params apply to one named algorithm, not to "auto"
             "params": {"n_factors": 20, "n_epochs": 5},
         }
         with LocalEngine(url) as engine:
