@@ -265,12 +265,11 @@ class _Kind:
     """A kind of shard object: what its records and the manifest's entries for it call things."""
 
     name: str  # a record's id field ("user", "item"), and the kind's part of a cache key
-    count: str  # the manifest entry's record count ("users", "items")
-    noun: str  # what the shard's records are, for messages
+    count: str  # the manifest entry's field counting its records ("users", "items")
 
 
-USERS = _Kind("user", "users", "users")
-ITEMS = _Kind("item", "items", "items")
+USERS = _Kind("user", "users")
+ITEMS = _Kind("item", "items")
 
 
 @dataclass(frozen=True)
@@ -491,7 +490,7 @@ class Recommendations:
             ) from None
         if len(records) != shard[kind.count]:
             raise RecommendationsError(
-                f"{self.reader.describe(shard['key'])} holds {len(records)} {kind.noun},"
+                f"{self.reader.describe(shard['key'])} holds {len(records)} {kind.count},"
                 f" not {shard[kind.count]}"
             )
         return records
