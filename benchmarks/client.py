@@ -1,4 +1,5 @@
-"""The app server's reads: warm lookups per second, p50/p99 latency, cold shard loads.
+"""The app server's reads: warm lookups per second, p50/p99 latency, cold shard loads, for users'
+lists (`for_user`) and items' similar items (`similar_to`).
 
     .venv/bin/python benchmarks/client.py              # 50,000 users, 5,000 per shard
 
@@ -7,7 +8,10 @@ on moto), copied to S3 served by moto in server mode on localhost (real HTTP), a
 `recommender.client.Recommendations`:
 - cold: the first lookup in each shard (one GET, checksum, decompress, parse);
 - warm: lookups once every shard is cached, from 1, 4 and 8 threads (90% known users, 10%
-  unknown ones who get the fallback), with the latency of every call.
+  unknown ones who get the fallback), with the latency of every call;
+- the same for similar items: the first lookup in each item shard cold, then warm lookups of
+  every item (90% known items, 10% unknown ones who get an empty answer), in the same process
+  and cache.
 Prints a table, then JSON.
 """
 
@@ -21,6 +25,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +54,7 @@ def publish_run(users: int, items: int, per_shard: int, out: Path) -> None:
         run_input = {
             "users_per_shard": per_shard,
             "max_concurrency": 2,
+            "algorithm": "SVD",  # params apply to one named algorithm, not to "auto"
             "params": {"n_factors": 20, "n_epochs": 5},
         }
         with LocalEngine(url) as engine:
@@ -65,20 +71,21 @@ def upload(folder: Path, s3: S3Client, bucket: str, prefix: str) -> None:
             s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(folder)}", Body=path.read_bytes())
 
 
-def lookups(recs: Recommendations, users: list[str], threads: int, per_thread: int) -> dict[str, float]:
+def lookups(
+    lookup: Callable[[str], object], ids: list[str], threads: int, per_thread: int
+) -> dict[str, float]:
+    """`lookup` (for_user or similar_to) of known ids, and 10% unknown ones, from `threads` threads."""
     latencies: list[list[int]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
     def work(slot: int) -> None:
         rng = random.Random(slot)
         own = latencies[slot]
-        picks = [
-            rng.choice(users) if rng.random() < 0.9 else f"new-{rng.random()}" for _ in range(per_thread)
-        ]
+        picks = [rng.choice(ids) if rng.random() < 0.9 else f"new-{rng.random()}" for _ in range(per_thread)]
         barrier.wait()
-        for user in picks:
+        for some_id in picks:
             started = time.perf_counter_ns()
-            recs.for_user(user)
+            lookup(some_id)
             own.append(time.perf_counter_ns() - started)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
@@ -136,9 +143,20 @@ def main() -> None:
                     started = time.perf_counter()
                     recs.for_user(shard["first_user"])
                     cold.append((time.perf_counter() - started) * 1000)
-            # every user id, from the shards now cached
-            every_user = [u for records in recs._cache.values() for u in records]
-            warm = [lookups(recs, every_user, threads, args.lookups // threads) for threads in (1, 4, 8)]
+            # every user id, from the shards now cached (keys: run, kind, index)
+            every_user = [u for key, records in recs._cache.items() if key[1] == "user" for u in records]
+            warm = [lookups(recs.for_user, every_user, t, args.lookups // t) for t in (1, 4, 8)]
+            item_shards = recs.manifest["similar"]["shards"]
+            cold_similar = []
+            for _ in range(COLD_ROUNDS):
+                for key in [k for k in recs._cache if k[1] == "item"]:
+                    del recs._cache[key]
+                for shard in item_shards:
+                    started = time.perf_counter()
+                    recs.similar_to(shard["first_item"])
+                    cold_similar.append((time.perf_counter() - started) * 1000)
+            every_item = [i for key, records in recs._cache.items() if key[1] == "item" for i in records]
+            warm_similar = [lookups(recs.similar_to, every_item, t, args.lookups // t) for t in (1, 4, 8)]
         finally:
             server.stop()
 
@@ -153,10 +171,37 @@ def main() -> None:
         f"  cold shard load ({len(cold)} loads)    median {statistics.median(cold):6.1f} ms"
         f"   p90 {cold[int(len(cold) * 0.9)]:6.1f} ms   max {cold[-1]:6.1f} ms"
     )
+    print_warm(warm)
+    item_bytes = [s["bytes"] for s in item_shards]
+    cold_similar.sort()
+    print(
+        f"\nsimilar_to: {len(item_shards)} item shards of {statistics.median([s['items'] for s in item_shards]):,.0f}"
+        f" items ({statistics.median(item_bytes) / 1024:.0f} KiB each, gzip), measure"
+        f" {recs.manifest['similar']['measure']}"
+    )
+    print(
+        f"  cold item shard load ({len(cold_similar)} loads)  median {statistics.median(cold_similar):6.1f} ms"
+        f"   max {cold_similar[-1]:6.1f} ms"
+    )
+    print_warm(warm_similar)
+    print(
+        json.dumps(
+            {
+                "open_ms": open_ms,
+                "cold_shard_ms": cold,
+                "warm": warm,
+                "cold_item_shard_ms": cold_similar,
+                "warm_similar": warm_similar,
+            },
+            indent=1,
+        )
+    )
+
+
+def print_warm(rows: list[dict[str, float]]) -> None:
     print(f"  {'threads':>7} {'lookups/s':>12} {'p50 us':>8} {'p99 us':>8}")
-    for row in warm:
+    for row in rows:
         print(f"  {row['threads']:>7} {row['per_second']:12,.0f} {row['p50_us']:8.1f} {row['p99_us']:8.1f}")
-    print(json.dumps({"open_ms": open_ms, "cold_shard_ms": cold, "warm": warm}, indent=1))
 
 
 if __name__ == "__main__":

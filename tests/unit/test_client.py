@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,18 @@ def _rows() -> list[tuple[str, str, str]]:
     return [rows[k] for k in rng.permutation(len(rows)).tolist()]
 
 
-def _publish(root: Path) -> Published:
-    fitted = fit(ratings_from_rows(_rows()), "SVD", {"n_factors": 4, "n_epochs": 10}, (1.0, 5.0))
+def _publish(
+    root: Path,
+    rows: list[tuple[str, str, str]] | None = None,
+    run_id: str = RUN_ID,
+    similar: Callable[[Path, ModelArrays, RunPaths], dict[str, Any]] | None = None,
+) -> Published:
+    """A run published into `root`: users' shards, fallback, manifest, latest.json. `similar`, when
+    given, writes the run's item shards and returns the manifest's `similar` section
+    (test_client_similar.py)."""
+    fitted = fit(ratings_from_rows(rows or _rows()), "SVD", {"n_factors": 4, "n_epochs": 10}, (1.0, 5.0))
     model = model_from_fit(fitted)
-    paths = RunPaths(PREFIX, RUN_ID)
+    paths = RunPaths(PREFIX, run_id)
     shards: list[ManifestShard] = []
     expected: dict[str, tuple[list[str], list[float]]] = {}
     for planned in plan_shards(model, 5):
@@ -84,7 +93,7 @@ def _publish(root: Path) -> Published:
         "scores": [round(s, 6) for s in top.scores.tolist()],
     }
     manifest = build_manifest(
-        run_id=RUN_ID,
+        run_id=run_id,
         config={"top_n": TOP_N, "algorithm": "SVD", "params": {}},
         dataset=ManifestDataset(
             key=relative_key(PREFIX, paths.dataset),
@@ -119,11 +128,12 @@ def _publish(root: Path) -> Published:
             "merge_seconds": 0.1,
         },
         versions=library_versions(),
+        similar=similar(root, model, paths) if similar is not None else None,
     )
     assert list(Draft202012Validator(load_schema("manifest")).iter_errors(manifest)) == []
     manifest_key = relative_key(PREFIX, paths.manifest)
     (root / manifest_key).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    latest = build_latest(RUN_ID, manifest_key, manifest["created_at"], "2026-11-28T06:00:00.000Z")
+    latest = build_latest(run_id, manifest_key, manifest["created_at"], "2026-11-28T06:00:00.000Z")
     (root / latest_key("")).write_text(json.dumps(latest), encoding="utf-8")
     return Published(root, manifest, model, expected)
 

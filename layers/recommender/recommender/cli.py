@@ -1,5 +1,5 @@
 """`recommender`: load ratings into PostgreSQL (load), run the workflow locally (demo, run), read its
-output (recommend), compare algorithms offline (evaluate) and check a deployed stack (smoke)."""
+output (recommend, similar), compare algorithms offline (evaluate) and check a deployed stack (smoke)."""
 
 from __future__ import annotations
 
@@ -371,6 +371,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    """An item's similar items, printed as `recommend` prints a list; an empty answer says why, and
+    exits 0 as a fallback answer does: it is an answer, not an error."""
+    recs = Recommendations.open(args.source)
+    answer = recs.similar_to(args.item_id, n=args.n, exclude=args.exclude)
+    section = recs.manifest.get("similar") or {}
+    which = {
+        "similar": f"similar items by {section.get('measure')}",
+        "no-list": f"no list: fewer ratings than {section.get('min_support')} or no item of positive"
+        " similarity",
+        "unknown-item": "unknown item: the run does not know it",
+        "not-published": "no similar items: the run was published before they were",
+    }[answer.status]
+    print(f"item {answer.item} ({which}, run {answer.run_id})" + (":" if answer.status == "similar" else ""))
+    for rank, (item, score) in enumerate(zip(answer.items, answer.scores), start=1):
+        print(f"  {rank:3d}. {item}  {score:.3f}")
+    return 0
+
+
 def _check_writable(path: Path, option: str) -> None:
     """Refuse an output file that cannot be written before the work that fills it, not after."""
     folder = path.parent
@@ -623,6 +642,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
     )
     rec.set_defaults(handler=cmd_recommend)
+
+    sim = commands.add_parser("similar", help="an item's similar items from published output")
+    sim.add_argument("item_id", help="an item id")
+    sim.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to list")
+    sim.add_argument(
+        "--from",
+        dest="source",
+        default=str(DEFAULT_OUT),
+        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
+    )
+    sim.add_argument(
+        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
+    )
+    sim.set_defaults(handler=cmd_similar)
 
     _add_evaluate_command(commands)
 

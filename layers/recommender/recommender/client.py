@@ -4,11 +4,13 @@
     answer = recs.for_user("42", n=10, exclude={"item-7"})
     answer.items, answer.scores, answer.personal         # personal=False: the fallback list
     recs.for_ratings({"item-3": 5.0, "item-9": 2.0}, n=10) # a user described by ratings (fold-in)
+    recs.similar_to("item-3", n=10).items                  # "more like this"; .status says why
 
 How it stays fast and safe:
 - It finds the shard holding a user by binary search over the manifest's id ranges and reads only
-  that shard. Shards are kept in a bounded LRU cache, keyed by run, after their checksum matched
-  the manifest's: a corrupt or missing object raises `RecommendationsError` for that lookup and is
+  that shard; an item's similar items likewise, over the manifest's `similar.shards`. Both kinds
+  of shard share one bounded LRU cache, keyed by run and kind, after their checksum matched the
+  manifest's: a corrupt or missing object raises `RecommendationsError` for that lookup and is
   never cached.
 - It looks at `latest.json` again at most every `refresh_seconds`, with a conditional request
   (ETag; for a folder, modification time and size), so an unchanged pointer costs one small
@@ -38,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .aws import error_code
 from .errors import RecommendationsError
@@ -164,9 +166,30 @@ class Answer:
         return "personal" if self.personal else "fallback"
 
 
+SimilarStatus = Literal["similar", "no-list", "unknown-item", "not-published"]
+
+
+@dataclass(frozen=True)
+class SimilarItems:
+    """An item's similar items, most similar first, with `scores` their similarity under the run's
+    measure (the manifest's `similar.measure`). `status` is about the published list, before `n`
+    and `exclude` trimmed it, so that an app server can tell an empty answer's causes apart:
+    - "similar": the run published a list for the item;
+    - "no-list": the item is in the run but has no list (fewer ratings than `similar.min_support`,
+      or no item of positive similarity);
+    - "unknown-item": the run does not know the item;
+    - "not-published": the run has no similar items (published before they were)."""
+
+    item: str
+    items: list[str]
+    scores: list[float]
+    status: SimilarStatus
+    run_id: str
+
+
 def check_count(n: object) -> int | None:
     """How many items an answer holds: a whole number >= 1, or None for every item the run
-    published. The one check behind `for_user`, `for_ratings` and the CLI's `-n`: a slice would
+    published. The one check behind `for_user`, `for_ratings`, `similar_to` and the CLI's `-n`: a slice would
     quietly read -1 as "all but the last", and True as 1."""
     if n is None or (type(n) is int and n >= 1):  # the common cases first: this is on every lookup
         return n
@@ -238,18 +261,55 @@ def _utf8(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class _Kind:
+    """A kind of shard object: what its records and the manifest's entries for it call things."""
+
+    name: str  # a record's id field ("user", "item"), and the kind's part of a cache key
+    count: str  # the manifest entry's field counting its records ("users", "items")
+
+
+USERS = _Kind("user", "users")
+ITEMS = _Kind("item", "items")
+
+
+@dataclass(frozen=True)
+class _ShardIndex:
+    """Shards of one kind sorted by the UTF-8 bytes of their first id, for a binary search."""
+
+    kind: _Kind
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    firsts: list[bytes] = field(default_factory=list)
+    lasts: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, kind: _Kind, shards: list[dict[str, Any]]) -> _ShardIndex:
+        first, last = f"first_{kind.name}", f"last_{kind.name}"
+        ordered = sorted(shards, key=lambda s: _utf8(s[first]))
+        return cls(kind, ordered, [_utf8(s[first]) for s in ordered], [_utf8(s[last]) for s in ordered])
+
+    def shard_for(self, some_id: str) -> dict[str, Any] | None:
+        key = _utf8(some_id)
+        position = bisect.bisect_right(self.firsts, key) - 1
+        if position < 0:
+            return None
+        return self.shards[position] if key <= self.lasts[position] else None
+
+
+@dataclass(frozen=True)
 class _Run:
-    """One published run, as its manifest describes it; never changes once built."""
+    """One published run, as its manifest describes it; never changes once built. `similar` is
+    None for a run published before similar items were."""
 
     manifest: dict[str, Any]
     latest_etag: str
-    shards: list[dict[str, Any]] = field(default_factory=list)
-    firsts: list[bytes] = field(default_factory=list)
+    users: _ShardIndex
+    similar: _ShardIndex | None
 
     @classmethod
     def build(cls, manifest: dict[str, Any], latest_etag: str) -> _Run:
-        shards = sorted(manifest["shards"], key=lambda s: _utf8(s["first_user"]))
-        return cls(manifest, latest_etag, shards, [_utf8(s["first_user"]) for s in shards])
+        section = manifest.get("similar")
+        similar = _ShardIndex.build(ITEMS, section["shards"]) if section is not None else None
+        return cls(manifest, latest_etag, _ShardIndex.build(USERS, manifest["shards"]), similar)
 
     @property
     def run_id(self) -> str:
@@ -257,12 +317,10 @@ class _Run:
         return run_id
 
     def shard_for(self, user_id: str) -> dict[str, Any] | None:
-        key = _utf8(user_id)
-        position = bisect.bisect_right(self.firsts, key) - 1
-        if position < 0:
-            return None
-        shard = self.shards[position]
-        return shard if key <= _utf8(shard["last_user"]) else None
+        return self.users.shard_for(user_id)
+
+    def similar_shard_for(self, item_id: str) -> dict[str, Any] | None:
+        return self.similar.shard_for(item_id) if self.similar is not None else None
 
 
 Records = dict[str, tuple[tuple[str, ...], tuple[float, ...]]]
@@ -281,9 +339,10 @@ class Recommendations:
         self.refresh_seconds = refresh_seconds
         self.cached_shards = max(1, cached_shards)
         self.last_refresh_error: str | None = None
-        self._cache: OrderedDict[tuple[str, int], Records] = OrderedDict()
+        # keyed by (run, kind of shard, index): a user shard and an item shard never share a key
+        self._cache: OrderedDict[tuple[str, str, int], Records] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._loading: dict[tuple[str, str, int], threading.Lock] = {}
         self._refresh_lock = threading.Lock()
         self._models: dict[str, tuple[Any, dict[str, Any]]] = {}
         run = self._read_run(None)
@@ -380,8 +439,13 @@ class Recommendations:
         """The manifest entry of the shard whose id range holds the user (no object is read)."""
         return self._run.shard_for(user_id)
 
-    def _records(self, run: _Run, shard: dict[str, Any]) -> Records:
-        key = (run.run_id, int(shard["index"]))
+    def similar_shard_for(self, item_id: str) -> dict[str, Any] | None:
+        """The manifest entry of the item shard whose id range holds the item, None when none
+        does or the run has no similar items (no object is read)."""
+        return self._run.similar_shard_for(item_id)
+
+    def _records(self, run: _Run, shard: dict[str, Any], kind: _Kind = USERS) -> Records:
+        key = (run.run_id, kind.name, int(shard["index"]))
         # The warm path takes no lock: OrderedDict's get and move_to_end are single C calls under
         # the GIL. A lock here would be held across GIL switches and queue every other thread.
         records = self._cache.get(key)
@@ -397,7 +461,7 @@ class Recommendations:
             with self._cache_lock:
                 records = self._cache.get(key)
             if records is None:
-                records = self._load(shard)
+                records = self._load(shard, kind)
                 with self._cache_lock:
                     self._cache[key] = records
                     while len(self._cache) > self.cached_shards:
@@ -406,7 +470,7 @@ class Recommendations:
             self._loading.pop(key, None)
         return records
 
-    def _load(self, shard: dict[str, Any]) -> Records:
+    def _load(self, shard: dict[str, Any], kind: _Kind) -> Records:
         data = _read(self.reader, shard["key"])
         if sha256_hex(data) != shard["sha256"]:
             raise RecommendationsError(
@@ -415,7 +479,8 @@ class Recommendations:
         # tuples of strings and floats: the garbage collector stops tracking them, so a large
         # cache does not make every full collection (and the lookup it interrupts) slow
         try:
-            records = {r["user"]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
+            name = kind.name
+            records = {r[name]: (tuple(r["items"]), tuple(r["scores"])) for r in decode_shard(data)}
         except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as error:
             # the checksum ties the object to the manifest, not to the format: whoever wrote one
             # could write the other
@@ -423,9 +488,10 @@ class Recommendations:
                 f"{self.reader.describe(shard['key'])} is not a shard of gzip JSON Lines records"
                 f" ({type(error).__name__}: {error})"
             ) from None
-        if len(records) != shard["users"]:
+        if len(records) != shard[kind.count]:
             raise RecommendationsError(
-                f"{self.reader.describe(shard['key'])} holds {len(records)} users, not {shard['users']}"
+                f"{self.reader.describe(shard['key'])} holds {len(records)} {kind.count},"
+                f" not {shard[kind.count]}"
             )
         return records
 
@@ -448,6 +514,27 @@ class Recommendations:
             kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
             items, scores = [i for i, _ in kept], [s for _, s in kept]
         return Answer(user_id, items[:n], scores[:n], personal, run.run_id)
+
+    def similar_to(self, item_id: str, n: int | None = None, exclude: Collection[str] = ()) -> SimilarItems:
+        """The item's similar items as the run published them; an empty answer, never an error,
+        for an item without a list, and `status` says which case it is (see SimilarItems).
+        `n`: see `check_count` (None: the whole published list, up to the run's `top_n`);
+        `exclude`: see `check_exclude`."""
+        n = check_count(n)
+        banned = check_exclude(exclude) if exclude else frozenset()
+        run = self._current()
+        if run.similar is None:
+            return SimilarItems(item_id, [], [], "not-published", run.run_id)
+        shard = run.similar.shard_for(item_id)
+        found = self._records(run, shard, ITEMS).get(item_id) if shard is not None else None
+        if found is None:
+            return SimilarItems(item_id, [], [], "unknown-item", run.run_id)
+        items, scores = list(found[0]), list(found[1])
+        status: SimilarStatus = "similar" if items else "no-list"
+        if banned:
+            kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
+            items, scores = [i for i, _ in kept], [s for _, s in kept]
+        return SimilarItems(item_id, items[:n], scores[:n], status, run.run_id)
 
     def for_ratings(
         self, ratings: Mapping[str, float], n: int | None = 10, exclude: Collection[str] = ()
