@@ -171,6 +171,22 @@ def published_objects(s3: Any) -> dict[str, bytes]:
     }
 
 
+def assert_similar_items_round_trip(
+    objects: dict[str, bytes], manifest: dict[str, Any], catalogue: set[str]
+) -> None:
+    """Every item of the table has a line of similar items: never itself, finite, ranked."""
+    similar: dict[str, dict[str, Any]] = {}
+    for shard in manifest["similar"]["shards"]:
+        for record in decode_shard(objects[f"{PREFIX}/{shard['key']}"]):
+            jsonschema.validate(record, load_schema("similar-record"))
+            similar[record["item"]] = record
+    assert set(similar) == catalogue, "an item id did not round-trip, or an item is missing"
+    for item, record in similar.items():
+        assert item not in record["items"] and set(record["items"]) <= catalogue
+        assert all(math.isfinite(s) and s > 0 for s in record["scores"])
+        assert record["scores"] == sorted(record["scores"], reverse=True), "not ranked best first"
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -254,14 +270,5 @@ def test_any_table_either_fails_clearly_or_publishes_finite_ranked_lists(
         if catalogue - items_of[user]:
             assert record["items"], f"user {user!r} has unseen items but an empty list"
     assert all(math.isfinite(s) for s in manifest["fallback"]["scores"])
-    similar: dict[str, dict[str, Any]] = {}
-    for shard in manifest["similar"]["shards"]:
-        for record in decode_shard(objects[f"{PREFIX}/{shard['key']}"]):
-            jsonschema.validate(record, load_schema("similar-record"))
-            similar[record["item"]] = record
-    assert set(similar) == catalogue, "an item id did not round-trip, or an item is missing"
-    for item, record in similar.items():
-        assert item not in record["items"] and set(record["items"]) <= catalogue
-        assert all(math.isfinite(s) and s > 0 for s in record["scores"])
-        assert record["scores"] == sorted(record["scores"], reverse=True), "not ranked best first"
+    assert_similar_items_round_trip(objects, manifest, catalogue)
     RunConfig.from_input(manifest["config"])  # the recorded input is still a valid input
