@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 
+from recommender.cli import similar_quality_line
 from recommender.config import Settings
 from recommender.dataset import Ratings
 from recommender.evaluation import (
@@ -29,6 +30,7 @@ from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.snapshot import ratings_from_rows
 from recommender.training import fit, model_from_fit
+from recommender.validation import problems
 from tests.conftest import mocked_s3
 from tests.publishing import grid_rows, publish
 
@@ -224,8 +226,10 @@ def test_the_published_manifest_carries_them_and_validates() -> None:
     similar = manifest["quality"]["similar_items"]
     assert (similar["k"], similar["min_support"], similar["recent_items"]) == (4, 3, 3)
     assert similar["measure"] == manifest["similar"]["measure"]
-    validator = Draft202012Validator(load_schema("manifest"))
+    schema = load_schema("manifest")
+    validator = Draft202012Validator(schema)
     assert [error.message for error in validator.iter_errors(manifest)] == []
+    assert problems(manifest, schema, closed=True) == []  # the client's own check agrees
     for path, value in [(("similar_items", "extra"), 1), (("similar_items", "model", "auc"), 0.5)]:
         broken = copy.deepcopy(manifest)
         target = broken["quality"]
@@ -233,6 +237,28 @@ def test_the_published_manifest_carries_them_and_validates() -> None:
             target = target[step]
         target[path[-1]] = value
         assert list(validator.iter_errors(broken)), path
+        assert problems(broken, schema, closed=True), path
     broken = copy.deepcopy(manifest)
     del broken["quality"]["similar_items"]["popularity"]
     assert list(validator.iter_errors(broken))
+
+
+def test_the_run_summary_prints_them_beside_popularity() -> None:
+    similar = {
+        "k": 10,
+        "recent_items": 3,
+        "min_support": 5,
+        "measure": "ease-weights",
+        "users": 200,
+        "with_list": 0.75,
+        "model": {"hit_rate": 0.4321, "ndcg": 0.1234},
+        "popularity": {"hit_rate": 0.25, "ndcg": 0.0875},
+    }
+    line = similar_quality_line({"quality": {"similar_items": similar}})
+    assert line is not None
+    assert "3 latest items (ease-weights)" in line
+    assert "hit rate@10 0.432 (popularity 0.250), NDCG@10 0.123 (popularity 0.087)" in line
+    assert line.endswith(", 75% of users with a list")
+    # not measured, or published before the figures existed: no line
+    assert similar_quality_line({"quality": None}) is None
+    assert similar_quality_line({"quality": {"k": 10}}) is None
