@@ -29,6 +29,13 @@ implicit=False, X holds ratings and G = X^T X grows with their squares, so that 
 by the mean squared rating of the validation's training ratings (about 13 on MovieLens). Surprise's algorithms run with their defaults (`random_state=0`),
 KNNBaseline item-based with pearson_baseline similarities (Surprise's recommendation for it).
 
+The similar items ("more like this") are measured in the same `evaluate` call, on the model
+fitted on the training part: for each test user, the published similar items (each item's top 10,
+min_support 5, the product's default) of their 3 most recent training items, merged, seen items
+dropped, the first 10 (`evaluation.similar_items_metrics`). A second table gives their hit rate and
+NDCG@10 per algorithm, with the measure each model's lists use and the share of test users who got
+a list, beside the popularity list's.
+
 RMSE is shown where it means something: EASE's estimates are ranking scores, not ratings (see
 recommender/algorithms/ease.py), so its RMSE is left out. "fit s" is `training.fit`'s time.
 Prints the table in the README's format ("Choosing an algorithm": best NDCG@10 first, in bold),
@@ -195,6 +202,29 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def similar_table(rows: list[dict[str, Any]]) -> str:
+    """The similar items' figures per algorithm, best NDCG@K first, and the popularity list's."""
+    lines = [
+        f"| algorithm | measure | hit rate@{K} | NDCG@{K} | users with a list |",
+        "|" + "---|" * 5,
+    ]
+    measured = [row for row in rows if row.get("similar") is not None]
+    for row in sorted(measured, key=lambda row: -row["similar"]["model"]["ndcg"]):
+        s = row["similar"]
+        name, detail = label_of(row["label"], row.get("algorithm"), row["params"], row.get("chosen"))
+        lines.append(
+            f"| {name}{detail} | {s['measure']} | {cell(s['model']['hit_rate'], 3)}"
+            f" | {cell(s['model']['ndcg'])} | {s['with_list']:.1%} |"
+        )
+    if measured:
+        popular = measured[0]["similar"]["popularity"]
+        lines.append(
+            f"| popularity (most-rated unseen) | — | {cell(popular['hit_rate'], 3)}"
+            f" | {cell(popular['ndcg'])} | — |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,10 +271,11 @@ def main() -> int:
         else:
             report = evaluation.evaluate(ratings, name, params, scale, k=K, fraction=FRACTION, seed=SEED)
         popularity, split = report["popularity"], report["split"]
-        model = report["model"]
+        model, similar = report["model"], report["similar_items"]
         print(
             f"  {label}: ndcg@{K}={model[f'ndcg@{K}']:.4f} fit {model['seconds']:.1f} s,"
-            f" {time.perf_counter() - started:.0f} s in all",
+            f" similar items ({similar['measure']}) hit rate {similar['model']['hit_rate']:.3f}"
+            f" ndcg {similar['model']['ndcg']:.4f}, {time.perf_counter() - started:.0f} s in all",
             flush=True,
         )
         rows.append(
@@ -254,6 +285,7 @@ def main() -> int:
                 "chosen": chosen,
                 "params": report["params"],
                 "metrics": model,
+                "similar": similar,
             }
         )
     if popularity is not None:
@@ -261,6 +293,8 @@ def main() -> int:
 
     print()
     print(table(rows))
+    print(f"\nSimilar items of each test user's 3 latest training items, top {K}:\n")
+    print(similar_table(rows))
     if auto is not None:
         measured = ", ".join(
             f"{c['algorithm']} {cell(c.get('ndcg'))}"

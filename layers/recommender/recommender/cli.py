@@ -220,6 +220,21 @@ def quality_line(manifest: dict[str, Any]) -> str | None:
     )
 
 
+def similar_quality_line(manifest: dict[str, Any]) -> str | None:
+    """The holdout's figures for the similar items, beside the popularity list's; None when the
+    run was not measured or its manifest predates them."""
+    similar = (manifest.get("quality") or {}).get("similar_items")
+    if not similar:
+        return None
+    k, model_q, popular = similar["k"], similar["model"], similar["popularity"]
+    return (
+        f"  similar items of each user's {similar['recent_items']} latest items ({similar['measure']}):"
+        f" hit rate@{k} {model_q['hit_rate']:.3f} (popularity {popular['hit_rate']:.3f}),"
+        f" NDCG@{k} {model_q['ndcg']:.3f} (popularity {popular['ndcg']:.3f}),"
+        f" {similar['with_list']:.0%} of users with a list"
+    )
+
+
 def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall: float) -> None:
     """This run's figures (its own manifest), then lists as an app server reads them (latest.json)."""
     manifest = json.loads((out / "runs" / run_id / "manifest.json").read_text())
@@ -253,9 +268,9 @@ def print_summary(out: Path, run_id: str, state_seconds: dict[str, float], wall:
             f"  algorithm auto chose {choice['chosen']} (NDCG@{manifest['top_n']} on the holdout):"
             f" {_candidates(choice)}"
         )
-    line = quality_line(manifest)
-    if line is not None:
-        print(line)
+    for line in (quality_line(manifest), similar_quality_line(manifest)):
+        if line is not None:
+            print(line)
     for line in floor_lines(manifest):
         print(line)
     if not (out / "latest.json").is_file():

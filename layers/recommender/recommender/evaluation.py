@@ -32,6 +32,13 @@ rating. For one user with relevant set R and top-k list L:
 Each is averaged over the test users. coverage@k is global: the distinct items recommended to the
 test users, over the items of the model (the training items).
 
+**Similar items** (`similar_items_metrics`, the report's "similar_items"): how useful the
+published "more like this" lists are, asked as the same question on the same split: for each test
+user, the similar items of their `RECENT_ITEMS` most recent training items, merged, seen items
+dropped, the first k; hit_rate@k and ndcg@k of that list against the held-out items, beside the
+popularity list's, and the share of test users whose list is not empty (a user whose recent items
+all lack a list, being below min_support, gets none and counts as a miss).
+
 numpy and Surprise only: no pandas.
 """
 
@@ -46,15 +53,20 @@ from typing import Any
 import numpy as np
 from surprise import accuracy
 
+from .config import DEFAULT_SIMILAR_MIN_SUPPORT
 from .errors import DatasetError
 from .model import ModelArrays
 from .ratings import Ratings
 from .scoring import fallback, kernel_for, recommend
+from .similarity import CO_OCCURRENCE, ItemSimilarity, Raters, measure_of
 from .training import effective_params, fit, model_from_fit, rating_scale_of
 
 METHOD_LATEST = "latest-by-timestamp"
 METHOD_RANDOM = "random"
 METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
+#: training items per test user whose similar items make that user's "more like this" list: the
+#: few an item page would show lists for (the item on screen and the last ones viewed)
+RECENT_ITEMS = 3
 
 
 #: above this many ratings, `evaluation_split` keeps a sample of users holding at most this many, so
@@ -358,6 +370,117 @@ def popularity_top_n_metrics(train: Ratings, test: Ratings, k: int = 10) -> dict
     return ranking_metrics(((top(u), items) for u, items in relevant.items()), k, len(train.item_ids))
 
 
+# --- similar items ------------------------------------------------------------------------------
+
+
+def recent_items(train: Ratings, m: int = RECENT_ITEMS) -> dict[str, list[str]]:
+    """Each training user's m most recent distinct items (raw ids), the most recent first.
+
+    With timestamps: by timestamp, a missing one counting as oldest and equal ones ordered as the
+    rows are (a later row being later), as `holdout_split` orders them. Without: the latest rows
+    of the snapshot order, which is all the order the data has. An item rated twice counts once,
+    at its latest rating."""
+    users = train.users.astype(np.int64)
+    rows = np.arange(train.n_ratings)
+    if train.timestamps is not None:
+        when = np.where(np.isnan(train.timestamps), -np.inf, train.timestamps)
+    else:
+        when = np.zeros(train.n_ratings)
+    newest = np.lexsort((rows, when, users))[::-1]  # per user, newest first
+    pairs = users[newest] * len(train.item_ids) + train.items[newest]
+    _, first = np.unique(pairs, return_index=True)
+    kept = newest[np.sort(first)]  # every (user, item) once, at its newest rating
+    kept_users = users[kept]
+    starts = np.flatnonzero(np.concatenate(([True], kept_users[1:] != kept_users[:-1])))
+    rank = np.arange(len(kept)) - np.repeat(starts, np.diff(np.append(starts, len(kept))))
+    recent: dict[str, list[str]] = {}
+    for u, i in zip(kept_users[rank < m].tolist(), train.items[kept[rank < m]].tolist()):
+        recent.setdefault(train.user_ids[u], []).append(train.item_ids[i])
+    return recent
+
+
+def similar_item_lists(
+    model: ModelArrays,
+    train: Ratings,
+    users: Sequence[str],
+    k: int,
+    min_support: int = DEFAULT_SIMILAR_MIN_SUPPORT,
+    m: int = RECENT_ITEMS,
+) -> dict[str, list[str]]:
+    """Each user's "more like this" list (raw ids): the published similar items (each item's top
+    k, `similarity.ItemSimilarity`) of their m most recent training items (`recent_items`),
+    merged, an item scoring its best similarity to any of them; items the user rated in training
+    dropped; the first k by score, equal scores by the model's tie rule (`ModelArrays.tie_rank`).
+    Built from the lists a run publishes, as an app server would merge them, so a user with many
+    ratings may get fewer than k. Empty for a user unknown to the model or whose recent items
+    have no list (below min_support)."""
+    _check_k(k)
+    item_index = model.item_index()
+    user_index = {raw: inner for inner, raw in enumerate(model.user_ids)}
+    recent = recent_items(train, m)
+    wanted = {u: [item_index[i] for i in recent.get(u, []) if i in item_index] for u in users}
+    needed = np.unique(np.asarray([i for items in wanted.values() for i in items], dtype=np.int64))
+    raters = None
+    if measure_of(model) == CO_OCCURRENCE:
+        raters = Raters.from_seen(model.seen_indptr, model.seen_indices, model.n_items)
+    similarity = ItemSimilarity(model, min_support, raters)
+    neighbours: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    step = similarity.block_rows()
+    for start in range(0, len(needed), step):
+        block = needed[start : start + step]
+        picked, values = similarity.top(block, k)
+        finite = np.isfinite(values)
+        for row, item in enumerate(block.tolist()):
+            neighbours[item] = (picked[row][finite[row]], values[row][finite[row]])
+    tie_rank = model.tie_rank()
+    lists: dict[str, list[str]] = {}
+    for user in users:
+        parts = [neighbours[i] for i in wanted[user]]
+        inner = user_index.get(user)
+        if inner is None or not parts:
+            lists[user] = []
+            continue
+        items = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        best = np.lexsort((-scores, items))  # per item, its best similarity first
+        items, scores = items[best], scores[best]
+        first = np.concatenate(([True], items[1:] != items[:-1]))
+        keep = first & ~np.isin(items, model.seen(inner))
+        items, scores = items[keep], scores[keep]
+        order = np.lexsort((tie_rank[items], -scores))[:k]
+        lists[user] = [model.item_ids[i] for i in items[order].tolist()]
+    return lists
+
+
+def similar_items_metrics(
+    model: ModelArrays,
+    train: Ratings,
+    test: Ratings,
+    k: int,
+    popularity: dict[str, float],
+    min_support: int = DEFAULT_SIMILAR_MIN_SUPPORT,
+) -> dict[str, Any]:
+    """The report's "similar_items": hit rate and nDCG at k of every test user's
+    `similar_item_lists` list against their held-out items, averaged over all the test users (an
+    empty list scores 0), beside the same figures of the popularity list (`popularity`:
+    `popularity_top_n_metrics` of the same split and k); `with_list` is the share of test users
+    whose list is not empty."""
+    relevant = relevant_items(test)
+    lists = similar_item_lists(model, train, list(relevant), k, min_support)
+    figures = ranking_metrics(((lists[u], items) for u, items in relevant.items()), k, model.n_items)
+    users = len(relevant)
+    return {
+        "k": int(k),
+        "recent_items": RECENT_ITEMS,
+        "min_support": int(min_support),
+        "measure": measure_of(model),
+        "users": users,
+        "with_list": sum(1 for items in lists.values() if items) / users if users else 0.0,
+        "model": {"hit_rate": figures[f"hit_rate@{k}"], "ndcg": figures[f"ndcg@{k}"]},
+        "popularity": {"hit_rate": popularity[f"hit_rate@{k}"], "ndcg": popularity[f"ndcg@{k}"]},
+    }
+
+
 # --- the hold-out protocol, end to end -----------------------------------------------------------
 
 
@@ -386,12 +509,24 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Fit on `split.train` with `training.fit`; RMSE, MAE and the top-k metrics on `split.test`.
     `seconds` is the fit time."""
+    return fit_and_score(split, algorithm, params, rating_scale, k)[0]
+
+
+def fit_and_score(
+    split: Split,
+    algorithm: str,
+    params: dict[str, Any],
+    rating_scale: tuple[float, float],
+    k: int = 10,
+) -> tuple[dict[str, Any], ModelArrays]:
+    """`evaluate_split`'s figures and the model they were measured on, for the figures that need
+    it too (the similar items)."""
     fitted = fit(split.train, algorithm, params, rating_scale)
     model = model_from_fit(fitted)
     result: dict[str, Any] = rating_metrics(fitted.algorithm, split.test)
     result.update(top_n_metrics(model, split.test, k, fitted.algorithm))
     result["seconds"] = float(fitted.seconds)
-    return result
+    return result, model
 
 
 def evaluate(
@@ -404,11 +539,13 @@ def evaluate(
     seed: int = 0,
     split: Split | None = None,
     max_ratings: int | None = EVALUATION_MAX_RATINGS,
+    similar_min_support: int = DEFAULT_SIMILAR_MIN_SUPPORT,
 ) -> dict[str, Any]:
     """Hold-out split, fit on train, score the test: a JSON-serialisable report. `split`, when
     given, is `evaluation_split(ratings, fraction, seed, max_ratings)` (or `holdout_split`)
     already computed by the caller. Above `max_ratings` ratings, a sample of users is split
-    (see the module docstring); None: never.
+    (see the module docstring); None: never. `similar_min_support` is the run's
+    `similar_min_support`, so that the similar items measured are those the run publishes.
 
     {"split": {train_ratings, test_ratings, test_users, method, fraction, seed
                [, sample_max_ratings when sampled]},
@@ -417,12 +554,17 @@ def evaluate(
                 data), max_ratings, seed, rule},
      "model": {rmse, mae, precision@k, recall@k, ndcg@k, map@k, hit_rate@k, coverage@k, seconds},
      "popularity": {precision@k, ..., coverage@k},
+     "similar_items": {k, recent_items, min_support, measure, users, with_list,
+                       "model": {hit_rate, ndcg}, "popularity": {hit_rate, ndcg}}
+                      (`similar_items_metrics`, on the model fitted on the training part),
      "algorithm", "params" (as fitted, defaults included), "rating_scale", "k"}
     The rating scale is the configured one, else the range of all the ratings (train and test).
     """
     _check_k(k)
     scale = rating_scale_of(ratings, rating_scale)
     split = _nonempty(split or evaluation_split(ratings, fraction, seed, max_ratings))
+    measured, model = fit_and_score(split, algorithm, params, scale, k)
+    popularity = popularity_top_n_metrics(split.train, split.test, k)
     return {
         "algorithm": algorithm,
         "params": effective_params(algorithm, params),
@@ -430,6 +572,9 @@ def evaluate(
         "k": int(k),
         "split": split_summary(split, fraction, seed),
         "sample": sample_summary(split, ratings),
-        "model": evaluate_split(split, algorithm, params, scale, k),
-        "popularity": popularity_top_n_metrics(split.train, split.test, k),
+        "model": measured,
+        "popularity": popularity,
+        "similar_items": similar_items_metrics(
+            model, split.train, split.test, k, popularity, similar_min_support
+        ),
     }

@@ -67,7 +67,15 @@ def fit_and_write(
     if split is not None and split.test.n_ratings > 0:
 
         def measure(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
-            return evaluate(ratings, algorithm, params, config.rating_scale, k=config.top_n, split=split)
+            return evaluate(
+                ratings,
+                algorithm,
+                params,
+                config.rating_scale,
+                k=config.top_n,
+                split=split,
+                similar_min_support=config.similar_min_support,
+            )
 
     choice = None
     if config.algorithm == AUTO:
