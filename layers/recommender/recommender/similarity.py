@@ -106,7 +106,9 @@ def top_similar_by_factors(
     open are ranked from float64 cosines in full."""
     k = min(n, len(unit))
     scores = unit32[items] @ unit32.T
-    scores[:, support < min_support] = -np.inf
+    thin = np.flatnonzero(support < min_support)
+    if thin.size:  # a pass over the block only when some item is below the minimum support
+        scores[:, thin] = -np.inf
     scores[np.arange(len(items)), items] = -np.inf
     scores[support[items] < min_support] = -np.inf
     error = (unit.shape[1] + 2) * 2.0**-24
@@ -227,7 +229,11 @@ class ItemSimilarity:
             self.unit32 = self.unit.astype(np.float32)
 
     def block_rows(self) -> int:
-        return rows_within(SCORE_BLOCK_BYTES, 8 * BLOCK_MATRICES, self.model.n_items)
+        """Items per block within SCORE_BLOCK_BYTES: factor cosines hold one float32 matrix and its
+        float32 temporary (the bound reads it in place), the other measures BLOCK_MATRICES float64
+        ones. Bigger blocks keep the product's matrix multiply efficient."""
+        per_cell = 2 * 4 if self.measure == FACTOR_COSINE else 8 * BLOCK_MATRICES
+        return rows_within(SCORE_BLOCK_BYTES, per_cell, self.model.n_items)
 
     def limit(self, n: int) -> int:
         """k-NN keeps an item's k nearest: no more neighbours than its own k."""
