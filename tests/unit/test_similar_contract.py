@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from recommender.dataset import Ratings
+from recommender.errors import ModelIntegrityError
 from recommender.model import ModelArrays
 from recommender.sample_data import SyntheticSpec, synthetic_ratings
 from recommender.similarity import (
@@ -161,3 +162,11 @@ def test_co_occurrence_counts_a_repeated_rating_once() -> None:
     assert raters.item_users.tolist() == [0, 0, 1]
     again = Raters.from_bytes(raters.to_bytes(), 2)
     assert again.item_users.tolist() == raters.item_users.tolist()
+
+
+def test_raters_naming_an_item_outside_the_model_are_refused() -> None:
+    """A raters.npz from another run (more items) would index past the model's catalogue."""
+    data = Raters.from_seen(np.array([0, 2]), np.array([0, 5]), 6).to_bytes()
+    assert Raters.from_bytes(data, 6).item_indptr[-1] == 2
+    with pytest.raises(ModelIntegrityError, match="outside the model's 5"):
+        Raters.from_bytes(data, 5)
