@@ -592,6 +592,19 @@ def _writable(url: str) -> Any:
     return connect(url, "recommender-load", readonly=False)
 
 
+def _add_reading_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--from` and `-n`, the same for every command that reads published output."""
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=str(DEFAULT_OUT),
+        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
+    )
+
+
 def _count(text: str) -> int | None:
     """`-n` as the client checks it (`client.check_count`), refused by argparse with its reason."""
     try:
@@ -647,29 +660,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="recommend for these ratings instead, folded into the published model",
     )
     rec.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to recommend")
-    rec.add_argument(
-        "--from",
-        dest="source",
-        default=str(DEFAULT_OUT),
-        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
-    )
-    rec.add_argument(
-        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
-    )
+    _add_reading_arguments(rec)
     rec.set_defaults(handler=cmd_recommend)
 
     sim = commands.add_parser("similar", help="an item's similar items from published output")
     sim.add_argument("item_id", help="an item id")
     sim.add_argument("--exclude", nargs="+", default=[], metavar="ITEM", help="items never to list")
-    sim.add_argument(
-        "--from",
-        dest="source",
-        default=str(DEFAULT_OUT),
-        help=f"output folder or s3://bucket/prefix (default {DEFAULT_OUT})",
-    )
-    sim.add_argument(
-        "-n", type=_count, default=None, help="how many items, 1 or more (default: all published)"
-    )
+    _add_reading_arguments(sim)
     sim.set_defaults(handler=cmd_similar)
 
     _add_evaluate_command(commands)
