@@ -190,7 +190,7 @@ def test_a_shard_object_is_checked_against_its_record_and_its_shard() -> None:
     shard = Shard(index=4, start=0, end=2, users=2, first_user="a", last_user="b")
     recorded = object_metadata(data, count, 1.25)
     checked = check_shard_object(data, recorded, shard, "k")
-    assert (checked.bytes, checked.users, checked.empty_lists, checked.seconds) == (len(data), 2, 1, 1.25)
+    assert (checked.bytes, checked.records, checked.empty_lists, checked.seconds) == (len(data), 2, 1, 1.25)
     assert check_shard_object(data, {**recorded, "seconds": "nan"}, shard, "k").seconds == 0.0
     with pytest.raises(ShardError, match="shard 4: k does not match its recorded checksum"):
         check_shard_object(data[:-1], recorded, shard, "k")

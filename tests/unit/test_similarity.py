@@ -67,7 +67,7 @@ def test_top_similar_leaves_out_itself_and_thin_items_and_breaks_ties_by_the_rul
     block = np.arange(N_ITEMS)
     similarity = co_occurrence_cosine(item_indptr, item_users, user_indptr, user_items, block, N_ITEMS)
     similarity = np.round(similarity, 1)  # many ties
-    picked, values = top_similar(similarity, block, 8, tie_rank, support, min_support)
+    picked, values = top_similar(similarity.copy(), block, 8, tie_rank, support, min_support)
     for i in range(N_ITEMS):
         finite = np.isfinite(values[i])
         got = picked[i][finite].tolist()

@@ -37,7 +37,7 @@ import time
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -211,6 +211,17 @@ def check_exclude(exclude: Collection[str]) -> frozenset[str]:
         if not isinstance(item, str):
             raise TypeError(f"exclude must be a collection of item ids (strings); it holds {item!r}")
     return banned
+
+
+def _trimmed(
+    found: tuple[Sequence[str], Sequence[float]], banned: frozenset[str], n: int | None
+) -> tuple[list[str], list[float]]:
+    """A published list without the banned items, cut to n (None: all of it)."""
+    items, scores = list(found[0]), list(found[1])
+    if banned:
+        kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
+        items, scores = [i for i, _ in kept], [s for _, s in kept]
+    return items[:n], scores[:n]
 
 
 def _read(reader: ObjectReader, key: str) -> bytes:
@@ -509,11 +520,8 @@ class Recommendations:
         if found is None:
             fallback = run.manifest["fallback"]
             found = (fallback["items"], fallback["scores"])
-        items, scores = list(found[0]), list(found[1])
-        if banned:
-            kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
-            items, scores = [i for i, _ in kept], [s for _, s in kept]
-        return Answer(user_id, items[:n], scores[:n], personal, run.run_id)
+        items, scores = _trimmed(found, banned, n)
+        return Answer(user_id, items, scores, personal, run.run_id)
 
     def similar_to(self, item_id: str, n: int | None = None, exclude: Collection[str] = ()) -> SimilarItems:
         """The item's similar items as the run published them; an empty answer, never an error,
@@ -529,12 +537,9 @@ class Recommendations:
         found = self._records(run, shard, ITEMS).get(item_id) if shard is not None else None
         if found is None:
             return SimilarItems(item_id, [], [], "unknown-item", run.run_id)
-        items, scores = list(found[0]), list(found[1])
-        status: SimilarStatus = "similar" if items else "no-list"
-        if banned:
-            kept = [(i, s) for i, s in zip(items, scores) if i not in banned]
-            items, scores = [i for i, _ in kept], [s for _, s in kept]
-        return SimilarItems(item_id, items[:n], scores[:n], status, run.run_id)
+        status: SimilarStatus = "similar" if found[0] else "no-list"
+        items, scores = _trimmed(found, banned, n)
+        return SimilarItems(item_id, items, scores, status, run.run_id)
 
     def for_ratings(
         self, ratings: Mapping[str, float], n: int | None = 10, exclude: Collection[str] = ()

@@ -424,15 +424,8 @@ def similar_item_lists(
     if measure_of(model) == CO_OCCURRENCE:
         raters = Raters.from_seen(model.seen_indptr, model.seen_indices, model.n_items)
     similarity = ItemSimilarity(model, min_support, raters)
-    neighbours: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    step = similarity.block_rows()
-    for start in range(0, len(needed), step):
-        block = needed[start : start + step]
-        picked, values = similarity.top(block, k)
-        finite = np.isfinite(values)
-        for row, item in enumerate(block.tolist()):
-            neighbours[item] = (picked[row][finite[row]], values[row][finite[row]])
-    tie_rank = model.tie_rank()
+    neighbours = {item: (top, values) for item, top, values in similarity.lists(needed, k)}
+    tie_rank = similarity.tie_rank
     lists: dict[str, list[str]] = {}
     for user in users:
         parts = [neighbours[i] for i in wanted[user]]

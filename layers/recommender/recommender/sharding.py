@@ -212,7 +212,7 @@ class CheckedShardObject:
 
     bytes: int
     sha256: str
-    users: int
+    records: int  # lines: users, or items for similar items
     empty_lists: int
     seconds: float  # the predictor's, as it recorded it
 

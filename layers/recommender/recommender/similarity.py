@@ -59,7 +59,8 @@ def co_occurrence_cosine(
     common = sparse_rows_product(rows, users, np.ones(len(users)), len(items), arrays, n_items)
     counts = np.diff(item_users_indptr).astype(np.float64)
     scale = np.sqrt(np.outer(counts[items], counts))
-    cosine: np.ndarray = np.divide(common, scale, out=np.zeros_like(common), where=scale > 0)
+    # an item without raters has no users in common with any: its row and column are 0 already
+    cosine: np.ndarray = np.divide(common, scale, out=common, where=scale > 0)
     return cosine
 
 
@@ -73,8 +74,9 @@ def top_similar(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's top-n others of a block of similarities (rows: `items`): (indices, values),
     -inf padded. The item itself and items with fewer than `min_support` ratings are left out;
-    an item below `min_support` gets an empty list."""
-    scores = np.array(similarity, dtype=np.float64)
+    an item below `min_support` gets an empty list. The block is masked in place (a float64 block
+    is not copied): pass one made for the call."""
+    scores = np.asarray(similarity, dtype=np.float64)
     scores[:, support < min_support] = -np.inf
     scores[np.arange(len(items)), items] = -np.inf
     scores[support[items] < min_support] = -np.inf
@@ -241,17 +243,15 @@ class ItemSimilarity:
             return min(n, int(self.model.arrays["k"]))
         return n
 
-    def similarities(self, items: np.ndarray) -> np.ndarray:
-        """Exact similarities of `items` with every item: (len(items), n_items), float64, for the
-        measures held densely (ItemKNN's sparse neighbours are ranked where they are: `neighbours`)."""
+    def dense_similarities(self, items: np.ndarray) -> np.ndarray:
+        """Exact similarities of `items` with every item, a new (len(items), n_items) float64 block,
+        for the measures ranked from dense rows: EASE, k-NN and co-occurrence (factor cosines go
+        by `top_similar_by_factors`, ItemKNN's sparse neighbours by `neighbours`)."""
         arrays, n_items = self.model.arrays, self.model.n_items
-        if self.measure == FACTOR_COSINE:
-            block: np.ndarray = self.unit[items] @ self.unit.T
-            return block
         if self.measure == EASE_WEIGHTS:
-            return np.array(arrays["weights"][items], dtype=np.float64)
+            return np.asarray(arrays["weights"][items], dtype=np.float64)  # indexing copies
         if self.measure == KNN_SIMILARITY:
-            return np.array(arrays["sim"][items], dtype=np.float64)
+            return np.asarray(arrays["sim"][items], dtype=np.float64)
         raters = self.raters
         assert raters is not None
         return co_occurrence_cosine(
@@ -270,7 +270,7 @@ class ItemSimilarity:
             picked, values = self.neighbours(items, k)
         else:
             picked, values = top_similar(
-                self.similarities(items), items, k, self.tie_rank, self.support, self.min_support
+                self.dense_similarities(items), items, k, self.tie_rank, self.support, self.min_support
             )
         values[~(values > 0)] = -np.inf  # only a positive similarity makes a neighbour; NaN none
         return picked, values

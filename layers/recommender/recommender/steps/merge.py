@@ -79,7 +79,7 @@ def verify_shards(
         ManifestShard(
             index=shard["index"],
             key=relative_key(settings.prefix, paths.shard_object(shard["index"])),
-            users=found.users,
+            users=found.records,
             first_user=shard["first_user"],
             last_user=shard["last_user"],
             bytes=found.bytes,
@@ -104,7 +104,7 @@ def verify_similar(
         {
             "index": shard["index"],
             "key": relative_key(settings.prefix, paths.similar_object(shard["index"])),
-            "items": found.users,
+            "items": found.records,
             "first_item": shard["similar"]["first_item"],
             "last_item": shard["similar"]["last_item"],
             "bytes": found.bytes,
