@@ -103,3 +103,43 @@ def test_the_float32_path_ranks_exactly_like_float64_cosines(structure: str) -> 
     got, values = top_similar_by_factors(unit, unit.astype(np.float32), items, 10, tie_rank, support, 2)
     assert np.array_equal(np.isfinite(values), np.isfinite(want_values))
     assert np.array_equal(np.where(np.isfinite(values), got, -1), np.where(np.isfinite(values), want, -1))
+
+
+def test_collapsed_factors_rank_by_the_tie_rule_and_zero_factors_have_no_neighbours() -> None:
+    """A degenerate factor model: every item points the same way (every cosine is 1, as a model
+    that learnt nothing but popularity may) except a third with all-zero factors (NMF's dead
+    items). The lists are then the tie rule alone, and a direction-less item is similar to
+    nothing: no list, and in none, rather than ties at 0."""
+    from recommender.model import ModelArrays
+    from recommender.similarity import ItemSimilarity
+
+    n_items = 3_000  # enough groups for the selection's bound to be in use
+    support = np.random.default_rng(4).integers(1, 40, n_items)
+    q = np.full((n_items, 16), 0.3)
+    q[::3] = 0.0
+    model = ModelArrays(
+        kind="SVD",
+        user_ids=[],
+        item_ids=[f"i{k}" for k in range(n_items)],
+        seen_indptr=np.zeros(1, dtype=np.int64),
+        seen_indices=np.zeros(0, dtype=np.int64),
+        item_counts=support,
+        global_mean=3.0,
+        rating_scale=(1.0, 5.0),
+        unknown_user_scores=np.zeros(n_items),
+        user_order=np.zeros(0, dtype=np.int64),
+        arrays={"qi": q},
+        users_in_parts=True,
+    )
+    lists = {
+        item: (top.tolist(), values)
+        for item, top, values in ItemSimilarity(model, 5).lists(np.arange(n_items), 10)
+    }
+    tie_rank = model.tie_rank()
+    eligible = sorted((j for j in range(n_items) if j % 3 and support[j] >= 5), key=lambda j: tie_rank[j])
+    for item, (got, values) in lists.items():
+        if item % 3 == 0 or support[item] < 5:
+            assert got == []
+            continue
+        assert got == [j for j in eligible if j != item][:10]
+        np.testing.assert_allclose(values, 1.0, rtol=1e-12)
